@@ -1,0 +1,36 @@
+# foundation_jets: two commands for a physicist (`make demo`, `make test`), plus docs and benchmarks.
+# Every target sets itself up first: a .venv with the pinned CPU torch (only if torch is missing)
+# and the package installed editable with its extras. Setup is idempotent and quick when done.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fj-installed
+
+.PHONY: setup demo test docs bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	@$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c "import torch, foundation_jets, nbdev, papermill" || { echo "setup failed: see pip output above"; exit 1; }
+	@$(PY) -m ipykernel install --sys-prefix --name python3 --display-name python3 >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/fj demo --out runs/demo
+
+test: setup
+	@bash tools/run_tests.sh
+
+docs: setup
+	$(PY) tools/build_docs.py
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf _docs _proc runs .pytest_cache
