@@ -9,7 +9,7 @@ Cell markers:
 - `# %% [markdown]`               a markdown cell; each line loses its leading `# `
 - `# %% tags=["parameters"]`      a code cell with tags (papermill)
 """
-import json, re, sys
+import json, re, sys, uuid
 from pathlib import Path
 
 _MARK = re.compile(r'^# %%(?P<md>\s*\[markdown\])?(?:\s*tags=(?P<tags>\[.*\]))?\s*$')
@@ -21,7 +21,7 @@ def _cell(kind, lines, tags):
     src = [l + '\n' for l in lines]
     if src: src[-1] = src[-1][:-1]
     meta = {'tags': tags} if tags else {}
-    c = {'cell_type': kind, 'metadata': meta, 'source': src}
+    c = {'cell_type': kind, 'id': uuid.uuid4().hex[:8], 'metadata': meta, 'source': src}
     if kind == 'code': c.update(execution_count=None, outputs=[])
     return c
 
