@@ -1,0 +1,383 @@
+"""foundation_jets.data.download against a real HTTP server on 127.0.0.1.
+
+The server (http.server in a thread, ephemeral port) supports Range requests and can misbehave on
+purpose: drop the connection mid-file, ignore Range, redirect, answer with a Google Drive
+confirmation page, or 404. It logs every request and shuts itself down after 30 s at most."""
+import hashlib, http.server, io, os, re, tarfile, threading, urllib.parse, warnings, zipfile
+from pathlib import Path
+
+import pytest
+
+from foundation_jets.core import ConfigError
+from foundation_jets.data import download as dl
+from foundation_jets.data.download import (ChecksumError, Dataset, DownloadError, RemoteFile, UnsafeArchiveError,
+                                           cli_main, download, download_url, get_dataset, list_datasets,
+                                           register_dataset, safe_extract)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# ---------------------------------------------------------------- the server
+class Handler(http.server.BaseHTTPRequestHandler):
+    timeout = 5
+    protocol_version = 'HTTP/1.1'
+
+    def log_message(self, *a): pass
+
+    def do_GET(self):
+        srv, url = self.server, urllib.parse.urlsplit(self.path)
+        path = url.path
+        srv.log.append((self.path, self.headers.get('Range')))
+        self.close_connection = True
+        if path in srv.redirects:
+            self.send_response(302); self.send_header('Location', srv.redirects[path])
+            self.send_header('Content-Length', '0'); self.end_headers(); return
+        if path in srv.drive_pages and 'confirm' not in urllib.parse.parse_qs(url.query):
+            page = (f'<html><form id="download-form" action="{path}" method="get">'
+                    f'<input type="hidden" name="id" value="F1"><input type="hidden" name="confirm" value="t">'
+                    f'<input type="hidden" name="uuid" value="abc"></form></html>').encode()
+            self.send_response(200); self.send_header('Content-Type', 'text/html; charset=utf-8')
+            self.send_header('Content-Length', str(len(page))); self.end_headers(); self.wfile.write(page); return
+        body = srv.files.get(path)
+        if body is None:
+            self.send_response(404); self.send_header('Content-Length', '0'); self.end_headers(); return
+        start, rng = 0, self.headers.get('Range')
+        m = re.fullmatch(r'bytes=(\d+)-', rng or '')
+        if m and path not in srv.ignore_range:
+            start = int(m[1])
+            if start >= len(body):
+                self.send_response(416); self.send_header('Content-Range', f'bytes */{len(body)}')
+                self.send_header('Content-Length', '0'); self.end_headers(); return
+            self.send_response(206); self.send_header('Content-Range', f'bytes {start}-{len(body) - 1}/{len(body)}')
+        else:
+            self.send_response(200)
+        self.send_header('Content-Type', 'application/octet-stream')
+        self.send_header('Content-Length', str(len(body) - start)); self.end_headers()
+        stop = srv.drop_first.pop(path, None)
+        if stop is None: stop = srv.drop_always.get(path)
+        self.wfile.write(body[start:stop] if stop is not None else body[start:])
+
+
+class Server:
+    def __init__(self):
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.httpd.daemon_threads = True
+        h = self.httpd
+        h.files, h.log, h.redirects, h.drive_pages = {}, [], {}, set()
+        h.drop_first, h.drop_always, h.ignore_range = {}, {}, set()
+        self.url = f'http://127.0.0.1:{h.server_address[1]}'
+        self.thread = threading.Thread(target=h.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
+        self.timer = threading.Timer(30, h.shutdown); self.timer.daemon = True
+
+    def __getattr__(self, name): return getattr(self.httpd, name)
+
+    def start(self): self.thread.start(); self.timer.start(); return self
+
+    def stop(self):
+        self.timer.cancel(); self.httpd.shutdown(); self.httpd.server_close(); self.thread.join(5)
+
+    def requests(self, path): return [r for p, r in self.httpd.log if urllib.parse.urlsplit(p).path == path]
+
+
+@pytest.fixture
+def server():
+    s = Server().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def dataset():
+    "Register throw-away datasets; remove them afterwards."
+    names = []
+    def make(name, files, **kw):
+        register_dataset(Dataset(name, 'test data', tuple(files), citation='none', **kw), replace=True)
+        names.append(name)
+    yield make
+    for n in names: dl.REGISTRY.pop(n, None)
+
+
+def sha256(b): return 'sha256:' + hashlib.sha256(b).hexdigest()
+
+
+def make_tar(entries, mode='w:gz'):
+    "entries: (name, bytes) files, (name, '->target') symlinks, (name, '=>target') hard links, (name, 'dir'), (name, 'chr')."
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            if isinstance(data, bytes):
+                info.size = len(data); tf.addfile(info, io.BytesIO(data)); continue
+            if data.startswith('->'): info.type, info.linkname = tarfile.SYMTYPE, data[2:]
+            elif data.startswith('=>'): info.type, info.linkname = tarfile.LNKTYPE, data[2:]
+            elif data == 'dir': info.type = tarfile.DIRTYPE
+            elif data == 'chr': info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+            elif data == 'fifo': info.type = tarfile.FIFOTYPE
+            tf.addfile(info)
+    return buf.getvalue()
+
+
+def tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob('*'))
+
+
+# ---------------------------------------------------------------- registry
+def test_registry_entries():
+    names = list_datasets()
+    assert names == sorted(names)
+    assert {'jetclass', 'top-tagging', 'aspen-open-jets', 'adc2021', 'pilarnet-m', 'trackml'} <= set(names)
+    jc = get_dataset('jetclass')
+    assert [f.name for f in jc.files][-2:] == ['JetClass_Pythia_val_5M.tar', 'JetClass_Pythia_test_20M.tar']
+    assert all('zenodo.org/records/6619768/files/' in f.url and f.archive == 'tar' for f in jc.files)
+    adc = {f.name: f.url for f in get_dataset('adc2021').files}
+    assert '5046389' in adc['background_for_training.h5'] and '5046446' in adc['Ato4l_lepFilter_13TeV.h5']
+    assert all('huggingface.co/datasets/DeepLearnPhysics/PILArNet-M/resolve/v1/' in f.url
+               for f in get_dataset('pilarnet-m').files)
+    for ds in dl.REGISTRY.values():
+        assert ds.citation and ds.description
+        for f in ds.files:
+            if f.checksum is None or f.url is None or f.size is None: assert f.note, (ds.name, f.name)
+    with pytest.raises(ConfigError, match='known datasets: adc2021'): get_dataset('nope')
+
+
+# ---------------------------------------------------------------- downloads
+def test_archive_downloads_verifies_and_extracts(server, dataset, tmp_path):
+    payload = {'jets/a.csv': b'pt\n500\n', 'jets/b/c.csv': os.urandom(50_000)}
+    arc = make_tar([('jets', 'dir'), ('jets/b', 'dir')] + list(payload.items()))
+    server.files['/toy/toy.tar.gz'] = arc
+    dataset('toy', [RemoteFile('toy.tar.gz', None, size=len(arc), checksum=sha256(arc), archive='tar.gz')])
+    got = download('toy', tmp_path, mirror=server.url)
+    assert got == [tmp_path / 'toy.tar.gz'] and got[0].read_bytes() == arc
+    for name, data in payload.items(): assert (tmp_path / name).read_bytes() == data
+    assert (tmp_path / '.toy.tar.gz.extracted').exists()
+    assert not list(tmp_path.glob('*.part'))
+    # a second run fetches nothing: the verified file is reused
+    n = len(server.log)
+    download('toy', tmp_path, mirror=server.url)
+    assert len(server.log) == n
+
+
+def test_truncated_transfer_resumes_with_range(server, tmp_path):
+    body = os.urandom(400_000)
+    server.files['/big.bin'] = body
+    server.drop_first['/big.bin'] = 123_456
+    out = download_url(server.url + '/big.bin', tmp_path / 'big.bin', sha256(body), size=len(body), backoff=0,
+                       chunk_size=8192, progress=False)
+    assert server.requests('/big.bin') == [None, 'bytes=123456-']
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(body).hexdigest()
+    assert tree(tmp_path) == ['big.bin']
+
+
+def test_resume_from_an_existing_part_file(server, tmp_path):
+    "A .part left by an earlier, killed run is continued, not restarted."
+    body = os.urandom(100_000)
+    server.files['/f.bin'] = body
+    (tmp_path / 'f.bin.part').write_bytes(body[:70_000])
+    download_url(server.url + '/f.bin', tmp_path / 'f.bin', sha256(body), progress=False)
+    assert server.requests('/f.bin') == ['bytes=70000-']
+    assert (tmp_path / 'f.bin').read_bytes() == body
+
+
+def test_server_that_ignores_range_restarts(server, tmp_path):
+    body = os.urandom(200_000)
+    server.files['/f.bin'] = body
+    server.drop_first['/f.bin'] = 50_000
+    server.ignore_range.add('/f.bin')
+    download_url(server.url + '/f.bin', tmp_path / 'f.bin', 'md5:' + hashlib.md5(body).hexdigest(), backoff=0,
+                 progress=False)
+    assert server.requests('/f.bin') == [None, 'bytes=50000-']  # asked for the rest, got a 200 with everything
+    assert (tmp_path / 'f.bin').read_bytes() == body
+
+
+def test_complete_part_file_gets_416_and_is_kept(server, tmp_path):
+    body = os.urandom(10_000)
+    server.files['/f.bin'] = body
+    (tmp_path / 'f.bin.part').write_bytes(body)
+    download_url(server.url + '/f.bin', tmp_path / 'f.bin', sha256(body), progress=False)  # size unknown: ask
+    assert server.requests('/f.bin') == ['bytes=10000-']
+    assert (tmp_path / 'f.bin').read_bytes() == body
+
+
+def test_redirect_keeps_the_range_header(server, tmp_path):
+    body = os.urandom(60_000)
+    server.files['/real.bin'] = body
+    server.redirects['/moved.bin'] = '/real.bin'
+    server.drop_first['/real.bin'] = 20_000
+    download_url(server.url + '/moved.bin', tmp_path / 'x.bin', sha256(body), backoff=0, progress=False)
+    assert server.requests('/real.bin') == [None, 'bytes=20000-']
+    assert (tmp_path / 'x.bin').read_bytes() == body
+
+
+def test_corrupted_file_fails_its_checksum(server, tmp_path):
+    good, bad = b'A' * 5000, b'A' * 4999 + b'B'
+    server.files['/data.h5'] = bad
+    with pytest.raises(ChecksumError) as e:
+        download_url(server.url + '/data.h5', tmp_path / 'data.h5', sha256(good), progress=False)
+    msg = str(e.value)
+    assert 'data.h5' in msg and hashlib.sha256(good).hexdigest() in msg and hashlib.sha256(bad).hexdigest() in msg
+    assert tree(tmp_path) == []  # neither data.h5 nor data.h5.part
+
+
+def test_wrong_size_fails_and_is_not_kept(server, tmp_path):
+    server.files['/f.bin'] = b'x' * 100
+    with pytest.raises(DownloadError, match='expected 120 bytes, got 100'):
+        download_url(server.url + '/f.bin', tmp_path / 'f.bin', size=120, progress=False)
+    assert tree(tmp_path) == []
+
+
+def test_unverified_download_warns_with_its_sha256(server, tmp_path):
+    server.files['/f.bin'] = b'hello'
+    with pytest.warns(UserWarning, match=hashlib.sha256(b'hello').hexdigest()):
+        download_url(server.url + '/f.bin', tmp_path / 'f.bin', progress=False)
+    assert (tmp_path / 'f.bin').read_bytes() == b'hello'
+
+
+def test_404_is_not_retried(server, tmp_path):
+    with pytest.raises(DownloadError, match='HTTP 404'):
+        download_url(server.url + '/missing.bin', tmp_path / 'm.bin', progress=False)
+    assert len(server.requests('/missing.bin')) == 1
+
+
+def test_gives_up_after_retries_and_keeps_the_part(server, tmp_path):
+    server.files['/f.bin'] = os.urandom(10_000)
+    server.drop_always['/f.bin'] = 0  # every answer is headers and no body
+    with pytest.raises(DownloadError, match='gave up after 2 retries'):
+        download_url(server.url + '/f.bin', tmp_path / 'f.bin', retries=2, backoff=0, progress=False)
+    assert len(server.requests('/f.bin')) == 3
+    assert not (tmp_path / 'f.bin').exists()
+
+
+def test_google_drive_confirmation_page(server, tmp_path):
+    body = os.urandom(30_000)
+    server.files['/uc'] = body
+    server.drive_pages.add('/uc')
+    download_url(server.url + '/uc?export=download&id=F1', tmp_path / 'f.h5', sha256(body), gdrive=True, progress=False)
+    assert (tmp_path / 'f.h5').read_bytes() == body
+    paths = [p for p, _ in server.log]
+    assert len(paths) == 2 and 'confirm=t' in paths[1] and 'uuid=abc' in paths[1]
+
+
+# ---------------------------------------------------------------- archives
+@pytest.mark.parametrize('entries, words', [
+    ([('ok.txt', b'1'), ('../evil', b'x')], "'../evil'"),
+    ([('a/../../evil', b'x')], "path contains '..'"),
+    ([('/tmp/fj_abs_evil', b'x')], 'absolute path'),
+    ([('etc', '->/etc')], "symlink to the absolute path '/etc'"),
+    ([('etc', '->/etc'), ('etc/passwd', b'x')], "symlink to the absolute path '/etc'"),
+    ([('up', '->../..'), ('up/evil', b'x')], 'points outside'),
+    ([('sub', 'dir'), ('sub/up', '->../../evil')], 'points outside'),
+    ([('hard', '=>../evil')], "path contains '..'"),
+    ([('hard', '=>/etc/passwd')], 'absolute path'),
+    ([('null', 'chr')], 'device file'),
+    ([('pipe', 'fifo')], 'device file'),
+])
+def test_malicious_tar_is_rejected(tmp_path, entries, words):
+    arc = tmp_path / 'bad.tar'
+    arc.write_bytes(make_tar(entries, 'w'))
+    target = tmp_path / 'out' / 'target'
+    before = tree(tmp_path)
+    with pytest.raises(UnsafeArchiveError, match=re.escape(words)) as e:
+        safe_extract(arc, target)
+    assert 'bad.tar' in str(e.value)
+    assert tree(target) == []
+    assert sorted(set(tree(tmp_path)) - {'out', 'out/target'}) == before
+    assert not Path('/tmp/fj_abs_evil').exists()
+
+
+def test_link_chain_cannot_escape(tmp_path):
+    "Each link passes the name check, but together they would leave the target: refused at write time."
+    arc = tmp_path / 'chain.tar'
+    # 'a' -> 'b/..'  is inside; then 'b' -> '..' would make a/.. escape: refused by the lexical check of 'b'
+    arc.write_bytes(make_tar([('b', 'dir'), ('a', '->b/..'), ('c', '->a/..')], 'w'))
+    with pytest.raises(UnsafeArchiveError, match="'c'"):
+        safe_extract(arc, tmp_path / 't')
+    assert tree(tmp_path / 't') == []
+
+
+def test_safe_links_are_extracted(tmp_path):
+    arc = tmp_path / 'ok.tar.gz'
+    arc.write_bytes(make_tar([('d/f.txt', b'data'), ('d/sym', '->f.txt'), ('d/hard', '=>d/f.txt')]))
+    safe_extract(arc, tmp_path / 't')
+    assert os.readlink(tmp_path / 't/d/sym') == 'f.txt'
+    assert (tmp_path / 't/d/hard').read_bytes() == b'data' and not (tmp_path / 't/d/hard').is_symlink()
+
+
+def test_zip_extraction_and_rejection(tmp_path):
+    ok = tmp_path / 'ok.zip'
+    with zipfile.ZipFile(ok, 'w') as z: z.writestr('event000001000-hits.csv', 'hit_id,x\n1,2.5\n')
+    safe_extract(ok, tmp_path / 't')
+    assert (tmp_path / 't/event000001000-hits.csv').read_text() == 'hit_id,x\n1,2.5\n'
+    for name in ('../evil.csv', '/tmp/fj_zip_evil.csv'):
+        bad = tmp_path / 'bad.zip'
+        with zipfile.ZipFile(bad, 'w') as z: z.writestr(name, 'x')
+        with pytest.raises(UnsafeArchiveError, match=re.escape(name)): safe_extract(bad, tmp_path / 'u')
+    link = tmp_path / 'link.zip'
+    with zipfile.ZipFile(link, 'w') as z:
+        info = zipfile.ZipInfo('etc'); info.external_attr = (0o120777 << 16); z.writestr(info, '/etc')
+    with pytest.raises(UnsafeArchiveError, match='symlink'): safe_extract(link, tmp_path / 'v')
+    assert not (tmp_path / 'evil.csv').exists() and not Path('/tmp/fj_zip_evil.csv').exists()
+    assert not (tmp_path / 'v' / 'etc').exists()
+
+
+def test_archive_is_rejected_through_download(server, dataset, tmp_path):
+    arc = make_tar([('../evil', b'x')])
+    server.files['/evil/evil.tar.gz'] = arc
+    dataset('evil', [RemoteFile('evil.tar.gz', None, checksum=sha256(arc), archive='tar.gz')])
+    with pytest.raises(UnsafeArchiveError, match="'../evil'"):
+        download('evil', tmp_path / 'to', mirror=server.url)
+    assert not (tmp_path / 'evil').exists()
+    assert not (tmp_path / 'to' / '.evil.tar.gz.extracted').exists()
+
+
+# ---------------------------------------------------------------- command line
+def test_cli_end_to_end_with_mirror_env(server, dataset, tmp_path, monkeypatch, capsys):
+    arc = make_tar([('train/x.txt', b'123')])
+    server.files['/toy2/part0.tar.gz'] = arc
+    server.drop_first['/toy2/part0.tar.gz'] = len(arc) // 2
+    dataset('toy2', [RemoteFile('part0.tar.gz', 'http://unreachable.invalid/part0.tar.gz', checksum=sha256(arc),
+                                archive='tar.gz')])
+    monkeypatch.setenv('FJ_DOWNLOAD_MIRROR', server.url)
+    monkeypatch.setattr(dl.time, 'sleep', lambda s: None)
+    assert cli_main(['toy2', '--to', str(tmp_path), '--quiet']) == 0
+    assert (tmp_path / 'train/x.txt').read_bytes() == b'123'
+    assert server.requests('/toy2/part0.tar.gz') == [None, f'bytes={len(arc) // 2}-']
+    assert str(tmp_path / 'part0.tar.gz') in capsys.readouterr().out
+
+
+def test_cli_files_subset_and_real_entry_through_mirror(server, tmp_path, capsys):
+    "A real registry entry without a public URL (top-tagging) works through --mirror."
+    server.files['/top-tagging/val.h5'] = b'\x89HDF fake'
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        assert cli_main(['top-tagging', '--to', str(tmp_path), '--files', 'val.h5', '--mirror', server.url + '/']) == 0
+    assert tree(tmp_path) == ['val.h5']
+
+
+def test_cli_usage_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv('FJ_DOWNLOAD_MIRROR', raising=False)
+    assert cli_main(['--list']) == 0
+    assert 'jetclass' in capsys.readouterr().out
+    assert cli_main(['jetclass', '--list']) == 0
+    assert 'JetClass_Pythia_val_5M.tar' in capsys.readouterr().out
+    assert cli_main([]) == 2
+    assert 'give a dataset NAME' in capsys.readouterr().err
+    assert cli_main(['jetclass']) == 2                       # no --to
+    capsys.readouterr()
+    assert cli_main(['no-such-set', '--to', str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'no-such-set'" in err and 'jetclass' in err and 'pilarnet-m' in err
+    assert cli_main(['trackml', '--to', str(tmp_path)]) == 2  # no URL, no mirror
+    assert 'FJ_DOWNLOAD_MIRROR' in capsys.readouterr().err
+    assert cli_main(['trackml', '--to', str(tmp_path), '--files', 'nope.zip', '--mirror', 'http://127.0.0.1:9']) == 2
+    assert "no file 'nope.zip'" in capsys.readouterr().err
+    assert cli_main(['aspen-open-jets', '--to', str(tmp_path), '--files', '../escape.h5']) == 2
+    assert "without '..'" in capsys.readouterr().err
+    assert cli_main(['--frobnicate']) == 2
+    assert cli_main(['--help']) == 0
+    assert tree(tmp_path) == []
+
+
+def test_cli_download_failure_exits_1(server, tmp_path, capsys):
+    assert cli_main(['adc2021', '--to', str(tmp_path), '--files', 'background_for_training.h5',
+                     '--mirror', server.url, '--retries', '0']) == 1
+    assert 'HTTP 404' in capsys.readouterr().err
