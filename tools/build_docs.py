@@ -27,12 +27,30 @@ def _title(nb: dict, default: str) -> str:
     for c in nb['cells']:
         if c['cell_type'] == 'raw':
             m = re.search(r'^title:\s*(.+)$', ''.join(c['source']), re.M)
-            if m: return m.group(1).strip().strip('"')
+            if m: return m.group(1).strip().strip('"\'').replace('`', '')
     return default
+
+_QUARTO_ATTRS = re.compile(r'\{target="_blank"[^}]*\}')
+
+def _clean_output(o: dict) -> dict:
+    "Drop Quarto link attributes (`[source](url){target=...}`) that plain markdown shows as text."
+    data = o.get('data', {})
+    if 'text/markdown' in data:
+        md = data['text/markdown']; md = ''.join(md) if isinstance(md, list) else md
+        o = dict(o, data={**data, 'text/markdown': _QUARTO_ATTRS.sub('', md)})
+    return o
+
+def _description(nb: dict) -> str:
+    for c in nb['cells']:
+        if c['cell_type'] == 'raw':
+            m = re.search(r'^description:\s*(.+(?:\n  .+)*)', ''.join(c['source']), re.M)
+            if m: return ' '.join(m.group(1).split()).strip('"\'')
+    return ''
 
 def _prepare(nb: dict, pages: dict) -> dict:
     "Apply the Quarto cell options nbconvert does not know: echo false, include false; relink the site."
-    cells = []
+    head = f'# {_title(nb, "")}\n\n> {_description(nb)}'
+    cells = [{'cell_type': 'markdown', 'metadata': {}, 'source': head}]
     for c in nb['cells']:
         src = ''.join(c['source'])
         if c['cell_type'] == 'raw': continue
@@ -41,9 +59,11 @@ def _prepare(nb: dict, pages: dict) -> dict:
             if opts.get('include') == 'false': continue
             src = '\n'.join(l for l in src.splitlines() if not l.startswith('#|'))
             if opts.get('echo') == 'false':
-                c = dict(c, metadata={**c.get('metadata', {}), 'jupyter': {'source_hidden': True}}, source='')
                 if not c.get('outputs'): continue
+                tags = c.get('metadata', {}).get('tags', []) + ['remove_input']
+                c = dict(c, metadata={**c.get('metadata', {}), 'tags': tags}, source='')
             else: c = dict(c, source=src)
+            c['outputs'] = [_clean_output(o) for o in c.get('outputs', [])]
         else:
             src = src.replace(SITE, '')
             for nbname, page in pages.items(): src = src.replace(nbname, page)
@@ -79,7 +99,10 @@ def build(out: Path, file_re: str = r'\.(?:ipynb|qmd)$') -> list:
         links = {p.name: names[p] for p in procs}
         order = sorted(procs, key=lambda p: (names[p] != 'index.html', str(p.relative_to(tmp / '_proc'))))
         nav = _nav([(names[p], _title(nbs[p], p.stem)) for p in order])
-        exporter = HTMLExporter(template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True)
+        from traitlets.config import Config
+        cfg = Config(); cfg.TagRemovePreprocessor.enabled = True
+        cfg.TagRemovePreprocessor.remove_input_tags = {'remove_input'}
+        exporter = HTMLExporter(config=cfg, template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True)
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for p in order:
