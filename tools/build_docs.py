@@ -50,7 +50,7 @@ def _description(nb: dict) -> str:
 def _prepare(nb: dict, pages: dict) -> dict:
     "Apply the Quarto cell options nbconvert does not know: echo false, include false; relink the site."
     head = f'# {_title(nb, "")}\n\n> {_description(nb)}'
-    cells = [{'cell_type': 'markdown', 'metadata': {}, 'source': head}]
+    cells = [{'cell_type': 'markdown', 'id': 'fj-title', 'metadata': {}, 'source': head}]
     for c in nb['cells']:
         src = ''.join(c['source'])
         if c['cell_type'] == 'raw': continue
