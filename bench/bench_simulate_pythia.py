@@ -13,8 +13,13 @@ Results go to bench/results/simulate_pythia.json.
 
     python bench/bench_simulate_pythia.py [--full] [--out bench/results/simulate_pythia.json]
 """
+
 from __future__ import annotations
-import argparse, json, os, platform, time
+import argparse
+import json
+import os
+import platform
+import time
 from pathlib import Path
 
 from foundation_jets.core import atomic_write_text
@@ -25,7 +30,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def timed(fn):
-    t = time.perf_counter(); fn(); return time.perf_counter() - t
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def main(argv=None):
@@ -38,19 +45,50 @@ def main(argv=None):
     load0 = os.getloadavg()
     rows = []
     for workers in (1, 2):
-        dt = timed(lambda: simulate_jets('TTBar', n_jets, seed=1, workers=workers, chunk_size=n_jets // 4, progress=False))
-        rows.append(dict(what='jets TTBar (MPI on)', workers=workers, n=n_jets, seconds=dt, rate=n_jets / dt, rate_per_worker=n_jets / dt / workers))
+        dt = timed(
+            lambda: simulate_jets('TTBar', n_jets, seed=1, workers=workers, chunk_size=n_jets // 4, progress=False)
+        )
+        rows.append(
+            dict(
+                what='jets TTBar (MPI on)',
+                workers=workers,
+                n=n_jets,
+                seconds=dt,
+                rate=n_jets / dt,
+                rate_per_worker=n_jets / dt / workers,
+            )
+        )
     scaling = rows[1]['rate'] / rows[0]['rate']
     for proc in ('background', 'Ato4l'):
         dt = timed(lambda: simulate_events(proc, n_events, seed=1, workers=1, chunk_size=n_events, progress=False))
-        rows.append(dict(what=f'L1 events {proc}', workers=1, n=n_events, seconds=dt, rate=n_events / dt, rate_per_worker=n_events / dt))
+        rows.append(
+            dict(
+                what=f'L1 events {proc}',
+                workers=1,
+                n=n_events,
+                seconds=dt,
+                rate=n_events / dt,
+                rate_per_worker=n_events / dt,
+            )
+        )
     print(f"{'what':26s} {'workers':>7s} {'n':>6s} {'s':>8s} {'per s':>8s} {'per s/worker':>13s}")
     for r in rows:
-        print(f"{r['what']:26s} {r['workers']:7d} {r['n']:6d} {r['seconds']:8.1f} {r['rate']:8.2f} {r['rate_per_worker']:13.2f}")
-    print(f'scaling 2 workers / 1 worker: {scaling:.2f} (ideal 2.0); load average before {load0[0]:.1f}, after {os.getloadavg()[0]:.1f}')
-    res = dict(rows=rows, jets_scaling_2_over_1=scaling, cpu_count=os.cpu_count(), load_avg_before=load0,
-               load_avg_after=os.getloadavg(), platform=platform.platform(), full=a.full,
-               note='wall clock incl. Pythia init per chunk and pool start-up; shared machine, see load averages')
+        print(
+            f"{r['what']:26s} {r['workers']:7d} {r['n']:6d} {r['seconds']:8.1f} {r['rate']:8.2f} {r['rate_per_worker']:13.2f}"
+        )
+    print(
+        f'scaling 2 workers / 1 worker: {scaling:.2f} (ideal 2.0); load average before {load0[0]:.1f}, after {os.getloadavg()[0]:.1f}'
+    )
+    res = dict(
+        rows=rows,
+        jets_scaling_2_over_1=scaling,
+        cpu_count=os.cpu_count(),
+        load_avg_before=load0,
+        load_avg_after=os.getloadavg(),
+        platform=platform.platform(),
+        full=a.full,
+        note='wall clock incl. Pythia init per chunk and pool start-up; shared machine, see load averages',
+    )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(a.out, json.dumps(res, indent=1))
     print('wrote', a.out)

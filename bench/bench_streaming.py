@@ -14,8 +14,17 @@ minute on an idle 2-core box). `--full`: 8 files x 25,000 jets and the memory ch
 
     python bench/bench_streaming.py [--full] [--out bench/results/streaming.json]
 """
+
 from __future__ import annotations
-import argparse, json, os, platform, resource, subprocess, sys, tempfile, time
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
 from functools import partial
 from pathlib import Path
 
@@ -40,7 +49,10 @@ def make_jets(n_jets: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     idx = np.arange(n_jets) % len(v)
     a = rng.uniform(-np.pi, np.pi, n_jets)[:, None]
     p = v[idx].copy()
-    p[..., 0], p[..., 1] = np.cos(a) * v[idx, :, 0] - np.sin(a) * v[idx, :, 1], np.sin(a) * v[idx, :, 0] + np.cos(a) * v[idx, :, 1]
+    p[..., 0], p[..., 1] = (
+        np.cos(a) * v[idx, :, 0] - np.sin(a) * v[idx, :, 1],
+        np.sin(a) * v[idx, :, 0] + np.cos(a) * v[idx, :, 1],
+    )
     return p.astype(np.float32), m[idx], lab[idx]
 
 
@@ -52,8 +64,12 @@ def write_root(path: Path, p4, mask, labels):
     except ImportError:
         write_jetclass_root = None
     if write_jetclass_root is not None:
-        return write_jetclass_root(path, {b: [p4[i, mask[i], k] for i in range(len(p4))] for k, b in enumerate(names)}, labels=labels)
-    import awkward as ak, uproot
+        return write_jetclass_root(
+            path, {b: [p4[i, mask[i], k] for i in range(len(p4))] for k, b in enumerate(names)}, labels=labels
+        )
+    import awkward as ak
+    import uproot
+
     counts = mask.sum(1)
     with uproot.recreate(path) as f:
         f['tree'] = {'part': ak.zip({b[5:]: ak.unflatten(p4[..., k][mask], counts) for k, b in enumerate(names)})}
@@ -63,17 +79,22 @@ def write_root(path: Path, p4, mask, labels):
 def root_reader():
     try:
         from foundation_jets.data.jets import read_jetclass
+
         return partial(read_jetclass, chunk_size=CHUNK, jet_features=())
     except ImportError:
         return _uproot_chunks
 
 
 def _uproot_chunks(path):
-    import awkward as ak, uproot
+    import awkward as ak
+    import uproot
     from foundation_jets.core import ParticleSet
+
     names = ('part_px', 'part_py', 'part_pz', 'part_energy')
     for arrs in uproot.open(path)['tree'].iterate(list(names), step_size=CHUNK, library='ak'):
-        x = np.stack([ak.to_numpy(ak.fill_none(ak.pad_none(arrs[b], 128, clip=True), 0)) for b in names], -1).astype(np.float32)
+        x = np.stack([ak.to_numpy(ak.fill_none(ak.pad_none(arrs[b], 128, clip=True), 0)) for b in names], -1).astype(
+            np.float32
+        )
         n = ak.to_numpy(ak.num(arrs[names[0]]))
         yield ParticleSet(torch.from_numpy(x), torch.from_numpy(np.arange(128) < n[:, None]), feature_names=names)
 
@@ -98,15 +119,18 @@ def stream(files, fmt: str, workers: int) -> tuple[int, float]:
     "One epoch through a DataLoader; returns (jets, seconds), worker start-up included."
     ds = StreamingSetDataset(files, reader_for(fmt), shuffle_buffer=BUFFER, seed=0, batch_size=BATCH)
     dl = DataLoader(ds, batch_size=None, num_workers=workers)
-    t0 = time.perf_counter(); n = 0
-    for b in dl: n += len(b)
+    t0 = time.perf_counter()
+    n = 0
+    for b in dl:
+        n += len(b)
     return n, time.perf_counter() - t0
 
 
 def vm_hwm_mib() -> float:
     "Peak resident set of this process image (VmHWM; unlike ru_maxrss it is not inherited across fork+exec)."
     for line in Path('/proc/self/status').read_text().splitlines():
-        if line.startswith('VmHWM:'): return int(line.split()[1]) / 1024
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -115,10 +139,17 @@ def child_rss(fmt: str, copies: int, files: list[str]) -> dict:
     reader = reader_for(fmt)
     base = vm_hwm_mib()
     ds = StreamingSetDataset(files * copies, reader, shuffle_buffer=BUFFER, seed=0, batch_size=BATCH)
-    t0 = time.perf_counter(); n = sum(len(b) for b in ds)
+    t0 = time.perf_counter()
+    n = sum(len(b) for b in ds)
     peak = vm_hwm_mib()
-    return {'jets': n, 'peak_rss_mib': peak, 'rss_after_imports_mib': base, 'streaming_mib': peak - base,
-            'max_examples_held': ds.max_held, 'jets_per_s': n / (time.perf_counter() - t0)}
+    return {
+        'jets': n,
+        'peak_rss_mib': peak,
+        'rss_after_imports_mib': base,
+        'streaming_mib': peak - base,
+        'max_examples_held': ds.max_held,
+        'jets_per_s': n / (time.perf_counter() - t0),
+    }
 
 
 def run_child(fmt: str, copies: int, files: list[str]) -> dict:
@@ -144,7 +175,8 @@ def main(argv=None) -> int:
         files = make_data(Path(tmp), n_files, per_file)
         t_make = time.perf_counter() - t0
         sizes = {k: sum(os.path.getsize(f) for f in v) for k, v in files.items()}
-        thr = {}; t_make0 = time.perf_counter()
+        thr = {}
+        t_make0 = time.perf_counter()
         for fmt in ('root', 'h5'):
             stream(files[fmt][:1], fmt, 0)  # warm the page cache and imports
             for w in (1, 2):
@@ -158,29 +190,63 @@ def main(argv=None) -> int:
         rss = {f'{fmt}_{c}x': run_child(fmt, c, base[fmt]) for fmt in rss_fmts for c in (1, 10)}
         t_rss = time.perf_counter() - t0
     res = {
-        'config': {'files': n_files, 'jets_per_file': per_file, 'jets': n_files * per_file, 'batch_size': BATCH,
-                   'shuffle_buffer': BUFFER, 'chunk_size': CHUNK, 'full': a.full, 'bytes': sizes},
-        'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(), 'torch': torch.__version__, 'platform': platform.platform()},
+        'config': {
+            'files': n_files,
+            'jets_per_file': per_file,
+            'jets': n_files * per_file,
+            'batch_size': BATCH,
+            'shuffle_buffer': BUFFER,
+            'chunk_size': CHUNK,
+            'full': a.full,
+            'bytes': sizes,
+        },
+        'machine': {
+            'cpus': os.cpu_count(),
+            'python': platform.python_version(),
+            'torch': torch.__version__,
+            'platform': platform.platform(),
+        },
         'jets_per_s': thr,
-        'ratios': {'h5_over_root_1w': thr['h5_1w'] / thr['root_1w'], 'h5_over_root_2w': thr['h5_2w'] / thr['root_2w'],
-                   'root_2w_over_1w': thr['root_2w'] / thr['root_1w'], 'h5_2w_over_1w': thr['h5_2w'] / thr['h5_1w']},
+        'ratios': {
+            'h5_over_root_1w': thr['h5_1w'] / thr['root_1w'],
+            'h5_over_root_2w': thr['h5_2w'] / thr['root_2w'],
+            'root_2w_over_1w': thr['root_2w'] / thr['root_1w'],
+            'h5_2w_over_1w': thr['h5_2w'] / thr['h5_1w'],
+        },
         'peak_rss': rss,
-        'rss_10x_over_1x': {fmt: rss[f'{fmt}_10x']['peak_rss_mib'] / rss[f'{fmt}_1x']['peak_rss_mib'] for fmt in rss_fmts},
-        'seconds': {'make_data': t_make, 'throughput': t_rss0 - t_make0, 'rss_children': t_rss, 'total': time.perf_counter() - t_start},
+        'rss_10x_over_1x': {
+            fmt: rss[f'{fmt}_10x']['peak_rss_mib'] / rss[f'{fmt}_1x']['peak_rss_mib'] for fmt in rss_fmts
+        },
+        'seconds': {
+            'make_data': t_make,
+            'throughput': t_rss0 - t_make0,
+            'rss_children': t_rss,
+            'total': time.perf_counter() - t_start,
+        },
     }
-    print(f"StreamingSetDataset: {n_files} files x {per_file} jets, batch {BATCH}, shuffle buffer {BUFFER}, {os.cpu_count()} CPUs")
+    print(
+        f"StreamingSetDataset: {n_files} files x {per_file} jets, batch {BATCH}, shuffle buffer {BUFFER}, {os.cpu_count()} CPUs"
+    )
     print(f"{'source':<8}{'1 worker':>12}{'2 workers':>12}{'2w / 1w':>10}   (jets/s)")
     for fmt in ('root', 'h5'):
-        print(f"{fmt:<8}{thr[fmt + '_1w']:>12,.0f}{thr[fmt + '_2w']:>12,.0f}{thr[fmt + '_2w'] / thr[fmt + '_1w']:>10.2f}")
+        print(
+            f"{fmt:<8}{thr[fmt + '_1w']:>12,.0f}{thr[fmt + '_2w']:>12,.0f}{thr[fmt + '_2w'] / thr[fmt + '_1w']:>10.2f}"
+        )
     print(f"{'h5/root':<8}{res['ratios']['h5_over_root_1w']:>12.2f}{res['ratios']['h5_over_root_2w']:>12.2f}")
-    print(f"\npeak RSS of a fresh process streaming the data (no workers), MiB")
-    print(f"{'source':<8}{'imports':>9}{'1x jets':>10}{'1x peak':>9}{'10x jets':>10}{'10x peak':>10}{'10x/1x':>8}   streaming part 1x -> 10x (sets held)")
+    print("\npeak RSS of a fresh process streaming the data (no workers), MiB")
+    print(
+        f"{'source':<8}{'imports':>9}{'1x jets':>10}{'1x peak':>9}{'10x jets':>10}{'10x peak':>10}{'10x/1x':>8}   streaming part 1x -> 10x (sets held)"
+    )
     for fmt in rss_fmts:
         r1, r10 = rss[f'{fmt}_1x'], rss[f'{fmt}_10x']
-        print(f"{fmt:<8}{r1['rss_after_imports_mib']:>9.0f}{r1['jets']:>10,}{r1['peak_rss_mib']:>9.0f}{r10['jets']:>10,}{r10['peak_rss_mib']:>10.0f}"
-              f"{res['rss_10x_over_1x'][fmt]:>8.2f}   {r1['streaming_mib']:.0f} -> {r10['streaming_mib']:.0f} MiB ({r1['max_examples_held']:,} -> {r10['max_examples_held']:,})")
+        print(
+            f"{fmt:<8}{r1['rss_after_imports_mib']:>9.0f}{r1['jets']:>10,}{r1['peak_rss_mib']:>9.0f}{r10['jets']:>10,}{r10['peak_rss_mib']:>10.0f}"
+            f"{res['rss_10x_over_1x'][fmt]:>8.2f}   {r1['streaming_mib']:.0f} -> {r10['streaming_mib']:.0f} MiB ({r1['max_examples_held']:,} -> {r10['max_examples_held']:,})"
+        )
     sec = res['seconds']
-    print(f"\n(data {sec['make_data']:.0f} s, throughput {sec['throughput']:.0f} s, RSS children {sec['rss_children']:.0f} s; total {sec['total']:.0f} s) -> {a.out}")
+    print(
+        f"\n(data {sec['make_data']:.0f} s, throughput {sec['throughput']:.0f} s, RSS children {sec['rss_children']:.0f} s; total {sec['total']:.0f} s) -> {a.out}"
+    )
     atomic_write_text(a.out, json.dumps(res, indent=1) + '\n')
     return 0
 

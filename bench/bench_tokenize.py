@@ -39,8 +39,14 @@ ratio moved between 3x and 10x.
 
     python bench/bench_tokenize.py [--full] [--threads 0] [--out bench/results/tokenize.json]
 """
+
 from __future__ import annotations
-import argparse, json, os, platform, sys, time
+import argparse
+import json
+import os
+import platform
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -57,12 +63,14 @@ BATCH, SLOTS = 512, 128
 
 
 def sync(device: torch.device):
-    if device.type == 'cuda': torch.cuda.synchronize(device)
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
 
 
 def pad_to(sets: ParticleSet, n: int = SLOTS) -> ParticleSet:
     "The OmniJet-α layout: every jet in `n` slots (zeros and mask False after its constituents)."
-    x = sets.x.new_zeros(len(sets), n, sets.x.shape[-1]); m = sets.mask.new_zeros(len(sets), n)
+    x = sets.x.new_zeros(len(sets), n, sets.x.shape[-1])
+    m = sets.mask.new_zeros(len(sets), n)
     k = min(n, sets.x.shape[1])
     x[:, :k], m[:, :k] = sets.x[:, :k], sets.mask[:, :k]
     return ParticleSet(x, m, sets.labels, feature_names=sets.feature_names)
@@ -74,9 +82,11 @@ def reference_style(tok, sets: ParticleSet, device, batch: int = BATCH) -> torch
     codebook = tok.quantizer.effective_codebook().detach().float()
     out = []
     for i in range(0, len(sets), batch):
-        x, m = sets.x[i:i + batch].to(device), sets.mask[i:i + batch].to(device)
+        x, m = sets.x[i : i + batch].to(device), sets.mask[i : i + batch].to(device)
         z = tok.latents(x, m)  # (b, 128, 4): the encoder over every slot
-        idx = torch.cdist(z.reshape(-1, z.shape[-1]).float(), codebook).argmin(-1).view(m.shape)  # (b * 128, K) distances
+        idx = (
+            torch.cdist(z.reshape(-1, z.shape[-1]).float(), codebook).argmin(-1).view(m.shape)
+        )  # (b * 128, K) distances
         out.append(torch.where(m, idx, -1).cpu())
     return torch.cat(out)
 
@@ -89,12 +99,15 @@ def ours(tok, sets: ParticleSet, device, batch: int = BATCH) -> torch.Tensor:
 def time_variants(variants: dict, tok, sets, device, repeats: int) -> tuple[dict, dict]:
     "Best-of-`repeats` seconds per variant (interleaved, after a warm-up), and each variant's codes."
     times, codes = {k: [] for k in variants}, {}
-    for fn in variants.values(): fn(tok, sets[:64], device)  # warm-up
+    for fn in variants.values():
+        fn(tok, sets[:64], device)  # warm-up
     for _ in range(repeats):
         for name, fn in variants.items():
-            sync(device); t0 = time.perf_counter()
+            sync(device)
+            t0 = time.perf_counter()
             codes[name] = fn(tok, sets, device)
-            sync(device); times[name].append(time.perf_counter() - t0)
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
     return {k: min(v) for k, v in times.items()} | {f'{k}_all': v for k, v in times.items()}, codes
 
 
@@ -103,7 +116,11 @@ def agreement(tok, sets: ParticleSet, a: torch.Tensor, b: torch.Tensor) -> dict:
     "Fraction of equal codes (real constituents), of jets with all codes equal, and the largest relative gap where they differ."
     m = sets.mask
     same = (a == b) | ~m
-    out = dict(codes_equal=float(same[m].float().mean()), jets_equal=float(same.all(1).float().mean()), n_differ=int((~same).sum()))
+    out = dict(
+        codes_equal=float(same[m].float().mean()),
+        jets_equal=float(same.all(1).float().mean()),
+        n_differ=int((~same).sum()),
+    )
     if out['n_differ']:
         dev = next(tok.parameters()).device
         z = tok.latents(sets.x.float().to(dev), m.to(dev))[(~same).to(dev)].double().cpu()
@@ -116,17 +133,30 @@ def agreement(tok, sets: ParticleSet, a: torch.Tensor, b: torch.Tensor) -> dict:
 def quantizer_alone(tok, sets: ParticleSet, device, repeats: int) -> dict:
     "One batch of 512 padded jets: cdist over every slot vs the chunked search over the real latents."
     x, m = sets.x[:BATCH].to(device), sets.mask[:BATCH].to(device)
-    with torch.no_grad(): z = tok.to(device).eval().latents(x, m)
+    with torch.no_grad():
+        z = tok.to(device).eval().latents(x, m)
     cb = tok.quantizer.effective_codebook().detach().float()
-    def full(): return torch.cdist(z.reshape(-1, z.shape[-1]), cb).argmin(-1)
-    def chunked(): return nearest_code(z[m], cb, tok.quantizer.budget)
+
+    def full():
+        return torch.cdist(z.reshape(-1, z.shape[-1]), cb).argmin(-1)
+
+    def chunked():
+        return nearest_code(z[m], cb, tok.quantizer.budget)
+
     t = {}
     for name, fn in [('cdist_all_slots', full), ('chunked_real_only', chunked)]:
-        fn(); best = float('inf')
+        fn()
+        best = float('inf')
         for _ in range(repeats):
-            sync(device); t0 = time.perf_counter(); fn(); sync(device); best = min(best, time.perf_counter() - t0)
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            best = min(best, time.perf_counter() - t0)
         t[f'{name}_s'] = best
-    return t | dict(latents=int(m.numel()), real_latents=int(m.sum()), ratio=t['cdist_all_slots_s'] / t['chunked_real_only_s'])
+    return t | dict(
+        latents=int(m.numel()), real_latents=int(m.sum()), ratio=t['cdist_all_slots_s'] / t['chunked_real_only_s']
+    )
 
 
 def training_step(sets: ParticleSet, device, steps: int) -> dict:
@@ -135,8 +165,13 @@ def training_step(sets: ParticleSet, device, steps: int) -> dict:
     tok = VQVAETokenizer()
     fit_tokenizer(tok, sets, batch_size=BATCH, steps=1, device=device)  # initialises the codebook
     h = fit_tokenizer(tok, sets, batch_size=BATCH, steps=steps, device=device, seed=1)
-    return dict(seconds_per_step=h['seconds'] / len(h['loss']), steps=len(h['loss']), batch=BATCH,
-                precision='bf16 autocast' if device.type == 'cuda' else 'fp32', device=str(device))
+    return dict(
+        seconds_per_step=h['seconds'] / len(h['loss']),
+        steps=len(h['loss']),
+        batch=BATCH,
+        precision='bf16 autocast' if device.type == 'cuda' else 'fp32',
+        device=str(device),
+    )
 
 
 def make_tokenizer(sim: ParticleSet, seed: int = 0) -> VQVAETokenizer:
@@ -144,9 +179,10 @@ def make_tokenizer(sim: ParticleSet, seed: int = 0) -> VQVAETokenizer:
     seed_everything(seed)
     tok = VQVAETokenizer().eval()
     sub = sim[:400]
-    with torch.no_grad(): z = tok.latents(sub.x.float(), sub.mask)[sub.mask]
+    with torch.no_grad():
+        z = tok.latents(sub.x.float(), sub.mask)[sub.mask]
     g = torch.Generator().manual_seed(seed)
-    pick = torch.randperm(len(z), generator=g)[:tok.num_codes]
+    pick = torch.randperm(len(z), generator=g)[: tok.num_codes]
     codes = z[pick] + 1e-3 * z.std(0) * torch.randn(len(pick), z.shape[1], generator=g)
     tok.quantizer.set_effective_codes(codes, torch.arange(len(pick)))
     return tok
@@ -159,20 +195,34 @@ def bench_device(tok, data: dict, device, repeats: int) -> dict:
         variants = {'reference_style': reference_style, 'ours': ours}
         t, codes = time_variants(variants, tok, sets, device, repeats)
         n = len(sets)
-        r = dict(n_jets=n, mean_constituents=float(sets.counts.float().mean()), max_constituents=int(sets.counts.max()),
-                 padded_slots=SLOTS, reference_style_jets_per_s=n / t['reference_style'], ours_jets_per_s=n / t['ours'],
-                 speedup=t['reference_style'] / t['ours'], reference_style_seconds=t['reference_style_all'], ours_seconds=t['ours_all'])
+        r = dict(
+            n_jets=n,
+            mean_constituents=float(sets.counts.float().mean()),
+            max_constituents=int(sets.counts.max()),
+            padded_slots=SLOTS,
+            reference_style_jets_per_s=n / t['reference_style'],
+            ours_jets_per_s=n / t['ours'],
+            speedup=t['reference_style'] / t['ours'],
+            reference_style_seconds=t['reference_style_all'],
+            ours_seconds=t['ours_all'],
+        )
         r |= agreement(tok, sets, codes['reference_style'], codes['ours'])
         r['codes_used'] = int(codes['ours'][sets.mask].unique().numel())
         if device.type == 'cuda':  # bf16 autocast encoder, float32 nearest-code search
+
             def ours_bf16(tok, s, dev):
-                with autocast(dev): return ours(tok, s, dev)
+                with autocast(dev):
+                    return ours(tok, s, dev)
+
             tb, cb = time_variants({'ours_bf16': ours_bf16}, tok, sets, device, repeats)
             r['ours_bf16_jets_per_s'] = n / tb['ours_bf16']
             r['ours_bf16_codes_equal'] = agreement(tok, sets, codes['ours'], cb['ours_bf16'])['codes_equal']
         res[name] = r
-        print(f"  {name:<10} reference-style {r['reference_style_jets_per_s']:9.1f} jets/s | ours {r['ours_jets_per_s']:9.1f} jets/s"
-              f" | {r['speedup']:5.1f}x | codes equal {r['codes_equal']:.6f}", flush=True)
+        print(
+            f"  {name:<10} reference-style {r['reference_style_jets_per_s']:9.1f} jets/s | ours {r['ours_jets_per_s']:9.1f} jets/s"
+            f" | {r['speedup']:5.1f}x | codes equal {r['codes_equal']:.6f}",
+            flush=True,
+        )
     return res
 
 
@@ -183,22 +233,44 @@ def main(argv=None) -> int:
     p.add_argument('--no-train', action='store_true', help='skip the training step timing')
     p.add_argument('--out', default=str(HERE / 'results' / 'tokenize.json'))
     a = p.parse_args(argv)
-    if a.threads: torch.set_num_threads(a.threads)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     n_sim, repeats, train_steps = (None, 3, 4) if a.full else (2048, 2, 2)
     spec = omnijet_spec()
     sim_raw = load_embedded_jets()
-    perm = torch.randperm(len(sim_raw), generator=torch.Generator().manual_seed(0))  # classes mixed, as in a shuffled file
+    perm = torch.randperm(
+        len(sim_raw), generator=torch.Generator().manual_seed(0)
+    )  # classes mixed, as in a shuffled file
     sim = pad_to(spec.apply(sim_raw[perm[:n_sim] if n_sim else perm], compact=True))
     real = pad_to(spec.apply(load_jetclass(data_dir() / 'jetclass_500.root'), compact=True))
     tok = make_tokenizer(sim)
     load0 = os.getloadavg()[0]
-    print(f"tokenizer 4x128x8, latent 4, K=8192 ({sum(q.numel() for q in tok.parameters()):,} parameters); "
-          f"batch {BATCH}, {SLOTS} slots; torch threads {torch.get_num_threads()} of {os.cpu_count()} CPUs; load {load0:.1f}", flush=True)
-    res = dict(torch=torch.__version__, python=sys.version.split()[0], cpu=platform.processor() or platform.machine(),
-               cpus=os.cpu_count(), threads=torch.get_num_threads(), loadavg_start=load0, full=a.full, batch=BATCH, slots=SLOTS,
-               model=dict(kind='VQVAETokenizer', dim=128, num_heads=8, num_layers=4, latent_dim=4, num_codes=8192,
-                          parameters=sum(q.numel() for q in tok.parameters())),
-               repeats=repeats)
+    print(
+        f"tokenizer 4x128x8, latent 4, K=8192 ({sum(q.numel() for q in tok.parameters()):,} parameters); "
+        f"batch {BATCH}, {SLOTS} slots; torch threads {torch.get_num_threads()} of {os.cpu_count()} CPUs; load {load0:.1f}",
+        flush=True,
+    )
+    res = dict(
+        torch=torch.__version__,
+        python=sys.version.split()[0],
+        cpu=platform.processor() or platform.machine(),
+        cpus=os.cpu_count(),
+        threads=torch.get_num_threads(),
+        loadavg_start=load0,
+        full=a.full,
+        batch=BATCH,
+        slots=SLOTS,
+        model=dict(
+            kind='VQVAETokenizer',
+            dim=128,
+            num_heads=8,
+            num_layers=4,
+            latent_dim=4,
+            num_codes=8192,
+            parameters=sum(q.numel() for q in tok.parameters()),
+        ),
+        repeats=repeats,
+    )
     data = {'simulated': sim, 'jetclass': real}
     cpu = torch.device('cpu')
     print('CPU, fp32:', flush=True)
@@ -212,24 +284,34 @@ def main(argv=None) -> int:
         print(f'CUDA ({torch.cuda.get_device_name(dev)}), fp32 (and ours with bf16 autocast):', flush=True)
         res['cuda'] = bench_device(tok, data, dev, repeats) | dict(device_name=torch.cuda.get_device_name(dev))
         res['cuda']['quantizer_alone'] = quantizer_alone(tok, sim, dev, repeats)
-        if not a.no_train: res['cuda']['training'] = training_step(sim, dev, 10 * train_steps)
+        if not a.no_train:
+            res['cuda']['training'] = training_step(sim, dev, 10 * train_steps)
         tok.cpu()
     res['loadavg_end'] = os.getloadavg()[0]
 
-    print(f"\nOmniJet-α tokenizer (4x128x8, K=8192), batch {BATCH}; {res['threads']} torch threads, load {load0:.1f} -> {res['loadavg_end']:.1f}")
+    print(
+        f"\nOmniJet-α tokenizer (4x128x8, K=8192), batch {BATCH}; {res['threads']} torch threads, load {load0:.1f} -> {res['loadavg_end']:.1f}"
+    )
     print(f"  {'device / jets':<22} {'reference-style':>16} {'ours':>12} {'ratio':>7} {'codes equal':>12}")
     for dev in [k for k in ('cpu', 'cuda') if k in res]:
         for name in data:
             r = res[dev][name]
-            print(f"  {dev + ' / ' + name:<22} {r['reference_style_jets_per_s']:>11.1f} j/s {r['ours_jets_per_s']:>8.1f} j/s"
-                  f" {r['speedup']:>6.1f}x {r['codes_equal']:>12.6f}")
+            print(
+                f"  {dev + ' / ' + name:<22} {r['reference_style_jets_per_s']:>11.1f} j/s {r['ours_jets_per_s']:>8.1f} j/s"
+                f" {r['speedup']:>6.1f}x {r['codes_equal']:>12.6f}"
+            )
         q = res[dev]['quantizer_alone']
-        print(f"  {dev + ' / quantizer only':<22} {q['cdist_all_slots_s']:>13.3f} s {q['chunked_real_only_s']:>10.3f} s {q['ratio']:>6.1f}x"
-              f"   (one batch: {q['latents']} slots, {q['real_latents']} real)")
+        print(
+            f"  {dev + ' / quantizer only':<22} {q['cdist_all_slots_s']:>13.3f} s {q['chunked_real_only_s']:>10.3f} s {q['ratio']:>6.1f}x"
+            f"   (one batch: {q['latents']} slots, {q['real_latents']} real)"
+        )
         if 'training' in res[dev]:
             t = res[dev]['training']
-            print(f"  {dev + ' / training step':<22} {t['seconds_per_step']:>13.3f} s/step ({t['precision']}, batch {t['batch']})")
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
+            print(
+                f"  {dev + ' / training step':<22} {t['seconds_per_step']:>13.3f} s/step ({t['precision']}, batch {t['batch']})"
+            )
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(res, indent=2) + '\n')
     print(f'wrote {out}')
     return 0

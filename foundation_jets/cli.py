@@ -6,7 +6,15 @@ Docs: https://foundation-jets.github.io/foundation_jets/cli.html.md"""
 
 # %% ../nbs/40_cli.ipynb #ef7c84a8
 from __future__ import annotations
-import argparse, contextlib, importlib, io, math, os, sys, time, warnings
+import argparse
+import contextlib
+import importlib
+import io
+import math
+import os
+import sys
+import time
+import warnings
 from pathlib import Path
 import numpy as np
 import yaml
@@ -14,8 +22,19 @@ import torch
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
-from .core import (FoundationJetsError, ConfigError, DataFormatError, ParticleSet, check_array, collate_sets,
-                                  atomic_path, lightning_precision, seed_everything, shared_data_dir, get_device)
+from foundation_jets.core import (
+    FoundationJetsError,
+    ConfigError,
+    DataFormatError,
+    ParticleSet,
+    check_array,
+    collate_sets,
+    atomic_path,
+    lightning_precision,
+    seed_everything,
+    shared_data_dir,
+    get_device,
+)
 from .physics import constituent_features
 from .data.modules import SetDataModule
 from .models.deepsets import DeepSets
@@ -27,90 +46,144 @@ __all__ = ['JETCLASS_LABELS', 'JET_FEATURES', 'DEFAULT_MODEL', 'DEFAULT_DATA', '
            'run_tool', 'main']
 
 # %% ../nbs/40_cli.ipynb #68a295cb
-JETCLASS_LABELS = ('QCD', 'Hbb', 'Hcc', 'Hgg', 'H4q', 'Hqql', 'Zqq', 'Wqq', 'Tbqq', 'Tbl') # JetClass label order
-JET_FEATURES = ('log_pt', 'log_energy', 'log_pt_rel', 'log_e_rel', 'eta_rel', 'phi_rel', 'delta_r') # ParT "kin" inputs
+JETCLASS_LABELS = ('QCD', 'Hbb', 'Hcc', 'Hgg', 'H4q', 'Hqql', 'Zqq', 'Wqq', 'Tbqq', 'Tbl')  # JetClass label order
+JET_FEATURES = ('log_pt', 'log_energy', 'log_pt_rel', 'log_e_rel', 'eta_rel', 'phi_rel', 'delta_r')  # ParT "kin" inputs
 
-def jet_features(p4:torch.Tensor, # (batch, n, 4) constituent (px, py, pz, E)
-                 mask:torch.Tensor, # (batch, n) bool, True for real constituents
-                )->torch.Tensor: # (batch, n, 7) features in `JET_FEATURES` order, zeros in padding
+
+def jet_features(
+    p4: torch.Tensor,  # (batch, n, 4) constituent (px, py, pz, E)
+    mask: torch.Tensor,  # (batch, n) bool, True for real constituents
+) -> torch.Tensor:  # (batch, n, 7) features in `JET_FEATURES` order, zeros in padding
     "Per-constituent kinematic inputs relative to the jet axis."
     f = constituent_features(p4, mask)
-    log = lambda t: torch.log(torch.where(mask, t, 1.).clamp(min=1e-30))
-    x = torch.stack([log(f['pt']), log(f['energy']), log(f['pt_rel']), log(f['e_rel']), f['eta_rel'], f['phi_rel'], f['delta_r']], -1)
-    return torch.where(mask[..., None], x, 0.)
+    log = lambda t: torch.log(torch.where(mask, t, 1.0).clamp(min=1e-30))
+    x = torch.stack(
+        [log(f['pt']), log(f['energy']), log(f['pt_rel']), log(f['e_rel']), f['eta_rel'], f['phi_rel'], f['delta_r']],
+        -1,
+    )
+    return torch.where(mask[..., None], x, 0.0)
 
-def load_jetclass_npy(path:str|Path|None=None, # folder with pf_vectors.npy, pf_mask.npy, labels.npy (default: the shared sample)
-                      max_particles:int=128, # keep at most this many leading constituents
-                     )->ParticleSet: # x: `JET_FEATURES`, labels: class ids in `JETCLASS_LABELS` order, meta: jet_pt, jet_mass
+
+def load_jetclass_npy(
+    path: str | Path | None = None,  # folder with pf_vectors.npy, pf_mask.npy, labels.npy (default: the shared sample)
+    max_particles: int = 128,  # keep at most this many leading constituents
+) -> ParticleSet:  # x: `JET_FEATURES`, labels: class ids in `JETCLASS_LABELS` order, meta: jet_pt, jet_mass
     "Read the JetClass `.npy` sample into a `ParticleSet` of unstandardised jet features."
     from foundation_jets.physics import jet_pt, jet_mass
+
     path = Path(path) if path is not None else shared_data_dir() / 'jetclass_500'
     files = {k: path / f'{k}.npy' for k in ('pf_vectors', 'pf_mask', 'labels')}
     for k, f in files.items():
-        if not f.exists(): raise ConfigError(f"{f}: JetClass npy file '{k}.npy' not found (data path: {path})")
+        if not f.exists():
+            raise ConfigError(f"{f}: JetClass npy file '{k}.npy' not found (data path: {path})")
     v = check_array(np.load(files['pf_vectors']), files['pf_vectors'], 'pf_vectors', shape=(None, 4, None), kind='f')
     m = check_array(np.load(files['pf_mask']), files['pf_mask'], 'pf_mask', shape=(len(v), 1, v.shape[2]), kind='fiub')
-    y = check_array(np.load(files['labels']), files['labels'], 'labels', shape=(len(v), len(JETCLASS_LABELS)), kind='fiub')
+    y = check_array(
+        np.load(files['labels']), files['labels'], 'labels', shape=(len(v), len(JETCLASS_LABELS)), kind='fiub'
+    )
     if not ((y == 0) | (y == 1)).all() or not (y.sum(1) == 1).all():
         raise DataFormatError(files['labels'], 'labels', 'one-hot rows (exactly one 1 per jet)')
     p4 = torch.as_tensor(v, dtype=torch.float32).transpose(1, 2)[:, :max_particles].contiguous()
     mask = torch.as_tensor(m[:, 0] > 0)[:, :max_particles]
-    if not mask.any(1).all(): raise DataFormatError(files['pf_mask'], 'pf_mask', 'at least one constituent per jet')
-    return ParticleSet(jet_features(p4, mask), mask, torch.as_tensor(y.argmax(1)),
-                       {'jet_pt': jet_pt(p4, mask), 'jet_mass': jet_mass(p4, mask)}, JET_FEATURES)
+    if not mask.any(1).all():
+        raise DataFormatError(files['pf_mask'], 'pf_mask', 'at least one constituent per jet')
+    return ParticleSet(
+        jet_features(p4, mask),
+        mask,
+        torch.as_tensor(y.argmax(1)),
+        {'jet_pt': jet_pt(p4, mask), 'jet_mass': jet_mass(p4, mask)},
+        JET_FEATURES,
+    )
 
 # %% ../nbs/40_cli.ipynb #79737420
 class JetNpyDataModule(SetDataModule):
     "JetClass `.npy` jets as a config-constructible data module with deterministic, stratified splits."
-    def __init__(self,
-                 path:str|None=None, # folder of the .npy files (default: shared_data_dir()/jetclass_500)
-                 classes:list[str]|None=None, # class names to keep, in label order of the task (default: all 10)
-                 train_fraction:float=0.6, # share of each class in the training split
-                 val_fraction:float=0.2, # share in the validation split; the rest is the test split
-                 max_particles:int=128, # leading constituents kept per jet
-                 standardize:bool=True, # standardise features with training-split mean and std
-                 batch_size:int=32, # jets per batch
-                 num_workers:int=0, # DataLoader worker processes
-                 shuffle:bool=True, # shuffle the training split (epoch-seeded, resumable)
-                 seed:int=0, # seed of the split and of the shuffle
-                ):
+
+    def __init__(
+        self,
+        path: str | None = None,  # folder of the .npy files (default: shared_data_dir()/jetclass_500)
+        classes: list[str] | None = None,  # class names to keep, in label order of the task (default: all 10)
+        train_fraction: float = 0.6,  # share of each class in the training split
+        val_fraction: float = 0.2,  # share in the validation split; the rest is the test split
+        max_particles: int = 128,  # leading constituents kept per jet
+        standardize: bool = True,  # standardise features with training-split mean and std
+        batch_size: int = 32,  # jets per batch
+        num_workers: int = 0,  # DataLoader worker processes
+        shuffle: bool = True,  # shuffle the training split (epoch-seeded, resumable)
+        seed: int = 0,  # seed of the split and of the shuffle
+    ):
         classes = list(JETCLASS_LABELS) if classes is None else list(classes)
         unknown = [c for c in classes if c not in JETCLASS_LABELS]
         if unknown or len(classes) < 2 or len(set(classes)) != len(classes):
-            raise ConfigError(f"JetNpyDataModule: classes must be at least two distinct names from {list(JETCLASS_LABELS)}, got {classes}")
+            raise ConfigError(
+                f"JetNpyDataModule: classes must be at least two distinct names from {list(JETCLASS_LABELS)}, got {classes}"
+            )
         if not (0 < train_fraction and 0 <= val_fraction and train_fraction + val_fraction < 1):
-            raise ConfigError(f"JetNpyDataModule: need 0 < train_fraction, 0 <= val_fraction and a non-empty test split, got {train_fraction}, {val_fraction}")
+            raise ConfigError(
+                f"JetNpyDataModule: need 0 < train_fraction, 0 <= val_fraction and a non-empty test split, got {train_fraction}, {val_fraction}"
+            )
         jets = load_jetclass_npy(path, max_particles)
         ids = [JETCLASS_LABELS.index(c) for c in classes]
-        rng = np.random.default_rng(seed); split = {'train': [], 'val': [], 'test': []}
+        rng = np.random.default_rng(seed)
+        split = {'train': [], 'val': [], 'test': []}
         for c in ids:
             idx = rng.permutation(np.flatnonzero(jets.labels.numpy() == c))
-            a = int(round(train_fraction * len(idx))); b = a + int(round(val_fraction * len(idx)))
-            split['train'] += idx[:a].tolist(); split['val'] += idx[a:b].tolist(); split['test'] += idx[b:].tolist()
-        remap = torch.full((len(JETCLASS_LABELS),), -1, dtype=torch.long); remap[ids] = torch.arange(len(ids))
+            a = int(round(train_fraction * len(idx)))
+            b = a + int(round(val_fraction * len(idx)))
+            split['train'] += idx[:a].tolist()
+            split['val'] += idx[a:b].tolist()
+            split['test'] += idx[b:].tolist()
+        remap = torch.full((len(JETCLASS_LABELS),), -1, dtype=torch.long)
+        remap[ids] = torch.arange(len(ids))
         jets = ParticleSet(jets.x, jets.mask, remap[jets.labels], jets.meta, jets.feature_names)
-        sets = {k: jets[torch.tensor(sorted(v), dtype=torch.long)].trim() for k, v in split.items()}  # trim: no all-padding slots
+        sets = {
+            k: jets[torch.tensor(sorted(v), dtype=torch.long)].trim() for k, v in split.items()
+        }  # trim: no all-padding slots
         tr = sets['train']
         self.mean = tr.x[tr.mask].mean(0) if standardize else torch.zeros(tr.n_features)
         self.std = tr.x[tr.mask].std(0).clamp(min=1e-6) if standardize else torch.ones(tr.n_features)
-        for k, ps in sets.items(): ps.x = torch.where(ps.mask[..., None], (ps.x - self.mean) / self.std, 0.)
-        super().__init__(sets['train'], sets['val'] if len(sets['val']) else None, sets['test'], batch_size, num_workers, shuffle, seed)
+        for k, ps in sets.items():
+            ps.x = torch.where(ps.mask[..., None], (ps.x - self.mean) / self.std, 0.0)
+        super().__init__(
+            sets['train'],
+            sets['val'] if len(sets['val']) else None,
+            sets['test'],
+            batch_size,
+            num_workers,
+            shuffle,
+            seed,
+        )
         self.classes, self.n_classes, self.n_features = classes, len(classes), jets.n_features
 
 # %% ../nbs/40_cli.ipynb #b68cee0d
-DEFAULT_MODEL = {'class_path': 'foundation_jets.tasks.classifier.SetClassifier',
-                 'init_args': {'n_classes': len(JETCLASS_LABELS),
-                               'backbone': {'class_path': 'foundation_jets.models.deepsets.DeepSets',
-                                            'init_args': {'n_features': len(JET_FEATURES), 'n_classes': len(JETCLASS_LABELS)}}}}
+DEFAULT_MODEL = {
+    'class_path': 'foundation_jets.tasks.classifier.SetClassifier',
+    'init_args': {
+        'n_classes': len(JETCLASS_LABELS),
+        'backbone': {
+            'class_path': 'foundation_jets.models.deepsets.DeepSets',
+            'init_args': {'n_features': len(JET_FEATURES), 'n_classes': len(JETCLASS_LABELS)},
+        },
+    },
+}
 DEFAULT_DATA = {'class_path': 'foundation_jets.cli.JetNpyDataModule'}
 
-def trainer_defaults()->dict:
+
+def trainer_defaults() -> dict:
     "Trainer defaults of `fj fit|validate|test|predict` (any of them can be overridden in YAML or on the command line)."
-    return {'accelerator': 'auto', 'precision': lightning_precision(), 'deterministic': 'warn',
-            'default_root_dir': 'runs/fj', 'max_epochs': 30, 'log_every_n_steps': 10}
+    return {
+        'accelerator': 'auto',
+        'precision': lightning_precision(),
+        'deterministic': 'warn',
+        'default_root_dir': 'runs/fj',
+        'max_epochs': 30,
+        'log_every_n_steps': 10,
+    }
+
 
 class FjCLI(LightningCLI):
     "LightningCLI with the project's defaults and an always-on `last.ckpt` checkpoint."
+
     def add_arguments_to_parser(self, parser):
         parser.add_lightning_class_args(ModelCheckpoint, 'checkpoint')
         parser.set_defaults({'checkpoint.save_last': True, 'model': DEFAULT_MODEL, 'data': DEFAULT_DATA})
@@ -119,16 +192,21 @@ class FjCLI(LightningCLI):
         "Parse `args`; on a usage error print the one error line and a short usage, not the full option list."
         err = io.StringIO()
         try:
-            with contextlib.redirect_stderr(err): self.config = parser.parse_args(args)
+            with contextlib.redirect_stderr(err):
+                self.config = parser.parse_args(args)
         except SystemExit as e:
             text = err.getvalue()
-            if e.code in (0, None): sys.stderr.write(text); raise
+            if e.code in (0, None):
+                sys.stderr.write(text)
+                raise
             lines = [l.strip() for l in text.splitlines() if l.strip()]
             i = next((k for k, l in enumerate(lines) if 'error:' in l), None)
             msg = ' '.join(lines[i:]) if i is not None else text.strip()
             cmd = args[0] if args else 'fit'
-            sys.stderr.write(f"usage: fj {cmd} [--config CONFIG.yaml] [--section.option VALUE ...]   (`fj {cmd} --help` lists the options)\n"
-                             f"fj {cmd}: {msg[msg.index('error:'):] if 'error:' in msg else msg}\n")
+            sys.stderr.write(
+                f"usage: fj {cmd} [--config CONFIG.yaml] [--section.option VALUE ...]   (`fj {cmd} --help` lists the options)\n"
+                f"fj {cmd}: {msg[msg.index('error:') :] if 'error:' in msg else msg}\n"
+            )
             raise
         sys.stderr.write(err.getvalue())
         self._check_config_sections(args)
@@ -137,60 +215,90 @@ class FjCLI(LightningCLI):
         "jsonargparse ignores unknown top-level sections of a config file under a subcommand; we refuse them."
         cmd = self.config.get('subcommand')
         cfg = self.config.get(cmd) if cmd else self.config
-        if cfg is None: return
+        if cfg is None:
+            return
         known = {k.split('.')[0] for k in cfg.keys()}
         for path in cfg.get('config') or []:
-            try: content = yaml.safe_load(Path(str(path)).read_text()) or {}
-            except (OSError, yaml.YAMLError): continue  # already reported by the parser
+            try:
+                content = yaml.safe_load(Path(str(path)).read_text()) or {}
+            except (OSError, yaml.YAMLError):
+                continue  # already reported by the parser
             unknown = sorted(set(content) - known) if isinstance(content, dict) else []
             if unknown:
-                sys.stderr.write(f"usage: fj {cmd} [--config CONFIG.yaml] [--section.option VALUE ...]\n"
-                                 f"fj {cmd}: error: {path}: unknown section(s) {unknown}; known: {sorted(known - {'config'})}\n")
+                sys.stderr.write(
+                    f"usage: fj {cmd} [--config CONFIG.yaml] [--section.option VALUE ...]\n"
+                    f"fj {cmd}: error: {path}: unknown section(s) {unknown}; known: {sorted(known - {'config'})}\n"
+                )
                 raise SystemExit(2)
 
     def instantiate_classes(self):
         "Build the objects; an invalid value in the config is a one-line `ConfigError` (set FJ_DEBUG=1 for the traceback)."
-        try: super().instantiate_classes()
+        try:
+            super().instantiate_classes()
         except Exception as e:
-            if os.environ.get('FJ_DEBUG'): raise
+            if os.environ.get('FJ_DEBUG'):
+                raise
             c = e
-            while c is not None and not isinstance(c, FoundationJetsError): c = c.__cause__ or c.__context__
-            if c is not None: raise c from None
+            while c is not None and not isinstance(c, FoundationJetsError):
+                c = c.__cause__ or c.__context__
+            if c is not None:
+                raise c from None
             lines = [l for l in str(e).splitlines() if l.strip() and not l.startswith('Given value')]
-            raise ConfigError(f"cannot build the objects of the config: {type(e).__name__}: {' '.join(lines[:4])}") from None
+            raise ConfigError(
+                f"cannot build the objects of the config: {type(e).__name__}: {' '.join(lines[:4])}"
+            ) from None
 
     def before_instantiate_classes(self):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         if cfg.checkpoint.dirpath is None:
             cfg.checkpoint.dirpath = str(Path(cfg.trainer.default_root_dir or '.') / 'checkpoints')
 
+
 LIGHTNING_COMMANDS = ('fit', 'validate', 'test', 'predict')
 
-def run_lightning(argv:list[str], # e.g. ['fit', '--config', 'cfg.yaml']
-                 )->int: # exit code
+
+def run_lightning(
+    argv: list[str],  # e.g. ['fit', '--config', 'cfg.yaml']
+) -> int:  # exit code
     "Run a LightningCLI subcommand; configuration errors give a one-line message and exit code 2."
     try:
-        FjCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-              trainer_defaults=trainer_defaults(), seed_everything_default=0, save_config_kwargs={'overwrite': True},
-              parser_kwargs={'prog': 'fj'}, args=argv)
-    except SystemExit as e: return _exit_code(e)
+        FjCLI(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            trainer_defaults=trainer_defaults(),
+            seed_everything_default=0,
+            save_config_kwargs={'overwrite': True},
+            parser_kwargs={'prog': 'fj'},
+            args=argv,
+        )
+    except SystemExit as e:
+        return _exit_code(e)
     except FoundationJetsError as e:
-        print(f"fj {argv[0]}: error: {e}", file=sys.stderr); return 2
+        print(f"fj {argv[0]}: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
-def _exit_code(e:SystemExit)->int:
-    if e.code is None: return 0
-    if isinstance(e.code, int): return e.code
-    print(e.code, file=sys.stderr); return 1
+
+def _exit_code(e: SystemExit) -> int:
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code
+    print(e.code, file=sys.stderr)
+    return 1
 
 # %% ../nbs/40_cli.ipynb #5f1ba8f1
-TOOLS = {'download': 'foundation_jets.data.download',
-         'simulate jets': 'foundation_jets.simulate.jets',
-         'simulate events': 'foundation_jets.simulate.events',
-         'simulate lartpc': 'foundation_jets.simulate.lartpc',
-         'simulate tracks': 'foundation_jets.simulate.tracks',
-         'tokenize': 'foundation_jets.tokenize.shards',
-         'demo': 'foundation_jets.demo'}
+TOOLS = {
+    'download': 'foundation_jets.data.download',
+    'simulate jets': 'foundation_jets.simulate.jets',
+    'simulate events': 'foundation_jets.simulate.events',
+    'simulate lartpc': 'foundation_jets.simulate.lartpc',
+    'simulate tracks': 'foundation_jets.simulate.tracks',
+    'tokenize': 'foundation_jets.tokenize.shards',
+    'demo': 'foundation_jets.demo',
+}
 
 USAGE = """usage: fj COMMAND [options]
 
@@ -206,43 +314,71 @@ Tools:
   fj demo [--out runs/demo] [--smoke]                              OmniJet-α end to end: tokenize, pretrain, generate, transfer
 """
 
-def _usage_error(msg:str)->int:
-    print(USAGE.split('\n\n')[0], file=sys.stderr); print(f"fj: error: {msg}", file=sys.stderr); return 2
 
-def run_tool(name:str, # key of `TOOLS`, e.g. 'simulate jets'
-             argv:list[str], # arguments after the command
-            )->int: # exit code
+def _usage_error(msg: str) -> int:
+    print(USAGE.split('\n\n')[0], file=sys.stderr)
+    print(f"fj: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def run_tool(
+    name: str,  # key of `TOOLS`, e.g. 'simulate jets'
+    argv: list[str],  # arguments after the command
+) -> int:  # exit code
     "Import the tool's module lazily and call its `cli_main(argv)`."
     mod_name = TOOLS[name]
-    try: mod = importlib.import_module(mod_name)
+    try:
+        mod = importlib.import_module(mod_name)
     except ModuleNotFoundError as e:
         if e.name and (mod_name == e.name or mod_name.startswith(e.name + '.')):
-            print(f"fj {name}: error: not available in this version of foundation_jets (module {mod_name} not found)", file=sys.stderr)
+            print(
+                f"fj {name}: error: not available in this version of foundation_jets (module {mod_name} not found)",
+                file=sys.stderr,
+            )
         else:
-            print(f"fj {name}: error: needs the Python package '{e.name}' (try: pip install 'foundation_jets[sim]')", file=sys.stderr)
+            print(
+                f"fj {name}: error: needs the Python package '{e.name}' (try: pip install 'foundation_jets[sim]')",
+                file=sys.stderr,
+            )
         return 2
     fn = getattr(mod, 'cli_main', None)
     if fn is None:
-        print(f"fj {name}: error: {mod_name} has no cli_main(argv)", file=sys.stderr); return 2
-    try: rc = fn(argv)
-    except SystemExit as e: return _exit_code(e)
-    except ConfigError as e: print(f"fj {name}: error: {e}", file=sys.stderr); return 2
-    except FoundationJetsError as e: print(f"fj {name}: error: {e}", file=sys.stderr); return 1
+        print(f"fj {name}: error: {mod_name} has no cli_main(argv)", file=sys.stderr)
+        return 2
+    try:
+        rc = fn(argv)
+    except SystemExit as e:
+        return _exit_code(e)
+    except ConfigError as e:
+        print(f"fj {name}: error: {e}", file=sys.stderr)
+        return 2
+    except FoundationJetsError as e:
+        print(f"fj {name}: error: {e}", file=sys.stderr)
+        return 1
     return int(rc or 0)
 
 # %% ../nbs/40_cli.ipynb #526fb1ce
-def main(argv:list[str]|None=None, # arguments without the program name (default: sys.argv[1:])
-        )->int: # exit code: 0 success, 2 usage error
+def main(
+    argv: list[str] | None = None,  # arguments without the program name (default: sys.argv[1:])
+) -> int:  # exit code: 0 success, 2 usage error
     "The `fj` command."
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv: return _usage_error('a command is required')
+    if not argv:
+        return _usage_error('a command is required')
     cmd = argv[0]
-    if cmd in ('-h', '--help', 'help'): print(USAGE); return 0
-    if cmd in LIGHTNING_COMMANDS: return run_lightning(argv)
-    if cmd in TOOLS: return run_tool(cmd, argv[1:])  # single-word tools: download, tokenize, demo
+    if cmd in ('-h', '--help', 'help'):
+        print(USAGE)
+        return 0
+    if cmd in LIGHTNING_COMMANDS:
+        return run_lightning(argv)
+    if cmd in TOOLS:
+        return run_tool(cmd, argv[1:])  # single-word tools: download, tokenize, demo
     if cmd == 'simulate':
         what = argv[1] if len(argv) > 1 else None
-        if what in ('-h', '--help'): print(USAGE); return 0
-        if f'simulate {what}' not in TOOLS: return _usage_error(f"fj simulate needs one of jets, events, lartpc, tracks; got {what!r}")
+        if what in ('-h', '--help'):
+            print(USAGE)
+            return 0
+        if f'simulate {what}' not in TOOLS:
+            return _usage_error(f"fj simulate needs one of jets, events, lartpc, tracks; got {what!r}")
         return run_tool(f'simulate {what}', argv[2:])
     return _usage_error(f"unknown command {cmd!r}")

@@ -6,7 +6,10 @@ Docs: https://foundation-jets.github.io/foundation_jets/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #a9e8c23c
 from __future__ import annotations
-import contextlib, os, random, tempfile
+import contextlib
+import os
+import random
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -24,30 +27,36 @@ __all__ = ['FoundationJetsError', 'DataFormatError', 'ConfigError', 'check_array
 class FoundationJetsError(Exception):
     "Base class of every error raised on purpose by `foundation_jets`."
 
+
 class DataFormatError(FoundationJetsError, ValueError):
     "A file or array does not have the layout a reader or writer expects."
-    def __init__(self,
-                 file, # path (or description) of the offending file or object
-                 field:str, # the dataset, branch, column or argument that is wrong
-                 expected:str, # what was expected there
-                 got:Any=None, # what was found instead, if known
-                ):
+
+    def __init__(
+        self,
+        file,  # path (or description) of the offending file or object
+        field: str,  # the dataset, branch, column or argument that is wrong
+        expected: str,  # what was expected there
+        got: Any = None,  # what was found instead, if known
+    ):
         self.file, self.field, self.expected, self.got = str(file), field, expected, got
         msg = f"{self.file}: field '{field}': expected {expected}"
-        if got is not None: msg += f", got {got}"
+        if got is not None:
+            msg += f", got {got}"
         super().__init__(msg)
+
 
 class ConfigError(FoundationJetsError, ValueError):
     "An invalid option, configuration value or command-line argument."
 
 # %% ../nbs/00_core.ipynb #e378c9a4
-def check_array(arr, # array-like to validate
-                file, # file the array came from (for the message)
-                field:str, # dataset/branch/column name (for the message)
-                shape:tuple|None=None, # expected shape; None entries match any size
-                kind:str|None=None, # allowed numpy dtype kinds, e.g. "f", "iu", "b"
-                finite:bool=True, # reject NaN and inf in floating arrays
-               )->np.ndarray:
+def check_array(
+    arr,  # array-like to validate
+    file,  # file the array came from (for the message)
+    field: str,  # dataset/branch/column name (for the message)
+    shape: tuple | None = None,  # expected shape; None entries match any size
+    kind: str | None = None,  # allowed numpy dtype kinds, e.g. "f", "iu", "b"
+    finite: bool = True,  # reject NaN and inf in floating arrays
+) -> np.ndarray:
     "Validate shape, dtype kind and finiteness of `arr`; return it as a numpy array."
     a = arr.detach().cpu().numpy() if isinstance(arr, Tensor) else np.asarray(arr)
     if shape is not None:
@@ -58,33 +67,44 @@ def check_array(arr, # array-like to validate
         raise DataFormatError(file, field, f'dtype kind in {kind!r}', got=str(a.dtype))
     if finite and a.dtype.kind in 'fc' and a.size and not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
-        raise DataFormatError(file, field, 'finite values', got=f'{a[tuple(bad)]} at index {tuple(int(i) for i in bad)}')
+        raise DataFormatError(
+            file, field, 'finite values', got=f'{a[tuple(bad)]} at index {tuple(int(i) for i in bad)}'
+        )
     return a
 
 # %% ../nbs/00_core.ipynb #04ec3d48
-def get_device(device:str|torch.device|None=None, # "cpu", "cuda", "cuda:1", or None for the best available
-              )->torch.device:
+def get_device(
+    device: str | torch.device | None = None,  # "cpu", "cuda", "cuda:1", or None for the best available
+) -> torch.device:
     "The requested device, or CUDA when available, else CPU."
-    if device is not None and str(device) != 'auto': return torch.device(device)
+    if device is not None and str(device) != 'auto':
+        return torch.device(device)
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
-def autocast(device:str|torch.device|None=None, # device the computation runs on
-             enabled:bool=True, # set False to force full precision
-            ):
+
+def autocast(
+    device: str | torch.device | None = None,  # device the computation runs on
+    enabled: bool = True,  # set False to force full precision
+):
     "bf16 autocast on CUDA, a no-op context on CPU."
     device = get_device(device)
-    if enabled and device.type == 'cuda': return torch.autocast('cuda', dtype=torch.bfloat16)
+    if enabled and device.type == 'cuda':
+        return torch.autocast('cuda', dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
-def lightning_precision(device:str|torch.device|None=None)->str:
+
+def lightning_precision(device: str | torch.device | None = None) -> str:
     "Lightning `precision` flag matching `autocast`: bf16-mixed on CUDA, 32-true on CPU."
     return 'bf16-mixed' if get_device(device).type == 'cuda' else '32-true'
 
 # %% ../nbs/00_core.ipynb #3c1d796a
-def seed_everything(seed:int, # the one seed for Python, NumPy and torch
-                   )->int:
+def seed_everything(
+    seed: int,  # the one seed for Python, NumPy and torch
+) -> int:
     "Seed every random generator the package uses; returns the seed."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     os.environ['PYTHONHASHSEED'] = str(seed)
     return seed
 
@@ -92,151 +112,219 @@ def seed_everything(seed:int, # the one seed for Python, NumPy and torch
 @dataclass
 class ParticleSet:
     "A batch of padded sets: `x (B, N, F)`, `mask (B, N)` True for real elements, plus labels and metadata."
-    x: Tensor # (batch, n, features) element features, zero padded
-    mask: Tensor # (batch, n) bool, True for a real element
-    labels: Tensor|None = None # (batch,) class ids, or (batch, n) per-element labels
-    meta: dict = field(default_factory=dict) # name -> (batch, ...) tensor of per-set metadata
-    feature_names: tuple = () # names of the columns of `x`
+
+    x: Tensor  # (batch, n, features) element features, zero padded
+    mask: Tensor  # (batch, n) bool, True for a real element
+    labels: Tensor | None = None  # (batch,) class ids, or (batch, n) per-element labels
+    meta: dict = field(default_factory=dict)  # name -> (batch, ...) tensor of per-set metadata
+    feature_names: tuple = ()  # names of the columns of `x`
 
     def __post_init__(self):
-        if self.x.ndim != 3: raise DataFormatError('ParticleSet', 'x', 'a (batch, n, features) tensor', got=tuple(self.x.shape))
+        if self.x.ndim != 3:
+            raise DataFormatError('ParticleSet', 'x', 'a (batch, n, features) tensor', got=tuple(self.x.shape))
         if self.mask.shape != self.x.shape[:2]:
             raise DataFormatError('ParticleSet', 'mask', f'shape {tuple(self.x.shape[:2])}', got=tuple(self.mask.shape))
-        if self.mask.dtype != torch.bool: self.mask = self.mask.bool()
+        if self.mask.dtype != torch.bool:
+            self.mask = self.mask.bool()
         if self.feature_names and len(self.feature_names) != self.x.shape[-1]:
-            raise DataFormatError('ParticleSet', 'feature_names', f'{self.x.shape[-1]} names', got=len(self.feature_names))
+            raise DataFormatError(
+                'ParticleSet', 'feature_names', f'{self.x.shape[-1]} names', got=len(self.feature_names)
+            )
         self.feature_names = tuple(self.feature_names)
         for k, v in self.meta.items():
-            if len(v) != len(self.x): raise DataFormatError('ParticleSet', f'meta[{k!r}]', f'length {len(self.x)}', got=len(v))
+            if len(v) != len(self.x):
+                raise DataFormatError('ParticleSet', f'meta[{k!r}]', f'length {len(self.x)}', got=len(v))
         if self.labels is not None and len(self.labels) != len(self.x):
             raise DataFormatError('ParticleSet', 'labels', f'length {len(self.x)}', got=len(self.labels))
 
-    def __len__(self): return len(self.x)
+    def __len__(self):
+        return len(self.x)
+
     @property
-    def n_features(self)->int: return self.x.shape[-1]
+    def n_features(self) -> int:
+        return self.x.shape[-1]
+
     @property
-    def counts(self)->Tensor:
+    def counts(self) -> Tensor:
         "Number of real elements in each set, shape `(batch,)`."
         return self.mask.sum(-1)
 
     def __getitem__(self, idx):
         "Select sets by integer, slice, index tensor or boolean tensor; always returns a `ParticleSet`."
-        if isinstance(idx, int): idx = slice(idx, idx + 1 if idx != -1 else None)
-        return ParticleSet(self.x[idx], self.mask[idx], None if self.labels is None else self.labels[idx],
-                           {k: v[idx] for k, v in self.meta.items()}, self.feature_names)
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1 if idx != -1 else None)
+        return ParticleSet(
+            self.x[idx],
+            self.mask[idx],
+            None if self.labels is None else self.labels[idx],
+            {k: v[idx] for k, v in self.meta.items()},
+            self.feature_names,
+        )
 
-    def to(self, device=None, dtype:torch.dtype|None=None, non_blocking:bool=False)->ParticleSet:
+    def to(self, device=None, dtype: torch.dtype | None = None, non_blocking: bool = False) -> ParticleSet:
         "Move every tensor to `device`; `dtype` applies to floating tensors only."
-        def mv(t):
-            if not isinstance(t, Tensor): return t
-            return t.to(device=device, dtype=dtype if (dtype is not None and t.is_floating_point()) else None, non_blocking=non_blocking)
-        return ParticleSet(mv(self.x), mv(self.mask), mv(self.labels), {k: mv(v) for k, v in self.meta.items()}, self.feature_names)
 
-    def pin_memory(self)->ParticleSet:
+        def mv(t):
+            if not isinstance(t, Tensor):
+                return t
+            return t.to(
+                device=device,
+                dtype=dtype if (dtype is not None and t.is_floating_point()) else None,
+                non_blocking=non_blocking,
+            )
+
+        return ParticleSet(
+            mv(self.x), mv(self.mask), mv(self.labels), {k: mv(v) for k, v in self.meta.items()}, self.feature_names
+        )
+
+    def pin_memory(self) -> ParticleSet:
         "Page-locked copy for fast host-to-GPU transfer (used by `DataLoader(pin_memory=True)`)."
         pin = lambda t: t.pin_memory() if isinstance(t, Tensor) else t
-        return ParticleSet(pin(self.x), pin(self.mask), pin(self.labels), {k: pin(v) for k, v in self.meta.items()}, self.feature_names)
+        return ParticleSet(
+            pin(self.x), pin(self.mask), pin(self.labels), {k: pin(v) for k, v in self.meta.items()}, self.feature_names
+        )
 
-    def trim(self)->ParticleSet:
+    def trim(self) -> ParticleSet:
         "Drop trailing slots that are padding in every set (correct also when cuts left holes in a mask)."
         used = self.mask.any(0)
         n = int(used.nonzero().max()) + 1 if used.any() else 0
-        if n == self.x.shape[1]: return self
+        if n == self.x.shape[1]:
+            return self
         lab = self.labels[:, :n] if (self.labels is not None and self.labels.ndim == 2) else self.labels
         return replace(self, x=self.x[:, :n], mask=self.mask[:, :n], labels=lab)
 
-    def elements(self, i:int)->Tensor:
+    def elements(self, i: int) -> Tensor:
         "The real elements of set `i`, shape `(n_i, features)`."
         return self.x[i][self.mask[i]]
 
     def __repr__(self):
-        return (f"ParticleSet(batch={len(self)}, n={self.x.shape[1]}, features={self.n_features}"
-                f"{' ' + str(list(self.feature_names)) if self.feature_names else ''}, "
-                f"labels={'yes' if self.labels is not None else 'no'}, meta={sorted(self.meta)})")
+        return (
+            f"ParticleSet(batch={len(self)}, n={self.x.shape[1]}, features={self.n_features}"
+            f"{' ' + str(list(self.feature_names)) if self.feature_names else ''}, "
+            f"labels={'yes' if self.labels is not None else 'no'}, meta={sorted(self.meta)})"
+        )
 
 # %% ../nbs/00_core.ipynb #05099b5a
-def pad_sets(sets:Sequence, # list of (n_i, features) arrays or tensors
-             max_len:int|None=None, # pad/truncate to this many slots (default: the longest set)
-             labels=None, # optional per-set labels
-             meta:dict|None=None, # optional name -> per-set values
-             feature_names:Sequence[str]=(), # names of the feature columns
-             dtype:torch.dtype=torch.float32,
-            )->ParticleSet:
+def pad_sets(
+    sets: Sequence,  # list of (n_i, features) arrays or tensors
+    max_len: int | None = None,  # pad/truncate to this many slots (default: the longest set)
+    labels=None,  # optional per-set labels
+    meta: dict | None = None,  # optional name -> per-set values
+    feature_names: Sequence[str] = (),  # names of the feature columns
+    dtype: torch.dtype = torch.float32,
+) -> ParticleSet:
     "Pad a list of variable-length sets into a `ParticleSet`."
     ts = [torch.as_tensor(np.asarray(s) if not isinstance(s, Tensor) else s, dtype=dtype) for s in sets]
-    if not ts: raise DataFormatError('pad_sets', 'sets', 'at least one set')
+    if not ts:
+        raise DataFormatError('pad_sets', 'sets', 'at least one set')
     nf = {t.shape[-1] if t.ndim == 2 else None for t in ts}
-    if len(nf) != 1 or None in nf: raise DataFormatError('pad_sets', 'sets', 'a list of 2-D (n_i, features) arrays with one feature count', got=sorted(map(str, nf)))
+    if len(nf) != 1 or None in nf:
+        raise DataFormatError(
+            'pad_sets', 'sets', 'a list of 2-D (n_i, features) arrays with one feature count', got=sorted(map(str, nf))
+        )
     n = max(len(t) for t in ts) if max_len is None else max_len
     x = torch.zeros(len(ts), n, nf.pop(), dtype=dtype)
     mask = torch.zeros(len(ts), n, dtype=torch.bool)
     for i, t in enumerate(ts):
-        k = min(len(t), n); x[i, :k] = t[:k]; mask[i, :k] = True
+        k = min(len(t), n)
+        x[i, :k] = t[:k]
+        mask[i, :k] = True
     lab = None if labels is None else torch.as_tensor(np.asarray(labels))
-    return ParticleSet(x, mask, lab, {k: torch.as_tensor(np.asarray(v)) for k, v in (meta or {}).items()}, tuple(feature_names))
+    return ParticleSet(
+        x, mask, lab, {k: torch.as_tensor(np.asarray(v)) for k, v in (meta or {}).items()}, tuple(feature_names)
+    )
 
-def _pad_elements(t:Tensor, n:int, value=0)->Tensor:
+
+def _pad_elements(t: Tensor, n: int, value=0) -> Tensor:
     "Pad axis 1 (the element axis) of `t` to length `n`."
-    if t.shape[1] == n: return t
+    if t.shape[1] == n:
+        return t
     pad = t.new_full((t.shape[0], n - t.shape[1], *t.shape[2:]), value)
     return torch.cat([t, pad], 1)
 
-def collate_sets(batch:Sequence[ParticleSet], # sets to concatenate along the batch axis
-                )->ParticleSet:
+
+def collate_sets(
+    batch: Sequence[ParticleSet],  # sets to concatenate along the batch axis
+) -> ParticleSet:
     "Concatenate `ParticleSet`s, padding to the largest `n` (per-element labels pad with -1, the ignore index)."
-    if not batch: raise DataFormatError('collate_sets', 'batch', 'at least one ParticleSet')
+    if not batch:
+        raise DataFormatError('collate_sets', 'batch', 'at least one ParticleSet')
     n = max(b.x.shape[1] for b in batch)
-    x = torch.cat([_pad_elements(b.x, n) for b in batch]); mask = torch.cat([_pad_elements(b.mask, n, False) for b in batch])
+    x = torch.cat([_pad_elements(b.x, n) for b in batch])
+    mask = torch.cat([_pad_elements(b.mask, n, False) for b in batch])
     labs = [b.labels for b in batch]
-    if all(l is None for l in labs): lab = None
-    elif any(l is None for l in labs): raise DataFormatError('collate_sets', 'labels', 'labels on every set or on none')
-    else: lab = torch.cat([_pad_elements(l, n, -1) if l.ndim == 2 else l for l in labs])
+    if all(l is None for l in labs):
+        lab = None
+    elif any(l is None for l in labs):
+        raise DataFormatError('collate_sets', 'labels', 'labels on every set or on none')
+    else:
+        lab = torch.cat([_pad_elements(l, n, -1) if l.ndim == 2 else l for l in labs])
     keys = set(batch[0].meta)
-    if any(set(b.meta) != keys for b in batch): raise DataFormatError('collate_sets', 'meta', f'the same keys on every set: {sorted(keys)}')
-    def per_element(k): return all(b.meta[k].ndim >= 2 and b.meta[k].shape[1] == b.x.shape[1] for b in batch)
+    if any(set(b.meta) != keys for b in batch):
+        raise DataFormatError('collate_sets', 'meta', f'the same keys on every set: {sorted(keys)}')
+
+    def per_element(k):
+        return all(b.meta[k].ndim >= 2 and b.meta[k].shape[1] == b.x.shape[1] for b in batch)
+
     meta = {k: torch.cat([_pad_elements(b.meta[k], n) if per_element(k) else b.meta[k] for b in batch]) for k in keys}
     return ParticleSet(x, mask, lab, meta, batch[0].feature_names)
 
 # %% ../nbs/00_core.ipynb #e2de6d65
-def _umask()->int:
-    um = os.umask(0); os.umask(um); return um
+def _umask() -> int:
+    um = os.umask(0)
+    os.umask(um)
+    return um
+
 
 @contextlib.contextmanager
-def atomic_path(path:str|Path, # final destination
-               )->Iterator[Path]:
+def atomic_path(
+    path: str | Path,  # final destination
+) -> Iterator[Path]:
     "Yield a temporary path next to `path`; rename it to `path` only if the block succeeds."
     path = Path(path)
-    try: path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise ConfigError(f"{path}: cannot create the output folder: {e}") from None
-    if not os.access(path.parent, os.W_OK): raise ConfigError(f"{path}: output folder {path.parent} is not writable")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot create the output folder: {e}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"{path}: output folder {path.parent} is not writable")
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent)
-    os.close(fd); tmp = Path(tmp)
+    os.close(fd)
+    tmp = Path(tmp)
     try:
         yield tmp
-        if tmp.exists(): os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        if tmp.exists():
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     finally:
-        if tmp.exists(): tmp.unlink()
+        if tmp.exists():
+            tmp.unlink()
 
-def atomic_write_bytes(path:str|Path, data:bytes)->Path:
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     "Write `data` to `path` atomically."
-    with atomic_path(path) as tmp: tmp.write_bytes(data)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return Path(path)
 
-def atomic_write_text(path:str|Path, text:str)->Path:
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
     "Write `text` (UTF-8) to `path` atomically."
     return atomic_write_bytes(path, text.encode())
 
 # %% ../nbs/00_core.ipynb #b153b762
-def project_root()->Path:
+def project_root() -> Path:
     "The repository root (the folder holding `pyproject.toml`) of a source checkout."
     import foundation_jets
+
     return Path(foundation_jets.__file__).resolve().parent.parent
 
-def data_dir()->Path:
+
+def data_dir() -> Path:
     "Folder of the embedded datasets: `$FJ_DATA` or `<repo>/data`."
     return Path(os.environ.get('FJ_DATA', project_root() / 'data'))
 
-def shared_data_dir()->Path:
+
+def shared_data_dir() -> Path:
     "Folder of the shared real samples: `$FJ_SHARED_DATA` or `<repo>/../shared/data`."
     return Path(os.environ.get('FJ_SHARED_DATA', project_root().parent / 'shared' / 'data'))

@@ -6,7 +6,11 @@ Docs: https://foundation-jets.github.io/foundation_jets/demo.html.md"""
 
 # %% ../nbs/41_demo.ipynb #4edd6526
 from __future__ import annotations
-import argparse, dataclasses, json, sys, time
+import argparse
+import dataclasses
+import json
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -19,8 +23,13 @@ from .models.gpt import GPTLanguageModel, TokenVocab
 from .tokenize.tokenizers import BinnedTokenizer, VQVAETokenizer, fit_tokenizer
 from .tokenize.shards import tokenize_jets
 from .tasks.pretrain import TokenSentences, pretrain_gpt
-from .tasks.generation import (evaluate_generation, generate_jets, jet_level_observables,
-                                              plot_generation, reconstruct_jets)
+from foundation_jets.tasks.generation import (
+    evaluate_generation,
+    generate_jets,
+    jet_level_observables,
+    plot_generation,
+    reconstruct_jets,
+)
 from .tasks.transfer import evaluate_classifier, train_transfer, transfer_classifier
 
 # %% auto #0
@@ -31,40 +40,55 @@ __all__ = ['DemoConfig', 'demo_splits', 'train_demo_tokenizer', 'original_observ
 @dataclass
 class DemoConfig:
     "Sizes and seeds of the demo."
-    num_codes:int = 512 # codebook size K
-    max_particles:int = 128 # constituents read per jet (pT ordered)
-    tokenizer:dict = field(default_factory=lambda: dict(dim=32, num_heads=4, num_layers=2, dropout=0.)) # `VQVAETokenizer` arguments
-    tokenizer_steps:int = 300 # optimizer steps
-    tokenizer_batch:int = 32 # jets per step
-    tokenizer_lr:float = 3e-3 # AdamW learning rate
-    gpt:dict = field(default_factory=lambda: dict(dim=64, num_heads=4, num_layers=3)) # `GPTLanguageModel` arguments
-    pretrain_epochs:int = 6 # passes over the pretraining jets
-    pretrain_batch:int = 64 # sentences per step
-    pretrain_lr:float = 1e-3 # peak learning rate (warm-up + cosine)
-    n_generate:int = 1000 # generated jets
-    reference_fraction:float = 0.1 # per class, held out as the generation reference
-    n_test_per_class:int = 300 # top and QCD test jets for tagging
-    n_train:int = 100 # labelled training jets (balanced)
-    transfer_steps:int = 150 # optimizer steps per classifier
-    transfer_lr:float = 1e-3 # classifier learning rate
-    transfer_head:str = 'summation' # 'summation' or 'class_attention'
-    seeds:tuple = (0, 1, 2) # transfer repetitions
-    threads:int|None = 1 # torch CPU threads (None: leave as is); tiny models run fastest on one
-    seed:int = 0 # split, initialisation and sampling seed
+
+    num_codes: int = 512  # codebook size K
+    max_particles: int = 128  # constituents read per jet (pT ordered)
+    tokenizer: dict = field(
+        default_factory=lambda: dict(dim=32, num_heads=4, num_layers=2, dropout=0.0)
+    )  # `VQVAETokenizer` arguments
+    tokenizer_steps: int = 300  # optimizer steps
+    tokenizer_batch: int = 32  # jets per step
+    tokenizer_lr: float = 3e-3  # AdamW learning rate
+    gpt: dict = field(default_factory=lambda: dict(dim=64, num_heads=4, num_layers=3))  # `GPTLanguageModel` arguments
+    pretrain_epochs: int = 6  # passes over the pretraining jets
+    pretrain_batch: int = 64  # sentences per step
+    pretrain_lr: float = 1e-3  # peak learning rate (warm-up + cosine)
+    n_generate: int = 1000  # generated jets
+    reference_fraction: float = 0.1  # per class, held out as the generation reference
+    n_test_per_class: int = 300  # top and QCD test jets for tagging
+    n_train: int = 100  # labelled training jets (balanced)
+    transfer_steps: int = 150  # optimizer steps per classifier
+    transfer_lr: float = 1e-3  # classifier learning rate
+    transfer_head: str = 'summation'  # 'summation' or 'class_attention'
+    seeds: tuple = (0, 1, 2)  # transfer repetitions
+    threads: int | None = 1  # torch CPU threads (None: leave as is); tiny models run fastest on one
+    seed: int = 0  # split, initialisation and sampling seed
 
     @classmethod
-    def smoke(cls)->DemoConfig:
+    def smoke(cls) -> DemoConfig:
         "A seconds-scale configuration for tests."
-        return cls(num_codes=64, max_particles=32, tokenizer=dict(dim=16, num_heads=2, num_layers=1, dropout=0.),
-                   tokenizer_steps=40, gpt=dict(dim=16, num_heads=2, num_layers=1), pretrain_epochs=1,
-                   n_generate=100, reference_fraction=0.05, n_test_per_class=60, n_train=40, transfer_steps=10, seeds=(0,))
+        return cls(
+            num_codes=64,
+            max_particles=32,
+            tokenizer=dict(dim=16, num_heads=2, num_layers=1, dropout=0.0),
+            tokenizer_steps=40,
+            gpt=dict(dim=16, num_heads=2, num_layers=1),
+            pretrain_epochs=1,
+            n_generate=100,
+            reference_fraction=0.05,
+            n_test_per_class=60,
+            n_train=40,
+            transfer_steps=10,
+            seeds=(0,),
+        )
 
 # %% ../nbs/41_demo.ipynb #fe72e7d9
-def demo_splits(labels:torch.Tensor, # (n,) class ids into `JETCLASS_LABELS`
-                reference_fraction:float, # per class, share held out as the generation reference
-                n_test_per_class:int, # top and QCD jets held out for the tagging test
-                seed:int=0, # shuffling seed
-               )->dict: # index tensors: reference, test, pretrain, train_pool (top and QCD in pretrain)
+def demo_splits(
+    labels: torch.Tensor,  # (n,) class ids into `JETCLASS_LABELS`
+    reference_fraction: float,  # per class, share held out as the generation reference
+    n_test_per_class: int,  # top and QCD jets held out for the tagging test
+    seed: int = 0,  # shuffling seed
+) -> dict:  # index tensors: reference, test, pretrain, train_pool (top and QCD in pretrain)
     "Disjoint index sets of the demo."
     g = torch.Generator().manual_seed(seed)
     tagged = [JETCLASS_LABELS.index('Tbqq'), JETCLASS_LABELS.index('QCD')]
@@ -72,101 +96,172 @@ def demo_splits(labels:torch.Tensor, # (n,) class ids into `JETCLASS_LABELS`
     for c in labels.unique().tolist():
         idx = torch.nonzero(labels == c)[:, 0]
         idx = idx[torch.randperm(len(idx), generator=g)]
-        n_ref = int(round(reference_fraction * len(idx))); n_test = n_test_per_class if c in tagged else 0
-        if n_ref + n_test >= len(idx): raise ConfigError(f'class {JETCLASS_LABELS[c]}: {len(idx)} jets cannot hold {n_ref} reference + {n_test} test jets')
-        out['reference'].append(idx[:n_ref]); out['test'].append(idx[n_ref:n_ref + n_test])
-        out['pretrain'].append(idx[n_ref + n_test:])
-        if c in tagged: out['train_pool'].append(idx[n_ref + n_test:])
+        n_ref = int(round(reference_fraction * len(idx)))
+        n_test = n_test_per_class if c in tagged else 0
+        if n_ref + n_test >= len(idx):
+            raise ConfigError(
+                f'class {JETCLASS_LABELS[c]}: {len(idx)} jets cannot hold {n_ref} reference + {n_test} test jets'
+            )
+        out['reference'].append(idx[:n_ref])
+        out['test'].append(idx[n_ref : n_ref + n_test])
+        out['pretrain'].append(idx[n_ref + n_test :])
+        if c in tagged:
+            out['train_pool'].append(idx[n_ref + n_test :])
     return {k: torch.cat(v).sort().values for k, v in out.items()}
 
 # %% ../nbs/41_demo.ipynb #ee7d89db
-def _tokenizer_quality(tokenizer, spec, raw:ParticleSet, original_obs:dict)->dict:
+def _tokenizer_quality(tokenizer, spec, raw: ParticleSet, original_obs: dict) -> dict:
     "Round-trip resolutions and codebook use of a tokenizer on raw jets."
     reco = reconstruct_jets(tokenizer, spec, raw, device='cpu')
     res = round_trip_resolutions(original_obs, jet_level_observables(reco, ('pt', 'mass', 'tau21', 'tau32')))
     codes, mask = tokenize_jets(tokenizer, spec, raw, device='cpu')
-    return {'mass_resolution_GeV': res['mass']['robust_width'], 'pt_relative_resolution': res['pt']['robust_width'],
-            'tau21_resolution': res['tau21']['robust_width'], 'tau32_resolution': res['tau32']['robust_width'],
-            'codebook': codebook_usage(codes, tokenizer.num_codes, mask)}
+    return {
+        'mass_resolution_GeV': res['mass']['robust_width'],
+        'pt_relative_resolution': res['pt']['robust_width'],
+        'tau21_resolution': res['tau21']['robust_width'],
+        'tau32_resolution': res['tau32']['robust_width'],
+        'codebook': codebook_usage(codes, tokenizer.num_codes, mask),
+    }
 
-def train_demo_tokenizer(cfg:DemoConfig, # sizes
-                         feats:ParticleSet, # preprocessed training jets (`omnijet_spec().apply`)
-                        )->tuple: # (tokenizer, history)
+
+def train_demo_tokenizer(
+    cfg: DemoConfig,  # sizes
+    feats: ParticleSet,  # preprocessed training jets (`omnijet_spec().apply`)
+) -> tuple:  # (tokenizer, history)
     "Step 1: fit the conditional VQ-VAE."
     seed_everything(cfg.seed)
     tok = VQVAETokenizer(num_codes=cfg.num_codes, **cfg.tokenizer)
-    hist = fit_tokenizer(tok, feats, epochs=10_000, steps=cfg.tokenizer_steps, batch_size=cfg.tokenizer_batch,
-                         lr=cfg.tokenizer_lr, device='cpu', seed=cfg.seed)
+    hist = fit_tokenizer(
+        tok,
+        feats,
+        epochs=10_000,
+        steps=cfg.tokenizer_steps,
+        batch_size=cfg.tokenizer_batch,
+        lr=cfg.tokenizer_lr,
+        device='cpu',
+        seed=cfg.seed,
+    )
     return tok, hist
 
 # %% ../nbs/41_demo.ipynb #9eda0504
-def original_observables(spec, raw:ParticleSet, observables=('pt', 'mass', 'tau21', 'tau32'))->dict:
+def original_observables(spec, raw: ParticleSet, observables=('pt', 'mass', 'tau21', 'tau32')) -> dict:
     "Jet observables of the un-tokenized jets, as the tokenizer's inputs define them."
     return jet_level_observables(spec.inverse(spec.apply(raw, compact=True)), observables)
 
 # %% ../nbs/41_demo.ipynb #a831995c
-def demo_sentences(tokenizer, spec, raw:ParticleSet, num_codes:int)->TokenSentences:
+def demo_sentences(tokenizer, spec, raw: ParticleSet, num_codes: int) -> TokenSentences:
     "Step 2: every jet as a token sentence (start, codes + 1, stop), labels kept."
     codes, mask = tokenize_jets(tokenizer, spec, raw, device='cpu')
     return TokenSentences(*TokenVocab(num_codes).encode(codes, mask), raw.labels)
 
 # %% ../nbs/41_demo.ipynb #8d544ca5
-def _binary(s:TokenSentences, top:int)->TokenSentences:
+def _binary(s: TokenSentences, top: int) -> TokenSentences:
     return TokenSentences(s.tokens, s.mask, (s.labels == top).long(), s.source)
 
-def demo_transfer(cfg:DemoConfig, lm:GPTLanguageModel, pool:TokenSentences, test:TokenSentences)->dict:
+
+def demo_transfer(cfg: DemoConfig, lm: GPTLanguageModel, pool: TokenSentences, test: TokenSentences) -> dict:
     "Step 5: scratch vs frozen vs fine-tuned taggers on `cfg.n_train` labelled jets, for each seed."
     top = JETCLASS_LABELS.index('Tbqq')
     pool, test = _binary(pool, top), _binary(test, top)
     runs = {r: [] for r in ('scratch', 'frozen', 'finetune')}
     for seed in cfg.seeds:
         g = torch.Generator().manual_seed(1000 + seed)
-        idx = torch.cat([torch.nonzero(pool.labels == c)[:, 0][torch.randperm(int((pool.labels == c).sum()), generator=g)[:cfg.n_train // 2]]
-                         for c in (0, 1)])
+        idx = torch.cat(
+            [
+                torch.nonzero(pool.labels == c)[:, 0][
+                    torch.randperm(int((pool.labels == c).sum()), generator=g)[: cfg.n_train // 2]
+                ]
+                for c in (0, 1)
+            ]
+        )
         train = TokenSentences(pool.tokens[idx], pool.mask[idx], pool.labels[idx], pool.source)
         for regime in runs:
-            clf = transfer_classifier(regime, lm, num_classes=2, head=cfg.transfer_head, vocab_size=lm.vocab_size, seed=seed)
+            clf = transfer_classifier(
+                regime, lm, num_classes=2, head=cfg.transfer_head, vocab_size=lm.vocab_size, seed=seed
+            )
             t0 = time.perf_counter()
-            train_transfer(clf, train, epochs=1, min_steps=cfg.transfer_steps, max_steps=cfg.transfer_steps,
-                           batch_size=min(64, len(train)), lr=cfg.transfer_lr, device='cpu', seed=seed)
-            runs[regime].append(evaluate_classifier(clf, test, device='cpu') | {'seconds': time.perf_counter() - t0, 'seed': seed})
-    summary = {r: {k: float(np.mean([x[k] for x in v])) for k in ('accuracy', 'auc', 'rejection_30')} |
-                  {'auc_std': float(np.std([x['auc'] for x in v])), 'runs': v} for r, v in runs.items()}
+            train_transfer(
+                clf,
+                train,
+                epochs=1,
+                min_steps=cfg.transfer_steps,
+                max_steps=cfg.transfer_steps,
+                batch_size=min(64, len(train)),
+                lr=cfg.transfer_lr,
+                device='cpu',
+                seed=seed,
+            )
+            runs[regime].append(
+                evaluate_classifier(clf, test, device='cpu') | {'seconds': time.perf_counter() - t0, 'seed': seed}
+            )
+    summary = {
+        r: {k: float(np.mean([x[k] for x in v])) for k in ('accuracy', 'auc', 'rejection_30')}
+        | {'auc_std': float(np.std([x['auc'] for x in v])), 'runs': v}
+        for r, v in runs.items()
+    }
     wins = [f['auc'] > s['auc'] for f, s in zip(runs['finetune'], runs['scratch'])]
-    return {'task': 'top (Tbqq) vs QCD', 'n_train': cfg.n_train, 'n_test': len(test), 'head': cfg.transfer_head,
-            'steps': cfg.transfer_steps, 'regimes': summary, 'finetune_beats_scratch': bool(summary['finetune']['auc'] > summary['scratch']['auc']),
-            'finetune_wins_per_seed': f'{sum(wins)}/{len(wins)}'}
+    return {
+        'task': 'top (Tbqq) vs QCD',
+        'n_train': cfg.n_train,
+        'n_test': len(test),
+        'head': cfg.transfer_head,
+        'steps': cfg.transfer_steps,
+        'regimes': summary,
+        'finetune_beats_scratch': bool(summary['finetune']['auc'] > summary['scratch']['auc']),
+        'finetune_wins_per_seed': f'{sum(wins)}/{len(wins)}',
+    }
 
 # %% ../nbs/41_demo.ipynb #197e4f10
-def _plots(out:Path, tok_obs:dict, ref_obs:dict, gen_obs:dict, transfer:dict):
-    import matplotlib; matplotlib.use('Agg')
+def _plots(out: Path, tok_obs: dict, ref_obs: dict, gen_obs: dict, transfer: dict):
+    import matplotlib
+
+    matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig = plot_hist_ratio(tok_obs['original']['mass'], {'tokenized → decoded': tok_obs['reconstructed']['mass']}, bins=40,
-                          xlabel='jet mass [GeV]', reference_label='original')
-    fig.savefig(out / 'tokenizer_mass.png', dpi=80, bbox_inches='tight'); plt.close(fig)
+
+    fig = plot_hist_ratio(
+        tok_obs['original']['mass'],
+        {'tokenized → decoded': tok_obs['reconstructed']['mass']},
+        bins=40,
+        xlabel='jet mass [GeV]',
+        reference_label='original',
+    )
+    fig.savefig(out / 'tokenizer_mass.png', dpi=80, bbox_inches='tight')
+    plt.close(fig)
     fig = plot_generation(ref_obs, {'generated': gen_obs}, reference_label='reconstructed real')
-    fig.savefig(out / 'generation.png', dpi=70, bbox_inches='tight'); plt.close(fig)
+    fig.savefig(out / 'generation.png', dpi=70, bbox_inches='tight')
+    plt.close(fig)
     fig, ax = plt.subplots(figsize=(4, 3))
     regs = list(transfer['regimes'])
     for i, r in enumerate(regs):
         aucs = [x['auc'] for x in transfer['regimes'][r]['runs']]
-        ax.scatter([i] * len(aucs), aucs, color='0.6', s=12); ax.errorbar(i, np.mean(aucs), np.std(aucs), fmt='o', capsize=4)
-    ax.set_xticks(range(len(regs)), regs); ax.set_ylabel('test AUC'); ax.set_title(f"top vs QCD, {transfer['n_train']} labelled jets", fontsize=9)
-    fig.tight_layout(); fig.savefig(out / 'transfer.png', dpi=80); plt.close(fig)
+        ax.scatter([i] * len(aucs), aucs, color='0.6', s=12)
+        ax.errorbar(i, np.mean(aucs), np.std(aucs), fmt='o', capsize=4)
+    ax.set_xticks(range(len(regs)), regs)
+    ax.set_ylabel('test AUC')
+    ax.set_title(f"top vs QCD, {transfer['n_train']} labelled jets", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / 'transfer.png', dpi=80)
+    plt.close(fig)
 
 # %% ../nbs/41_demo.ipynb #7816ab29
-def run_demo(out:str|Path='runs/demo', # output folder (metrics.json, plots)
-             cfg:DemoConfig|None=None, # sizes (default: `DemoConfig()`)
-             verbose:bool=True, # print progress and the results table
-            )->dict: # the metrics written to metrics.json
+def run_demo(
+    out: str | Path = 'runs/demo',  # output folder (metrics.json, plots)
+    cfg: DemoConfig | None = None,  # sizes (default: `DemoConfig()`)
+    verbose: bool = True,  # print progress and the results table
+) -> dict:  # the metrics written to metrics.json
     "The OmniJet-α pipeline end to end on the embedded jets."
-    cfg = cfg or DemoConfig(); out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    cfg = cfg or DemoConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     say = print if verbose else (lambda *a, **k: None)
     threads = torch.get_num_threads()
-    if cfg.threads: torch.set_num_threads(cfg.threads)
-    t_start = time.perf_counter(); m = {'config': dataclasses.asdict(cfg)}
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t_start = time.perf_counter()
+    m = {'config': dataclasses.asdict(cfg)}
     try:
-        seed_everything(cfg.seed); spec = omnijet_spec()
+        seed_everything(cfg.seed)
+        spec = omnijet_spec()
         jets = load_embedded_jets(max_particles=cfg.max_particles)
         sp = demo_splits(jets.labels, cfg.reference_fraction, cfg.n_test_per_class, cfg.seed)
         m['data'] = {'jets': len(jets), **{f'n_{k}': len(v) for k, v in sp.items()}}
@@ -180,20 +275,44 @@ def run_demo(out:str|Path='runs/demo', # output folder (metrics.json, plots)
         binned = BinnedTokenizer.equal_vocab(cfg.num_codes, torch.stack([lo, hi], 1).tolist())
         seed_everything(cfg.seed)
         untrained = VQVAETokenizer(num_codes=cfg.num_codes, **cfg.tokenizer).eval()
-        m['tokenizer'] = {'kind': 'conditional NormFormer VQ-VAE', 'num_codes': cfg.num_codes, 'steps': len(hist['loss']),
-                          'seconds': hist['seconds'], 'loss_first': hist['loss'][0], 'loss_last': float(np.mean(hist['loss'][-10:])),
-                          'n_eval_jets': len(ref_raw), **_tokenizer_quality(tok, spec, ref_raw, orig),
-                          'binned': _tokenizer_quality(binned, spec, ref_raw, orig) | {'bins': list(binned.bins)},
-                          'untrained': _tokenizer_quality(untrained, spec, ref_raw, orig)}
+        m['tokenizer'] = {
+            'kind': 'conditional NormFormer VQ-VAE',
+            'num_codes': cfg.num_codes,
+            'steps': len(hist['loss']),
+            'seconds': hist['seconds'],
+            'loss_first': hist['loss'][0],
+            'loss_last': float(np.mean(hist['loss'][-10:])),
+            'n_eval_jets': len(ref_raw),
+            **_tokenizer_quality(tok, spec, ref_raw, orig),
+            'binned': _tokenizer_quality(binned, spec, ref_raw, orig) | {'bins': list(binned.bins)},
+            'untrained': _tokenizer_quality(untrained, spec, ref_raw, orig),
+        }
         say(f"[2/5] tokens; [3/5] pretraining on {len(sp['pretrain'])} jets")
         sents = demo_sentences(tok, spec, jets, cfg.num_codes)
         vocab = TokenVocab(cfg.num_codes)
         pre = TokenSentences(sents.tokens[sp['pretrain']], sents.mask[sp['pretrain']], source='demo pretraining jets')
-        lm, phist = pretrain_gpt(pre, vocab.size, dict(cfg.gpt, max_len=cfg.max_particles + 2), epochs=cfg.pretrain_epochs,
-                                 batch_size=cfg.pretrain_batch, lr=cfg.pretrain_lr, warmup_steps=20, device='cpu', seed=cfg.seed)
-        m['pretraining'] = {'n_jets': len(pre), 'epochs': cfg.pretrain_epochs, 'steps': phist['steps'], 'seconds': phist['seconds'],
-                            'tokens_per_s': phist['tokens_per_s'], 'val_loss': phist['val_loss'], 'loss_first': phist['train_loss'][0],
-                            'uniform_loss': float(np.log(vocab.size)), 'parameters': sum(p.numel() for p in lm.parameters())}
+        lm, phist = pretrain_gpt(
+            pre,
+            vocab.size,
+            dict(cfg.gpt, max_len=cfg.max_particles + 2),
+            epochs=cfg.pretrain_epochs,
+            batch_size=cfg.pretrain_batch,
+            lr=cfg.pretrain_lr,
+            warmup_steps=20,
+            device='cpu',
+            seed=cfg.seed,
+        )
+        m['pretraining'] = {
+            'n_jets': len(pre),
+            'epochs': cfg.pretrain_epochs,
+            'steps': phist['steps'],
+            'seconds': phist['seconds'],
+            'tokens_per_s': phist['tokens_per_s'],
+            'val_loss': phist['val_loss'],
+            'loss_first': phist['train_loss'][0],
+            'uniform_loss': float(np.log(vocab.size)),
+            'parameters': sum(p.numel() for p in lm.parameters()),
+        }
         say(f"[4/5] generating {cfg.n_generate} jets")
         g = torch.Generator().manual_seed(cfg.seed)
         gen = generate_jets(lm, vocab, tok, spec, cfg.n_generate, generator=g, device='cpu')
@@ -201,61 +320,121 @@ def run_demo(out:str|Path='runs/demo', # output folder (metrics.json, plots)
         ref_obs = jet_level_observables(reconstruct_jets(tok, spec, ref_raw, device='cpu'))
         seed_everything(cfg.seed + 1)
         lm0 = GPTLanguageModel(vocab.size, **dict(cfg.gpt, max_len=cfg.max_particles + 2)).eval()
-        gen0 = generate_jets(lm0, vocab, tok, spec, min(cfg.n_generate, 500), generator=torch.Generator().manual_seed(cfg.seed), device='cpu')
+        gen0 = generate_jets(
+            lm0,
+            vocab,
+            tok,
+            spec,
+            min(cfg.n_generate, 500),
+            generator=torch.Generator().manual_seed(cfg.seed),
+            device='cpu',
+        )
         ev = evaluate_generation(gen_obs, ref_obs, seed=cfg.seed)
         ev0 = evaluate_generation(jet_level_observables(gen0.sets), ref_obs, seed=cfg.seed)
-        m['generation'] = {'n_generated': cfg.n_generate, 'n_reference': len(ref_raw), 'jets_per_s': cfg.n_generate / gen.seconds,
-                           'stopped_fraction': float(gen.stopped.float().mean()), 'kl': ev['kl'], 'w1': ev['w1'],
-                           'kl_mean': ev['kl_mean'], 'c2st_auc': ev['c2st_auc'],
-                           'untrained': {'kl_mean': ev0['kl_mean'], 'c2st_auc': ev0['c2st_auc']}}
+        m['generation'] = {
+            'n_generated': cfg.n_generate,
+            'n_reference': len(ref_raw),
+            'jets_per_s': cfg.n_generate / gen.seconds,
+            'stopped_fraction': float(gen.stopped.float().mean()),
+            'kl': ev['kl'],
+            'w1': ev['w1'],
+            'kl_mean': ev['kl_mean'],
+            'c2st_auc': ev['c2st_auc'],
+            'untrained': {'kl_mean': ev0['kl_mean'], 'c2st_auc': ev0['c2st_auc']},
+        }
         say(f"[5/5] transfer: {cfg.n_train} labelled jets x {len(cfg.seeds)} seeds x 3 regimes")
-        m['transfer'] = demo_transfer(cfg, lm, TokenSentences(sents.tokens[sp['train_pool']], sents.mask[sp['train_pool']], sents.labels[sp['train_pool']]),
-                                      TokenSentences(sents.tokens[sp['test']], sents.mask[sp['test']], sents.labels[sp['test']]))
-        m['wall_time_s'] = time.perf_counter() - t_start; m['threads'] = torch.get_num_threads(); m['device'] = 'cpu'
+        m['transfer'] = demo_transfer(
+            cfg,
+            lm,
+            TokenSentences(
+                sents.tokens[sp['train_pool']], sents.mask[sp['train_pool']], sents.labels[sp['train_pool']]
+            ),
+            TokenSentences(sents.tokens[sp['test']], sents.mask[sp['test']], sents.labels[sp['test']]),
+        )
+        m['wall_time_s'] = time.perf_counter() - t_start
+        m['threads'] = torch.get_num_threads()
+        m['device'] = 'cpu'
         metrics_to_json(m, out / 'metrics.json')
         tok_obs = {'original': orig, 'reconstructed': ref_obs}  # the generation reference is the tokenizer's round trip
         _plots(out, tok_obs, ref_obs, gen_obs, m['transfer'])
-    finally: torch.set_num_threads(threads)
+    finally:
+        torch.set_num_threads(threads)
     say(format_demo(m))
     return m
 
 # %% ../nbs/41_demo.ipynb #4c17ad77
-def format_demo(m:dict)->str:
+def format_demo(m: dict) -> str:
     "The demo's results as a small text table."
     t, p, g, x = m['tokenizer'], m['pretraining'], m['generation'], m['transfer']
-    rows = [('tokenizer', f"K={t['num_codes']}, {t['steps']} steps, {t['seconds']:.0f} s; codes used {t['codebook']['n_used']}"),
-            ('  jet mass resolution', f"{t['mass_resolution_GeV']:.1f} GeV (binned {t['binned']['mass_resolution_GeV']:.1f}, untrained {t['untrained']['mass_resolution_GeV']:.1f})"),
-            ('pretraining', f"{p['n_jets']} jets, {p['steps']} steps, {p['seconds']:.0f} s, {p['tokens_per_s']:.0f} tokens/s"),
-            ('  val loss', f"{p['val_loss']:.3f} nats (uniform {p['uniform_loss']:.3f})"),
-            ('generation', f"{g['n_generated']} jets at {g['jets_per_s']:.0f} jets/s, {100 * g['stopped_fraction']:.0f}% stopped"),
-            ('  mean KL / C2ST AUC', f"{g['kl_mean']:.3f} / {g['c2st_auc']:.3f} (untrained {g['untrained']['kl_mean']:.3f} / {g['untrained']['c2st_auc']:.3f})")]
-    rows += [(f"  {r}", f"AUC {v['auc']:.3f} ± {v['auc_std']:.3f}, acc {v['accuracy']:.3f}, 1/eps_B(30%) {v['rejection_30']:.1f}")
-             for r, v in x['regimes'].items()]
-    rows = rows[:6] + [(f"transfer ({x['n_train']} labels)", f"{x['task']}, {x['n_test']} test jets, {x['head']} head")] + rows[6:]
-    rows += [('fine-tuned beats scratch', f"{x['finetune_beats_scratch']} (per seed {x['finetune_wins_per_seed']})"),
-             ('wall time', f"{m['wall_time_s']:.0f} s, {m['threads']} thread(s)")]
+    rows = [
+        (
+            'tokenizer',
+            f"K={t['num_codes']}, {t['steps']} steps, {t['seconds']:.0f} s; codes used {t['codebook']['n_used']}",
+        ),
+        (
+            '  jet mass resolution',
+            f"{t['mass_resolution_GeV']:.1f} GeV (binned {t['binned']['mass_resolution_GeV']:.1f}, untrained {t['untrained']['mass_resolution_GeV']:.1f})",
+        ),
+        (
+            'pretraining',
+            f"{p['n_jets']} jets, {p['steps']} steps, {p['seconds']:.0f} s, {p['tokens_per_s']:.0f} tokens/s",
+        ),
+        ('  val loss', f"{p['val_loss']:.3f} nats (uniform {p['uniform_loss']:.3f})"),
+        (
+            'generation',
+            f"{g['n_generated']} jets at {g['jets_per_s']:.0f} jets/s, {100 * g['stopped_fraction']:.0f}% stopped",
+        ),
+        (
+            '  mean KL / C2ST AUC',
+            f"{g['kl_mean']:.3f} / {g['c2st_auc']:.3f} (untrained {g['untrained']['kl_mean']:.3f} / {g['untrained']['c2st_auc']:.3f})",
+        ),
+    ]
+    rows += [
+        (
+            f"  {r}",
+            f"AUC {v['auc']:.3f} ± {v['auc_std']:.3f}, acc {v['accuracy']:.3f}, 1/eps_B(30%) {v['rejection_30']:.1f}",
+        )
+        for r, v in x['regimes'].items()
+    ]
+    rows = (
+        rows[:6]
+        + [(f"transfer ({x['n_train']} labels)", f"{x['task']}, {x['n_test']} test jets, {x['head']} head")]
+        + rows[6:]
+    )
+    rows += [
+        ('fine-tuned beats scratch', f"{x['finetune_beats_scratch']} (per seed {x['finetune_wins_per_seed']})"),
+        ('wall time', f"{m['wall_time_s']:.0f} s, {m['threads']} thread(s)"),
+    ]
     w = max(len(a) for a, _ in rows)
     return '\n'.join(['OmniJet-α demo', '-' * (w + 60)] + [f'{a:<{w}}  {b}' for a, b in rows])
 
 # %% ../nbs/41_demo.ipynb #e687a44c
-def cli_main(argv:list[str]|None=None, # arguments after `fj demo` (None = sys.argv[1:])
-            )->int: # exit code
+def cli_main(
+    argv: list[str] | None = None,  # arguments after `fj demo` (None = sys.argv[1:])
+) -> int:  # exit code
     "`fj demo` command line."
-    p = argparse.ArgumentParser(prog='fj demo', description='OmniJet-α end to end on the embedded jets: tokenizer, tokens, '
-                                'GPT pretraining, generation, transfer to top tagging.')
+    p = argparse.ArgumentParser(
+        prog='fj demo',
+        description='OmniJet-α end to end on the embedded jets: tokenizer, tokens, '
+        'GPT pretraining, generation, transfer to top tagging.',
+    )
     p.add_argument('--out', default='runs/demo', help='output folder (default: runs/demo)')
     p.add_argument('--smoke', action='store_true', help='seconds-scale sizes (for tests)')
     p.add_argument('--seed', type=int, default=0, help='split, initialisation and sampling seed')
-    p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: 1; tiny models run fastest on one)')
+    p.add_argument(
+        '--threads', type=int, default=None, help='torch CPU threads (default: 1; tiny models run fastest on one)'
+    )
     p.add_argument('--n-train', type=int, default=None, help='labelled jets for the transfer step (default: 100)')
     a = p.parse_args(argv)
     cfg = DemoConfig.smoke() if a.smoke else DemoConfig()
     cfg.seed = a.seed
     if a.threads is not None:
-        if a.threads < 1: raise ConfigError(f'--threads must be >= 1, got {a.threads}')
+        if a.threads < 1:
+            raise ConfigError(f'--threads must be >= 1, got {a.threads}')
         cfg.threads = a.threads
     if a.n_train is not None:
-        if a.n_train < 4: raise ConfigError(f'--n-train must be >= 4, got {a.n_train}')
+        if a.n_train < 4:
+            raise ConfigError(f'--n-train must be >= 4, got {a.n_train}')
         cfg.n_train = a.n_train
     run_demo(a.out, cfg)
     return 0

@@ -6,7 +6,9 @@ Docs: https://foundation-jets.github.io/foundation_jets/metrics.html.md"""
 
 # %% ../nbs/30_metrics.ipynb #1e379359
 from __future__ import annotations
-import json, math, warnings
+import json
+import math
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -23,85 +25,109 @@ __all__ = ['to_numpy', 'masked_values', 'kl_divergence_quantiles', 'wasserstein_
            'classifier_two_sample_test', 'metrics_to_json', 'plot_hist_ratio']
 
 # %% ../nbs/30_metrics.ipynb #af67cffd
-def to_numpy(x, # numpy array, torch tensor (any device/dtype) or array-like
-             where:str='input', # calling function (for error messages)
-             field:str='x', # argument name (for error messages)
-             ndim:int|None=None, # required number of dimensions
-             kind:str|None=None, # allowed numpy dtype kinds, e.g. "f", "iub"
-             finite:bool=True, # reject NaN and inf
-            )->np.ndarray:
+def to_numpy(
+    x,  # numpy array, torch tensor (any device/dtype) or array-like
+    where: str = 'input',  # calling function (for error messages)
+    field: str = 'x',  # argument name (for error messages)
+    ndim: int | None = None,  # required number of dimensions
+    kind: str | None = None,  # allowed numpy dtype kinds, e.g. "f", "iub"
+    finite: bool = True,  # reject NaN and inf
+) -> np.ndarray:
     "Validate `x` and return it as a numpy array (bf16/fp16 tensors become float32)."
     if isinstance(x, Tensor):
         x = x.detach().cpu()
-        if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64): x = x.float()
+        if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
         x = x.numpy()
     a = np.asarray(x)
     shape = None if ndim is None else (None,) * ndim
     return check_array(a, where, field, shape=shape, kind=kind, finite=finite)
 
-def masked_values(x, # (batch, n) or (batch, n, features) values of a padded set
-                  mask=None, # (batch, n) bool, True for real elements; None keeps everything
-                  where:str='masked_values', # calling function (for error messages)
-                  field:str='x', # argument name (for error messages)
-                 )->np.ndarray: # (n_real,) or (n_real, features)
+
+def masked_values(
+    x,  # (batch, n) or (batch, n, features) values of a padded set
+    mask=None,  # (batch, n) bool, True for real elements; None keeps everything
+    where: str = 'masked_values',  # calling function (for error messages)
+    field: str = 'x',  # argument name (for error messages)
+) -> np.ndarray:  # (n_real,) or (n_real, features)
     "The real elements of a padded set, flattened over the batch; padding is never read."
     a = to_numpy(x, where, field, finite=False)
-    if mask is None: out = a
+    if mask is None:
+        out = a
     else:
         m = to_numpy(mask, where, 'mask', kind='b')
-        if a.shape[:m.ndim] != m.shape: raise DataFormatError(where, 'mask', f'shape {a.shape[:m.ndim]} matching {field}', got=m.shape)
+        if a.shape[: m.ndim] != m.shape:
+            raise DataFormatError(where, 'mask', f'shape {a.shape[: m.ndim]} matching {field}', got=m.shape)
         out = a[m]
     return check_array(out, where, field, kind='fiub')
 
 # %% ../nbs/30_metrics.ipynb #fda2c8f7
-def kl_divergence_quantiles(reference, # 1-D sample of the reference (real jets), shape (n,)
-                            candidate, # 1-D sample to compare (generated or reconstructed), shape (m,)
-                            n_bins:int=30, # number of quantile edges ("omnijet") or bins ("equiprobable")
-                            eps:float=1e-8, # added to every bin before normalising (avoids log 0)
-                            binning:str='omnijet', # "omnijet" (reference code) or "equiprobable" (open ends, probabilities)
-                           )->float: # KL(reference || candidate) in nats
+def kl_divergence_quantiles(
+    reference,  # 1-D sample of the reference (real jets), shape (n,)
+    candidate,  # 1-D sample to compare (generated or reconstructed), shape (m,)
+    n_bins: int = 30,  # number of quantile edges ("omnijet") or bins ("equiprobable")
+    eps: float = 1e-8,  # added to every bin before normalising (avoids log 0)
+    binning: str = 'omnijet',  # "omnijet" (reference code) or "equiprobable" (open ends, probabilities)
+) -> float:  # KL(reference || candidate) in nats
     "KL divergence on histograms binned at quantiles of `reference` (OmniJet-α's `quantiled_kl_divergence`)."
     where = 'kl_divergence_quantiles'
     ref = to_numpy(reference, where, 'reference', ndim=1, kind='fiub').astype(np.float64)
     cand = to_numpy(candidate, where, 'candidate', ndim=1, kind='fiub').astype(np.float64)
-    if len(ref) < 2 or len(cand) < 1: raise DataFormatError(where, 'reference/candidate', 'at least 2 and 1 entries', got=(len(ref), len(cand)))
-    if n_bins < 2: raise ConfigError(f'{where}: n_bins must be >= 2, got {n_bins}')
+    if len(ref) < 2 or len(cand) < 1:
+        raise DataFormatError(where, 'reference/candidate', 'at least 2 and 1 entries', got=(len(ref), len(cand)))
+    if n_bins < 2:
+        raise ConfigError(f'{where}: n_bins must be >= 2, got {n_bins}')
     if binning == 'omnijet':
         edges = np.quantile(ref, np.linspace(0.001, 0.999, n_bins))
         if not np.all(np.diff(edges) > 0):
-            raise DataFormatError(where, 'reference', f'a continuous sample with {n_bins} distinct quantiles (try fewer bins or binning="equiprobable")', got='repeated quantiles')
+            raise DataFormatError(
+                where,
+                'reference',
+                f'a continuous sample with {n_bins} distinct quantiles (try fewer bins or binning="equiprobable")',
+                got='repeated quantiles',
+            )
         p = np.histogram(ref, edges, density=True)[0] + eps
         q = np.histogram(cand, edges)[0].astype(np.float64)
         if q.sum() == 0:
-            warnings.warn(f'{where}: no candidate entry lies inside the reference range [{edges[0]:g}, {edges[-1]:g}]; returning inf')
+            warnings.warn(
+                f'{where}: no candidate entry lies inside the reference range [{edges[0]:g}, {edges[-1]:g}]; returning inf'
+            )
             return math.inf
         q = q / (q.sum() * np.diff(edges)) + eps
     elif binning == 'equiprobable':
         inner = np.unique(np.quantile(ref, np.linspace(0, 1, n_bins + 1)[1:-1]))
         p = np.bincount(np.searchsorted(inner, ref, side='right'), minlength=len(inner) + 1) / len(ref) + eps
         q = np.bincount(np.searchsorted(inner, cand, side='right'), minlength=len(inner) + 1) / len(cand) + eps
-    else: raise ConfigError(f"{where}: binning must be 'omnijet' or 'equiprobable', got {binning!r}")
+    else:
+        raise ConfigError(f"{where}: binning must be 'omnijet' or 'equiprobable', got {binning!r}")
     p, q = p / p.sum(), q / q.sum()
     return float(np.sum(p * np.log(p / q)))
 
 # %% ../nbs/30_metrics.ipynb #4b7d99d6
-def wasserstein_1d(a, # first 1-D sample, shape (n,)
-                   b, # second 1-D sample, shape (m,)
-                   a_weights=None, # optional non-negative weights of `a`
-                   b_weights=None, # optional non-negative weights of `b`
-                  )->float: # W1 in the units of the samples
+def wasserstein_1d(
+    a,  # first 1-D sample, shape (n,)
+    b,  # second 1-D sample, shape (m,)
+    a_weights=None,  # optional non-negative weights of `a`
+    b_weights=None,  # optional non-negative weights of `b`
+) -> float:  # W1 in the units of the samples
     "Earth mover's (Wasserstein-1) distance between two 1-D empirical distributions."
     where = 'wasserstein_1d'
     a = to_numpy(a, where, 'a', ndim=1, kind='fiub').astype(np.float64)
     b = to_numpy(b, where, 'b', ndim=1, kind='fiub').astype(np.float64)
-    if not len(a) or not len(b): raise DataFormatError(where, 'a/b', 'non-empty samples', got=(len(a), len(b)))
+    if not len(a) or not len(b):
+        raise DataFormatError(where, 'a/b', 'non-empty samples', got=(len(a), len(b)))
+
     def weights(w, x, name):
-        if w is None: return np.full(len(x), 1.0 / len(x))
+        if w is None:
+            return np.full(len(x), 1.0 / len(x))
         w = to_numpy(w, where, name, ndim=1).astype(np.float64)
-        if w.shape != x.shape or (w < 0).any() or w.sum() <= 0: raise DataFormatError(where, name, f'{len(x)} non-negative weights with a positive sum')
+        if w.shape != x.shape or (w < 0).any() or w.sum() <= 0:
+            raise DataFormatError(where, name, f'{len(x)} non-negative weights with a positive sum')
         return w / w.sum()
+
     wa, wb = weights(a_weights, a, 'a_weights'), weights(b_weights, b, 'b_weights')
-    x = np.concatenate([a, b]); order = np.argsort(x, kind='mergesort')
+    x = np.concatenate([a, b])
+    order = np.argsort(x, kind='mergesort')
     dw = np.concatenate([wa, -wb])[order]  # jump of F_a - F_b at each pooled value
     return float(np.sum(np.abs(np.cumsum(dw)[:-1]) * np.diff(x[order])))
 
@@ -109,35 +135,46 @@ def wasserstein_1d(a, # first 1-D sample, shape (n,)
 def _binary(scores, labels, weights, where):
     s = to_numpy(scores, where, 'scores', ndim=1, kind='fiub').astype(np.float64)
     y = to_numpy(labels, where, 'labels', ndim=1, kind='fiub')
-    if y.shape != s.shape: raise DataFormatError(where, 'labels', f'shape {s.shape} like scores', got=y.shape)
-    if not np.isin(y, (0, 1)).all(): raise DataFormatError(where, 'labels', 'binary labels in {0, 1}', got=np.unique(y)[:5].tolist())
+    if y.shape != s.shape:
+        raise DataFormatError(where, 'labels', f'shape {s.shape} like scores', got=y.shape)
+    if not np.isin(y, (0, 1)).all():
+        raise DataFormatError(where, 'labels', 'binary labels in {0, 1}', got=np.unique(y)[:5].tolist())
     y = y.astype(bool)
-    if y.all() or not y.any(): raise DataFormatError(where, 'labels', 'both signal (1) and background (0) events')
-    if weights is None: w = np.ones_like(s)
+    if y.all() or not y.any():
+        raise DataFormatError(where, 'labels', 'both signal (1) and background (0) events')
+    if weights is None:
+        w = np.ones_like(s)
     else:
         w = to_numpy(weights, where, 'weights', ndim=1).astype(np.float64)
-        if w.shape != s.shape or (w < 0).any(): raise DataFormatError(where, 'weights', f'{len(s)} non-negative weights', got=w.shape)
-        if w[y].sum() <= 0 or w[~y].sum() <= 0: raise DataFormatError(where, 'weights', 'a positive total weight for signal and for background')
+        if w.shape != s.shape or (w < 0).any():
+            raise DataFormatError(where, 'weights', f'{len(s)} non-negative weights', got=w.shape)
+        if w[y].sum() <= 0 or w[~y].sum() <= 0:
+            raise DataFormatError(where, 'weights', 'a positive total weight for signal and for background')
     return s, y, w
 
-def roc_curve(scores, # (n,) classifier scores, larger = more signal-like
-              labels, # (n,) 1 for signal, 0 for background
-              weights=None, # (n,) optional non-negative event weights
-             )->tuple: # fpr (ε_B), tpr (ε_S), thresholds, each (k,), thresholds decreasing from +inf
+
+def roc_curve(
+    scores,  # (n,) classifier scores, larger = more signal-like
+    labels,  # (n,) 1 for signal, 0 for background
+    weights=None,  # (n,) optional non-negative event weights
+) -> tuple:  # fpr (ε_B), tpr (ε_S), thresholds, each (k,), thresholds decreasing from +inf
     "Background and signal efficiencies for every distinct score threshold `s >= t`."
     s, y, w = _binary(scores, labels, weights, 'roc_curve')
-    order = np.argsort(-s, kind='mergesort'); s, y, w = s[order], y[order], w[order]
+    order = np.argsort(-s, kind='mergesort')
+    s, y, w = s[order], y[order], w[order]
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each run of equal scores
     tps, fps = np.cumsum(w * y)[last], np.cumsum(w * ~y)[last]
-    return np.r_[0., fps / fps[-1]], np.r_[0., tps / tps[-1]], np.r_[np.inf, s[last]]
+    return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]], np.r_[np.inf, s[last]]
 
 # %% ../nbs/30_metrics.ipynb #a9849570
-def roc_auc(scores, # (n,) classifier scores, larger = more signal-like
-            labels, # (n,) 1 for signal, 0 for background
-            weights=None, # (n,) optional non-negative event weights
-           )->float: # area under the ROC curve
+def roc_auc(
+    scores,  # (n,) classifier scores, larger = more signal-like
+    labels,  # (n,) 1 for signal, 0 for background
+    weights=None,  # (n,) optional non-negative event weights
+) -> float:  # area under the ROC curve
     "ROC AUC: the rank (Mann-Whitney) statistic with ties counted 1/2; trapezoidal ROC integral when weighted."
     from scipy.stats import rankdata
+
     s, y, w = _binary(scores, labels, weights, 'roc_auc')
     if weights is not None:
         fpr, tpr, _ = roc_curve(s, y, w)
@@ -146,119 +183,157 @@ def roc_auc(scores, # (n,) classifier scores, larger = more signal-like
     return float((rankdata(s)[y].sum() - n_s * (n_s + 1) / 2) / (n_s * n_b))
 
 # %% ../nbs/30_metrics.ipynb #209a5c3d
-def background_rejection(scores, # (n,) classifier scores, larger = more signal-like
-                         labels, # (n,) 1 for signal, 0 for background
-                         signal_efficiency:float=0.3, # target ε_S in (0, 1]
-                         weights=None, # (n,) optional non-negative event weights
-                        )->float: # 1/ε_B at ε_S (inf, with a warning, when ε_B = 0)
+def background_rejection(
+    scores,  # (n,) classifier scores, larger = more signal-like
+    labels,  # (n,) 1 for signal, 0 for background
+    signal_efficiency: float = 0.3,  # target ε_S in (0, 1]
+    weights=None,  # (n,) optional non-negative event weights
+) -> float:  # 1/ε_B at ε_S (inf, with a warning, when ε_B = 0)
     "Background rejection 1/ε_B at the (interpolated) threshold that keeps `signal_efficiency` of the signal."
-    if not 0 < signal_efficiency <= 1: raise ConfigError(f'background_rejection: signal_efficiency must be in (0, 1], got {signal_efficiency}')
+    if not 0 < signal_efficiency <= 1:
+        raise ConfigError(f'background_rejection: signal_efficiency must be in (0, 1], got {signal_efficiency}')
     fpr, tpr, _ = roc_curve(*_binary(scores, labels, weights, 'background_rejection'))
     i = int(np.searchsorted(tpr, signal_efficiency, side='left'))  # first point with ε_S >= target
-    if math.isclose(tpr[i], signal_efficiency, rel_tol=1e-12): eps_b = fpr[i]
-    else: eps_b = fpr[i - 1] + (fpr[i] - fpr[i - 1]) * (signal_efficiency - tpr[i - 1]) / (tpr[i] - tpr[i - 1])
+    if math.isclose(tpr[i], signal_efficiency, rel_tol=1e-12):
+        eps_b = fpr[i]
+    else:
+        eps_b = fpr[i - 1] + (fpr[i] - fpr[i - 1]) * (signal_efficiency - tpr[i - 1]) / (tpr[i] - tpr[i - 1])
     if eps_b <= 0:
-        warnings.warn(f'background_rejection: no background passes the cut at signal efficiency {signal_efficiency}; returning inf')
+        warnings.warn(
+            f'background_rejection: no background passes the cut at signal efficiency {signal_efficiency}; returning inf'
+        )
         return math.inf
     return float(1 / eps_b)
 
 # %% ../nbs/30_metrics.ipynb #6b70ba07
-def tpr_at_fpr(scores, # (n,) anomaly/classifier scores, larger = more signal-like
-               labels, # (n,) 1 for signal, 0 for background
-               fpr:float=1e-5, # target false-positive rate (background efficiency)
-               weights=None, # (n,) optional non-negative event weights
-               strict:bool=True, # raise when there are fewer than 1/fpr background events; else warn
-              )->float: # signal efficiency at the target fpr
+def tpr_at_fpr(
+    scores,  # (n,) anomaly/classifier scores, larger = more signal-like
+    labels,  # (n,) 1 for signal, 0 for background
+    fpr: float = 1e-5,  # target false-positive rate (background efficiency)
+    weights=None,  # (n,) optional non-negative event weights
+    strict: bool = True,  # raise when there are fewer than 1/fpr background events; else warn
+) -> float:  # signal efficiency at the target fpr
     "Signal efficiency (TPR) at the threshold with background efficiency `fpr` (ADC2021 uses 1e-5)."
     where = 'tpr_at_fpr'
-    if not 0 < fpr <= 1: raise ConfigError(f'{where}: fpr must be in (0, 1], got {fpr}')
+    if not 0 < fpr <= 1:
+        raise ConfigError(f'{where}: fpr must be in (0, 1], got {fpr}')
     s, y, w = _binary(scores, labels, weights, where)
     n_b = int((~y).sum())
     if n_b * fpr < 1:
         msg = f'{where}: {n_b} background events cannot resolve fpr={fpr:g} (need at least {math.ceil(1 / fpr)})'
-        if strict: raise ConfigError(msg + '; pass strict=False to get an extrapolated value with a warning')
+        if strict:
+            raise ConfigError(msg + '; pass strict=False to get an extrapolated value with a warning')
         warnings.warn(msg + '; the value is an extrapolation')
     f, t, _ = roc_curve(s, y, w)
     j = int(np.searchsorted(f, fpr, side='right')) - 1  # last point with ε_B <= target
-    if math.isclose(f[j], fpr, rel_tol=1e-12) or j == len(f) - 1: return float(t[j])
+    if math.isclose(f[j], fpr, rel_tol=1e-12) or j == len(f) - 1:
+        return float(t[j])
     return float(t[j] + (t[j + 1] - t[j]) * (fpr - f[j]) / (f[j + 1] - f[j]))
 
 # %% ../nbs/30_metrics.ipynb #1471d57a
-def multiclass_roc_auc(probs, # (n, C) class scores (probabilities or logits: only their order matters)
-                       labels, # (n,) integer class labels in [0, C)
-                      )->tuple: # (macro AUC, per-class AUC array (C,))
+def multiclass_roc_auc(
+    probs,  # (n, C) class scores (probabilities or logits: only their order matters)
+    labels,  # (n,) integer class labels in [0, C)
+) -> tuple:  # (macro AUC, per-class AUC array (C,))
     "One-vs-rest ROC AUC of every class and their unweighted (macro) mean."
     where = 'multiclass_roc_auc'
     p = to_numpy(probs, where, 'probs', ndim=2, kind='fiub')
     y = to_numpy(labels, where, 'labels', ndim=1, kind='iub')
     if len(y) != len(p) or y.min() < 0 or y.max() >= p.shape[1]:
-        raise DataFormatError(where, 'labels', f'{len(p)} labels in [0, {p.shape[1]})', got=(len(y), int(y.min()), int(y.max())))
+        raise DataFormatError(
+            where, 'labels', f'{len(p)} labels in [0, {p.shape[1]})', got=(len(y), int(y.min()), int(y.max()))
+        )
     per_class = np.array([roc_auc(p[:, k], y == k) for k in range(p.shape[1])])
     return float(per_class.mean()), per_class
 
 # %% ../nbs/30_metrics.ipynb #81e02557
-def confusion_matrix(predictions, # (...) integer predicted classes
-                     labels, # (...) integer true classes, same shape; `ignore_index` marks padding
-                     n_classes:int|None=None, # number of classes (default: 1 + the largest class seen)
-                     ignore_index:int=-1, # label value to skip (padded elements)
-                     mask=None, # (...) optional bool, True for real elements
-                    )->np.ndarray: # (C, C) counts, rows = true class, columns = predicted class
+def confusion_matrix(
+    predictions,  # (...) integer predicted classes
+    labels,  # (...) integer true classes, same shape; `ignore_index` marks padding
+    n_classes: int | None = None,  # number of classes (default: 1 + the largest class seen)
+    ignore_index: int = -1,  # label value to skip (padded elements)
+    mask=None,  # (...) optional bool, True for real elements
+) -> np.ndarray:  # (C, C) counts, rows = true class, columns = predicted class
     "Confusion matrix of integer predictions, skipping `ignore_index` labels and masked-out elements."
     where = 'confusion_matrix'
     pred = to_numpy(predictions, where, 'predictions', kind='iub').astype(np.int64)
     y = to_numpy(labels, where, 'labels', kind='iub').astype(np.int64)
-    if pred.shape != y.shape: raise DataFormatError(where, 'labels', f'shape {pred.shape} like predictions', got=y.shape)
+    if pred.shape != y.shape:
+        raise DataFormatError(where, 'labels', f'shape {pred.shape} like predictions', got=y.shape)
     keep = y != ignore_index
     if mask is not None:
         m = to_numpy(mask, where, 'mask', kind='b')
-        if m.shape != y.shape: raise DataFormatError(where, 'mask', f'shape {y.shape} like labels', got=m.shape)
+        if m.shape != y.shape:
+            raise DataFormatError(where, 'mask', f'shape {y.shape} like labels', got=m.shape)
         keep &= m
     pred, y = pred[keep], y[keep]
-    if n_classes is None: n_classes = int(max(pred.max(initial=-1), y.max(initial=-1)) + 1)
+    if n_classes is None:
+        n_classes = int(max(pred.max(initial=-1), y.max(initial=-1)) + 1)
     for name, v in (('labels', y), ('predictions', pred)):
-        if len(v) and (v.min() < 0 or v.max() >= n_classes): raise DataFormatError(where, name, f'classes in [0, {n_classes}) (or ignore_index={ignore_index})', got=(int(v.min()), int(v.max())))
+        if len(v) and (v.min() < 0 or v.max() >= n_classes):
+            raise DataFormatError(
+                where,
+                name,
+                f'classes in [0, {n_classes}) (or ignore_index={ignore_index})',
+                got=(int(v.min()), int(v.max())),
+            )
     return np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
-def f1_per_class(predictions, # (...) integer predicted classes
-                 labels, # (...) integer true classes; `ignore_index` marks padding
-                 n_classes:int|None=None, # number of classes
-                 ignore_index:int=-1, # label value to skip
-                 mask=None, # (...) optional bool, True for real elements
-                )->np.ndarray: # (C,) F1 of every class
+
+def f1_per_class(
+    predictions,  # (...) integer predicted classes
+    labels,  # (...) integer true classes; `ignore_index` marks padding
+    n_classes: int | None = None,  # number of classes
+    ignore_index: int = -1,  # label value to skip
+    mask=None,  # (...) optional bool, True for real elements
+) -> np.ndarray:  # (C,) F1 of every class
     "F1 score of every class from integer predictions (0 where a class is neither present nor predicted)."
     cm = confusion_matrix(predictions, labels, n_classes, ignore_index, mask).astype(np.float64)
-    tp = np.diag(cm); denom = cm.sum(0) + cm.sum(1)  # 2TP + FP + FN
+    tp = np.diag(cm)
+    denom = cm.sum(0) + cm.sum(1)  # 2TP + FP + FN
     return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
 
-def macro_f1(predictions, # (...) integer predicted classes
-             labels, # (...) integer true classes; `ignore_index` marks padding
-             n_classes:int|None=None, # number of classes
-             ignore_index:int=-1, # label value to skip
-             mask=None, # (...) optional bool, True for real elements
-            )->float: # unweighted mean of the per-class F1
+
+def macro_f1(
+    predictions,  # (...) integer predicted classes
+    labels,  # (...) integer true classes; `ignore_index` marks padding
+    n_classes: int | None = None,  # number of classes
+    ignore_index: int = -1,  # label value to skip
+    mask=None,  # (...) optional bool, True for real elements
+) -> float:  # unweighted mean of the per-class F1
     "Unweighted mean of `f1_per_class` (PoLAr-MAE's 'mean F1 over all semantic categories')."
     return float(f1_per_class(predictions, labels, n_classes, ignore_index, mask).mean())
 
 # %% ../nbs/30_metrics.ipynb #be9a977b
-def linear_probe_svm(train_x, # (n_train, features) frozen-encoder features
-                     train_y, # (n_train,) integer class labels
-                     test_x, # (n_test, features) features to evaluate on
-                     test_y, # (n_test,) integer class labels
-                     C:float=0.005, # SVM regularisation (PoLAr-MAE: 0.005; point2vec SVC: 0.012)
-                     pca_dim:int|None=None, # PCA dimension fit on train (PoLAr-MAE: 128); None = no PCA
-                     class_weight:str|None='balanced', # sklearn class weighting
-                     seed:int=0, # random state of the solver and PCA
-                    )->dict: # accuracy, f1_per_class (C,), macro_f1
+def linear_probe_svm(
+    train_x,  # (n_train, features) frozen-encoder features
+    train_y,  # (n_train,) integer class labels
+    test_x,  # (n_test, features) features to evaluate on
+    test_y,  # (n_test,) integer class labels
+    C: float = 0.005,  # SVM regularisation (PoLAr-MAE: 0.005; point2vec SVC: 0.012)
+    pca_dim: int | None = None,  # PCA dimension fit on train (PoLAr-MAE: 128); None = no PCA
+    class_weight: str | None = 'balanced',  # sklearn class weighting
+    seed: int = 0,  # random state of the solver and PCA
+) -> dict:  # accuracy, f1_per_class (C,), macro_f1
     "Accuracy and per-class F1 of a linear SVM trained on frozen features (standardisation fit on train only)."
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
+
     where = 'linear_probe_svm'
-    xtr, xte = to_numpy(train_x, where, 'train_x', ndim=2, kind='fiub'), to_numpy(test_x, where, 'test_x', ndim=2, kind='fiub')
-    ytr, yte = to_numpy(train_y, where, 'train_y', ndim=1, kind='iub'), to_numpy(test_y, where, 'test_y', ndim=1, kind='iub')
-    if xte.shape[1] != xtr.shape[1]: raise DataFormatError(where, 'test_x', f'{xtr.shape[1]} features like train_x', got=xte.shape[1])
-    if len(xtr) != len(ytr) or len(xte) != len(yte): raise DataFormatError(where, 'train_y/test_y', 'one label per feature vector', got=(len(ytr), len(yte)))
+    xtr, xte = (
+        to_numpy(train_x, where, 'train_x', ndim=2, kind='fiub'),
+        to_numpy(test_x, where, 'test_x', ndim=2, kind='fiub'),
+    )
+    ytr, yte = (
+        to_numpy(train_y, where, 'train_y', ndim=1, kind='iub'),
+        to_numpy(test_y, where, 'test_y', ndim=1, kind='iub'),
+    )
+    if xte.shape[1] != xtr.shape[1]:
+        raise DataFormatError(where, 'test_x', f'{xtr.shape[1]} features like train_x', got=xte.shape[1])
+    if len(xtr) != len(ytr) or len(xte) != len(yte):
+        raise DataFormatError(where, 'train_y/test_y', 'one label per feature vector', got=(len(ytr), len(yte)))
     steps = [StandardScaler()] + ([PCA(pca_dim, random_state=seed)] if pca_dim else [])
     probe = make_pipeline(*steps, LinearSVC(C=C, class_weight=class_weight, random_state=seed, max_iter=5000))
     probe.fit(xtr, ytr)
@@ -268,20 +343,26 @@ def linear_probe_svm(train_x, # (n_train, features) frozen-encoder features
     return dict(accuracy=float((pred == yte).mean()), f1_per_class=f1, macro_f1=float(f1.mean()))
 
 # %% ../nbs/30_metrics.ipynb #05fb6e3a
-def resolution(reference, # (n,), (n, features) or padded (batch, n[, features]) true values
-               reconstructed, # same shape as `reference`
-               relative:bool=False, # residual (reco - ref) / ref instead of reco - ref
-               mask=None, # (batch, n) bool for padded sets, True = real element
-              )->dict: # mean, std, robust_width (half the 16-84 % range), mean_abs, n (entries used)
+def resolution(
+    reference,  # (n,), (n, features) or padded (batch, n[, features]) true values
+    reconstructed,  # same shape as `reference`
+    relative: bool = False,  # residual (reco - ref) / ref instead of reco - ref
+    mask=None,  # (batch, n) bool for padded sets, True = real element
+) -> dict:  # mean, std, robust_width (half the 16-84 % range), mean_abs, n (entries used)
     "Bias, spread and robust width of the residual reconstructed - reference (optionally relative)."
     where = 'resolution'
     ref = masked_values(reference, mask, where, 'reference').astype(np.float64)
     reco = masked_values(reconstructed, mask, where, 'reconstructed').astype(np.float64)
-    if ref.shape != reco.shape: raise DataFormatError(where, 'reconstructed', f'shape {ref.shape} like reference', got=reco.shape)
-    if len(ref) < 2: raise DataFormatError(where, 'reference', 'at least 2 entries', got=len(ref))
+    if ref.shape != reco.shape:
+        raise DataFormatError(where, 'reconstructed', f'shape {ref.shape} like reference', got=reco.shape)
+    if len(ref) < 2:
+        raise DataFormatError(where, 'reference', 'at least 2 entries', got=len(ref))
     r = reco - ref
     if relative:
-        if (ref == 0).any(): raise DataFormatError(where, 'reference', 'non-zero values for a relative residual', got=f'{int((ref == 0).sum())} zeros')
+        if (ref == 0).any():
+            raise DataFormatError(
+                where, 'reference', 'non-zero values for a relative residual', got=f'{int((ref == 0).sum())} zeros'
+            )
         r = r / ref
     q16, q84 = np.quantile(r, [0.16, 0.84], axis=0)
     out = dict(mean=r.mean(0), std=r.std(0, ddof=1), robust_width=(q84 - q16) / 2, mean_abs=np.abs(r).mean(0))
@@ -289,58 +370,81 @@ def resolution(reference, # (n,), (n, features) or padded (batch, n[, features])
     return out | dict(n=int(len(r)))
 
 # %% ../nbs/30_metrics.ipynb #e1a40927
-def round_trip_resolutions(reference:Mapping, # observable name -> (n_jets,) values on the original jets
-                           reconstructed:Mapping, # observable name -> (n_jets,) values after the round trip
-                           relative:tuple=('pt',), # observables with a relative residual
-                          )->dict: # name -> `resolution` dict, for every shared observable
+def round_trip_resolutions(
+    reference: Mapping,  # observable name -> (n_jets,) values on the original jets
+    reconstructed: Mapping,  # observable name -> (n_jets,) values after the round trip
+    relative: tuple = ('pt',),  # observables with a relative residual
+) -> dict:  # name -> `resolution` dict, for every shared observable
     "`resolution` of every observable present in both dictionaries (jet-level tokenization quality)."
     common = [k for k in reference if k in reconstructed]
-    if not common: raise ConfigError('round_trip_resolutions: reference and reconstructed share no observable')
+    if not common:
+        raise ConfigError('round_trip_resolutions: reference and reconstructed share no observable')
     return {k: resolution(reference[k], reconstructed[k], relative=k in relative) for k in common}
 
 # %% ../nbs/30_metrics.ipynb #3b604330
-def codebook_usage(codes, # (...) integer code indices in [0, num_codes)
-                   num_codes:int, # codebook size K
-                   mask=None, # (...) optional bool, True for real tokens
-                  )->dict: # utilisation (fraction of codes used), perplexity, n_used
+def codebook_usage(
+    codes,  # (...) integer code indices in [0, num_codes)
+    num_codes: int,  # codebook size K
+    mask=None,  # (...) optional bool, True for real tokens
+) -> dict:  # utilisation (fraction of codes used), perplexity, n_used
     "Fraction of the codebook in use and the perplexity of the code frequencies."
     c = masked_values(codes, mask, 'codebook_usage', 'codes').astype(np.int64)
     if not len(c) or c.min() < 0 or c.max() >= num_codes:
-        raise DataFormatError('codebook_usage', 'codes', f'a non-empty set of codes in [0, {num_codes})', got=(len(c), int(c.min(initial=0)), int(c.max(initial=0))))
+        raise DataFormatError(
+            'codebook_usage',
+            'codes',
+            f'a non-empty set of codes in [0, {num_codes})',
+            got=(len(c), int(c.min(initial=0)), int(c.max(initial=0))),
+        )
     f = np.bincount(c.ravel(), minlength=num_codes) / c.size
     nz = f[f > 0]
-    return dict(utilisation=float(len(nz) / num_codes), perplexity=float(np.exp(-(nz * np.log(nz)).sum())), n_used=int(len(nz)))
+    return dict(
+        utilisation=float(len(nz) / num_codes), perplexity=float(np.exp(-(nz * np.log(nz)).sum())), n_used=int(len(nz))
+    )
 
 # %% ../nbs/30_metrics.ipynb #15ae9cf2
-def compare_distributions(reference:Mapping, # observable name -> 1-D reference sample
-                          candidate:Mapping, # observable name -> 1-D sample to compare
-                          n_bins:int=50, # quantile edges of the KL (OmniJet-α's generative callback: 50)
-                         )->dict: # name -> {'kl': ..., 'w1': ...}
+def compare_distributions(
+    reference: Mapping,  # observable name -> 1-D reference sample
+    candidate: Mapping,  # observable name -> 1-D sample to compare
+    n_bins: int = 50,  # quantile edges of the KL (OmniJet-α's generative callback: 50)
+) -> dict:  # name -> {'kl': ..., 'w1': ...}
     "Quantile-binned KL and W1 of every observable present in both `reference` and `candidate`."
     common = [k for k in reference if k in candidate]
-    if not common: raise ConfigError('compare_distributions: reference and candidate share no observable')
-    return {k: dict(kl=kl_divergence_quantiles(reference[k], candidate[k], n_bins=n_bins),
-                    w1=wasserstein_1d(reference[k], candidate[k])) for k in common}
+    if not common:
+        raise ConfigError('compare_distributions: reference and candidate share no observable')
+    return {
+        k: dict(
+            kl=kl_divergence_quantiles(reference[k], candidate[k], n_bins=n_bins),
+            w1=wasserstein_1d(reference[k], candidate[k]),
+        )
+        for k in common
+    }
 
 # %% ../nbs/30_metrics.ipynb #66ba3298
-def classifier_two_sample_test(real, # (n, features) feature vectors of the reference sample
-                               generated, # (m, features) feature vectors of the sample under test
-                               n_folds:int=5, # number of stratified cross-validation folds
-                               seed:int=0, # seed of the fold split and the classifier
-                               max_iter:int=100, # boosting iterations of the classifier
-                               n_threads:int|None=1, # OpenMP threads of the classifier (None = all cores)
-                              )->dict: # auc (mean over folds), auc_std, fold_aucs
+def classifier_two_sample_test(
+    real,  # (n, features) feature vectors of the reference sample
+    generated,  # (m, features) feature vectors of the sample under test
+    n_folds: int = 5,  # number of stratified cross-validation folds
+    seed: int = 0,  # seed of the fold split and the classifier
+    max_iter: int = 100,  # boosting iterations of the classifier
+    n_threads: int | None = 1,  # OpenMP threads of the classifier (None = all cores)
+) -> dict:  # auc (mean over folds), auc_std, fold_aucs
     "Held-out AUC of a classifier trained to separate `real` from `generated` (0.5 = indistinguishable)."
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
+
     where = 'classifier_two_sample_test'
     r, g = to_numpy(real, where, 'real', kind='fiub'), to_numpy(generated, where, 'generated', kind='fiub')
     r, g = (r[:, None] if r.ndim == 1 else r), (g[:, None] if g.ndim == 1 else g)
     if r.ndim != 2 or g.ndim != 2 or r.shape[1] != g.shape[1]:
-        raise DataFormatError(where, 'real/generated', '(n, features) arrays with the same number of features', got=(r.shape, g.shape))
-    if min(len(r), len(g)) < 2 * n_folds: raise DataFormatError(where, 'real/generated', f'at least {2 * n_folds} samples each', got=(len(r), len(g)))
-    x = np.concatenate([r, g]).astype(np.float32); y = np.r_[np.zeros(len(r)), np.ones(len(g))].astype(int)
+        raise DataFormatError(
+            where, 'real/generated', '(n, features) arrays with the same number of features', got=(r.shape, g.shape)
+        )
+    if min(len(r), len(g)) < 2 * n_folds:
+        raise DataFormatError(where, 'real/generated', f'at least {2 * n_folds} samples each', got=(len(r), len(g)))
+    x = np.concatenate([r, g]).astype(np.float32)
+    y = np.r_[np.zeros(len(r)), np.ones(len(g))].astype(int)
     aucs = []
     for train, test in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(x, y):
         clf = HistGradientBoostingClassifier(max_iter=max_iter, early_stopping=False, random_state=seed)
@@ -351,46 +455,63 @@ def classifier_two_sample_test(real, # (n, features) feature vectors of the refe
     return dict(auc=float(aucs.mean()), auc_std=float(aucs.std(ddof=1)), fold_aucs=aucs)
 
 # %% ../nbs/30_metrics.ipynb #dfe3e5d8
-def _jsonable(v, key:str, allow_nan:bool):
-    if isinstance(v, Tensor): v = v.detach().cpu().float().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
-    if isinstance(v, Mapping): return {str(k): _jsonable(x, f'{key}/{k}' if key else str(k), allow_nan) for k, x in v.items()}
-    if isinstance(v, (list, tuple)): return [_jsonable(x, f'{key}[{i}]', allow_nan) for i, x in enumerate(v)]
-    if isinstance(v, np.ndarray): return _jsonable(v.tolist(), key, allow_nan) if v.ndim else _jsonable(v.item(), key, allow_nan)
-    if isinstance(v, np.generic): v = v.item()
-    if isinstance(v, Path): return str(v)
+def _jsonable(v, key: str, allow_nan: bool):
+    if isinstance(v, Tensor):
+        v = v.detach().cpu().float().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x, f'{key}/{k}' if key else str(k), allow_nan) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x, f'{key}[{i}]', allow_nan) for i, x in enumerate(v)]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist(), key, allow_nan) if v.ndim else _jsonable(v.item(), key, allow_nan)
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, Path):
+        return str(v)
     if isinstance(v, float) and not math.isfinite(v) and not allow_nan:
         raise ConfigError(f"metrics_to_json: key '{key}' is {v}; fix the metric or pass allow_nan=True")
-    if v is None or isinstance(v, (bool, int, float, str)): return v
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
     raise ConfigError(f"metrics_to_json: key '{key}' has a type JSON cannot hold: {type(v).__name__}")
 
-def metrics_to_json(metrics:Mapping, # metric name -> number, array, tensor or nested dict/list
-                    path:str|Path, # output file (written atomically)
-                    allow_nan:bool=False, # write NaN/inf as NaN/Infinity instead of raising
-                   )->Path: # the written path
+
+def metrics_to_json(
+    metrics: Mapping,  # metric name -> number, array, tensor or nested dict/list
+    path: str | Path,  # output file (written atomically)
+    allow_nan: bool = False,  # write NaN/inf as NaN/Infinity instead of raising
+) -> Path:  # the written path
     "Write `metrics` as indented JSON atomically, converting numpy/torch values; NaN raises unless allowed."
     data = _jsonable(metrics, '', allow_nan)
     return atomic_write_text(path, json.dumps(data, indent=1, allow_nan=allow_nan) + '\n')
 
 # %% ../nbs/30_metrics.ipynb #d490793b
-def plot_hist_ratio(reference, # 1-D reference sample (drawn filled, grey)
-                    candidates:Mapping, # label -> 1-D sample, each drawn as a step line
-                    bins=30, # number of bins or bin edges (as in np.histogram, range from the reference)
-                    ax=None, # optional (main, ratio) pair of matplotlib axes
-                    xlabel:str='', # x-axis label
-                    reference_label:str='reference', # legend label of the reference
-                    density:bool=False, # normalise every histogram to unit area
-                    ratio_range:tuple=(0.5, 1.5), # y-limits of the ratio panel
-                   ): # the matplotlib Figure
+def plot_hist_ratio(
+    reference,  # 1-D reference sample (drawn filled, grey)
+    candidates: Mapping,  # label -> 1-D sample, each drawn as a step line
+    bins=30,  # number of bins or bin edges (as in np.histogram, range from the reference)
+    ax=None,  # optional (main, ratio) pair of matplotlib axes
+    xlabel: str = '',  # x-axis label
+    reference_label: str = 'reference',  # legend label of the reference
+    density: bool = False,  # normalise every histogram to unit area
+    ratio_range: tuple = (0.5, 1.5),  # y-limits of the ratio panel
+):  # the matplotlib Figure
     "Step histograms of `candidates` over a filled `reference`, with a candidate/reference ratio panel."
     import matplotlib.pyplot as plt
+
     ref = to_numpy(reference, 'plot_hist_ratio', 'reference', ndim=1, kind='fiub')
     edges = np.histogram_bin_edges(ref, bins)
     if ax is None:
-        fig, (ax_main, ax_ratio) = plt.subplots(2, 1, sharex=True, figsize=(4.5, 4), gridspec_kw=dict(height_ratios=(3, 1), hspace=0.05))
-    else: ax_main, ax_ratio = ax; fig = ax_main.figure
+        fig, (ax_main, ax_ratio) = plt.subplots(
+            2, 1, sharex=True, figsize=(4.5, 4), gridspec_kw=dict(height_ratios=(3, 1), hspace=0.05)
+        )
+    else:
+        ax_main, ax_ratio = ax
+        fig = ax_main.figure
+
     def hist(x):
         h = np.histogram(x, edges)[0].astype(np.float64)
         return h / (h.sum() * np.diff(edges)) if density and h.sum() else h
+
     h_ref = hist(ref)
     ax_main.stairs(h_ref, edges, fill=True, color='0.8', label=reference_label)
     ax_ratio.axhline(1, color='0.5', lw=0.8)
@@ -399,6 +520,9 @@ def plot_hist_ratio(reference, # 1-D reference sample (drawn filled, grey)
         line = ax_main.stairs(h, edges, label=label)
         ratio = np.divide(h, h_ref, out=np.full_like(h, np.nan), where=h_ref > 0)
         ax_ratio.stairs(ratio, edges, color=line.get_edgecolor(), label=label)
-    ax_main.set_ylabel('density' if density else 'entries'); ax_main.legend(frameon=False, fontsize='small')
-    ax_ratio.set_ylim(*ratio_range); ax_ratio.set_ylabel('ratio'); ax_ratio.set_xlabel(xlabel)
+    ax_main.set_ylabel('density' if density else 'entries')
+    ax_main.legend(frameon=False, fontsize='small')
+    ax_ratio.set_ylim(*ratio_range)
+    ax_ratio.set_ylabel('ratio')
+    ax_ratio.set_xlabel(xlabel)
     return fig

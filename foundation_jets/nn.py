@@ -18,69 +18,88 @@ __all__ = ['masked_sum', 'masked_mean', 'masked_max', 'attention_mask', 'KVCache
            'PreLNBlock', 'NormFormerBlock', 'TransformerStack', 'ClassAttentionBlock', 'ClassAttentionPooling']
 
 # %% ../nbs/10_nn.ipynb #0765f612
-def masked_sum(x:Tensor, # (B, N, D) set features
-               mask:Tensor|None=None, # (B, N) bool, True = real element; None = all real
-              )->Tensor: # (B, D)
+def masked_sum(
+    x: Tensor,  # (B, N, D) set features
+    mask: Tensor | None = None,  # (B, N) bool, True = real element; None = all real
+) -> Tensor:  # (B, D)
     "Sum over the real elements of each set."
-    if mask is None: return x.sum(1)
+    if mask is None:
+        return x.sum(1)
     return x.masked_fill(~mask[..., None], 0).sum(1)
 
-def masked_mean(x:Tensor, # (B, N, D) set features
-                mask:Tensor|None=None, # (B, N) bool, True = real element; None = all real
-               )->Tensor: # (B, D); 0 for an empty set
+
+def masked_mean(
+    x: Tensor,  # (B, N, D) set features
+    mask: Tensor | None = None,  # (B, N) bool, True = real element; None = all real
+) -> Tensor:  # (B, D); 0 for an empty set
     "Mean over the real elements of each set (0 for an empty set)."
-    if mask is None: return x.mean(1)
+    if mask is None:
+        return x.mean(1)
     n = mask.sum(1, keepdim=True).clamp(min=1).to(x.dtype)
     return masked_sum(x, mask) / n
 
-def masked_max(x:Tensor, # (B, N, D) set features
-               mask:Tensor|None=None, # (B, N) bool, True = real element; None = all real
-              )->Tensor: # (B, D); 0 for an empty set
+
+def masked_max(
+    x: Tensor,  # (B, N, D) set features
+    mask: Tensor | None = None,  # (B, N) bool, True = real element; None = all real
+) -> Tensor:  # (B, D); 0 for an empty set
     "Feature-wise maximum over the real elements of each set (0 for an empty set)."
-    if mask is None: return x.amax(1)
+    if mask is None:
+        return x.amax(1)
     m = x.masked_fill(~mask[..., None], float('-inf')).amax(1)
     return torch.where(mask.any(1, keepdim=True), m, torch.zeros_like(m))
 
 # %% ../nbs/10_nn.ipynb #8a5d716d
-def attention_mask(mask:Tensor|None, # (B, S) bool key padding mask, True = real key
-                   bias:Tensor|None, # additive logits bias broadcastable to (B, H, L, S)
-                   causal:bool, # query i (at absolute position S - L + i) sees keys j <= S - L + i
-                   n_q:int, # number of queries L
-                   n_k:int, # number of keys S
-                   dtype:torch.dtype=torch.float32, # dtype of the queries (a float mask must match it)
-                  )->tuple: # (attn_mask, is_causal, has_keys): SDPA arguments; has_keys (B, 1, L|1) bool or None
+def attention_mask(
+    mask: Tensor | None,  # (B, S) bool key padding mask, True = real key
+    bias: Tensor | None,  # additive logits bias broadcastable to (B, H, L, S)
+    causal: bool,  # query i (at absolute position S - L + i) sees keys j <= S - L + i
+    n_q: int,  # number of queries L
+    n_k: int,  # number of keys S
+    dtype: torch.dtype = torch.float32,  # dtype of the queries (a float mask must match it)
+) -> tuple:  # (attn_mask, is_causal, has_keys): SDPA arguments; has_keys (B, 1, L|1) bool or None
     "The cheapest SDPA `attn_mask`/`is_causal` pair for a padding mask, a bias and a causal flag, with no all-masked rows."
-    if causal and n_q > n_k: raise ConfigError(f'causal attention needs at most as many queries as keys, got {n_q} > {n_k}')
+    if causal and n_q > n_k:
+        raise ConfigError(f'causal attention needs at most as many queries as keys, got {n_q} > {n_k}')
     causal = causal and n_q > 1  # a single query at the end sees every key
-    if mask is None and bias is None: return None, causal and n_q == n_k, None
+    if mask is None and bias is None:
+        return None, causal and n_q == n_k, None
     allowed = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, S)
     if causal:
-        tril = torch.ones(n_q, n_k, dtype=torch.bool, device=(mask if mask is not None else bias).device).tril(n_k - n_q)
+        tril = torch.ones(n_q, n_k, dtype=torch.bool, device=(mask if mask is not None else bias).device).tril(
+            n_k - n_q
+        )
         allowed = tril if allowed is None else allowed & tril
     has_keys = None
     if mask is not None:  # causal alone always leaves key 0 visible
         has_keys = allowed.any(-1)  # (B, 1, L) or (B, 1, 1)
         allowed = allowed | ~has_keys[..., None]  # open empty rows; their output is zeroed by the caller
-    if bias is None: return allowed, False, has_keys
+    if bias is None:
+        return allowed, False, has_keys
     attn = bias.to(dtype)
-    if allowed is not None: attn = attn.masked_fill(~allowed, float('-inf'))
+    if allowed is not None:
+        attn = attn.masked_fill(~allowed, float('-inf'))
     return attn, False, has_keys
 
 # %% ../nbs/10_nn.ipynb #81739852
 class KVCache:
     "Keys, values and key mask of the positions seen so far by one attention layer (grown in place)."
+
     def __init__(self):
-        self.k = self.v = self.mask = None # (B, H, T, d), (B, H, T, d), (B, T) bool or None
+        self.k = self.v = self.mask = None  # (B, H, T, d), (B, H, T, d), (B, T) bool or None
 
-    def __len__(self): return 0 if self.k is None else self.k.shape[2]
+    def __len__(self):
+        return 0 if self.k is None else self.k.shape[2]
 
-    def append(self,
-               k:Tensor, # (B, H, T_new, d) new keys
-               v:Tensor, # (B, H, T_new, d) new values
-               mask:Tensor|None=None, # (B, T_new) bool mask of the new positions; None = all real
-              )->tuple: # (k, v, mask) of every position so far
+    def append(
+        self,
+        k: Tensor,  # (B, H, T_new, d) new keys
+        v: Tensor,  # (B, H, T_new, d) new values
+        mask: Tensor | None = None,  # (B, T_new) bool mask of the new positions; None = all real
+    ) -> tuple:  # (k, v, mask) of every position so far
         "Append the new positions and return the whole cache."
-        if self.k is None: self.k, self.v, self.mask = k, v, mask
+        if self.k is None:
+            self.k, self.v, self.mask = k, v, mask
         else:
             if mask is not None or self.mask is not None:
                 full = lambda m, n: m if m is not None else torch.ones(k.shape[0], n, dtype=torch.bool, device=k.device)
@@ -88,96 +107,119 @@ class KVCache:
             self.k, self.v = torch.cat([self.k, k], 2), torch.cat([self.v, v], 2)
         return self.k, self.v, self.mask
 
-    def __repr__(self): return f'KVCache(length={len(self)})'
+    def __repr__(self):
+        return f'KVCache(length={len(self)})'
 
 # %% ../nbs/10_nn.ipynb #e5a6e9d7
 class MultiheadAttention(nn.Module):
     "Multi-head attention on SDPA with a key padding mask, an additive per-head bias, causal masking and a KV cache."
-    def __init__(self,
-                 dim:int, # model width D of queries and outputs
-                 num_heads:int, # number of heads H (D must be divisible by H)
-                 kv_dim:int|None=None, # width of the key/value input (default D)
-                 dropout:float=0., # dropout on the attention weights, in training mode only
-                 bias:bool=True, # biases in the q, k, v and output projections
-                 head_scale:bool=False, # learnable per-head output scale (NormFormer HeadScale)
-                ):
+
+    def __init__(
+        self,
+        dim: int,  # model width D of queries and outputs
+        num_heads: int,  # number of heads H (D must be divisible by H)
+        kv_dim: int | None = None,  # width of the key/value input (default D)
+        dropout: float = 0.0,  # dropout on the attention weights, in training mode only
+        bias: bool = True,  # biases in the q, k, v and output projections
+        head_scale: bool = False,  # learnable per-head output scale (NormFormer HeadScale)
+    ):
         super().__init__()
-        if dim % num_heads: raise ConfigError(f'dim={dim} is not divisible by num_heads={num_heads}')
+        if dim % num_heads:
+            raise ConfigError(f'dim={dim} is not divisible by num_heads={num_heads}')
         self.dim, self.num_heads, self.head_dim, self.dropout = dim, num_heads, dim // num_heads, dropout
         self.q_proj = nn.Linear(dim, dim, bias=bias)
         self.kv_proj = nn.Linear(kv_dim or dim, 2 * dim, bias=bias)
         self.out_proj = nn.Linear(dim, dim, bias=bias)
         self.head_scale = nn.Parameter(torch.ones(num_heads)) if head_scale else None
 
-    def _heads(self, t:Tensor)->Tensor: return t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+    def _heads(self, t: Tensor) -> Tensor:
+        return t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
 
-    def forward(self,
-                query:Tensor, # (B, L, D) query input
-                context:Tensor|None=None, # (B, S, D_kv) key/value input; None = `query` (self-attention)
-                mask:Tensor|None=None, # (B, S) bool key mask, True = real; with a cache, the mask of the new positions
-                bias:Tensor|None=None, # additive logits bias broadcastable to (B, H, L, S_total) (S_total includes the cache)
-                causal:bool=False, # query i (at position S_total - L + i) sees keys up to its own position
-                cache:KVCache|None=None, # earlier keys/values; the new ones are appended in place
-               )->Tensor: # (B, L, D); zero for queries that see no key
+    def forward(
+        self,
+        query: Tensor,  # (B, L, D) query input
+        context: Tensor | None = None,  # (B, S, D_kv) key/value input; None = `query` (self-attention)
+        mask: Tensor | None = None,  # (B, S) bool key mask, True = real; with a cache, the mask of the new positions
+        bias: Tensor
+        | None = None,  # additive logits bias broadcastable to (B, H, L, S_total) (S_total includes the cache)
+        causal: bool = False,  # query i (at position S_total - L + i) sees keys up to its own position
+        cache: KVCache | None = None,  # earlier keys/values; the new ones are appended in place
+    ) -> Tensor:  # (B, L, D); zero for queries that see no key
         "Attend from `query` to `context` (or to itself)."
         context = query if context is None else context
         B, L, S = query.shape[0], query.shape[1], context.shape[1]
         if mask is not None and (mask.dtype != torch.bool or mask.shape != (B, S)):
-            raise DataFormatError('MultiheadAttention', 'mask', f'a bool tensor of shape {(B, S)}', got=f'{mask.dtype} {tuple(mask.shape)}')
+            raise DataFormatError(
+                'MultiheadAttention',
+                'mask',
+                f'a bool tensor of shape {(B, S)}',
+                got=f'{mask.dtype} {tuple(mask.shape)}',
+            )
         q = self._heads(self.q_proj(query))
         k, v = map(self._heads, self.kv_proj(context).chunk(2, -1))
-        if cache is not None: k, v, mask = cache.append(k, v, mask)
+        if cache is not None:
+            k, v, mask = cache.append(k, v, mask)
         S = k.shape[2]
         if bias is not None and tuple(bias.shape[-2:]) != (L, S):
-            raise DataFormatError('MultiheadAttention', 'bias', f'a tensor broadcastable to (B, H, {L}, {S})', got=tuple(bias.shape))
+            raise DataFormatError(
+                'MultiheadAttention', 'bias', f'a tensor broadcastable to (B, H, {L}, {S})', got=tuple(bias.shape)
+            )
         attn_mask, is_causal, has_keys = attention_mask(mask, bias, causal, L, S, q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-                                             dropout_p=self.dropout if self.training else 0.)
-        if self.head_scale is not None: out = out * self.head_scale.to(out.dtype)[:, None, None]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
+        )
+        if self.head_scale is not None:
+            out = out * self.head_scale.to(out.dtype)[:, None, None]
         out = self.out_proj(out.transpose(1, 2).flatten(2))
-        if has_keys is not None: out = out * has_keys[:, 0, :, None].to(out.dtype)
+        if has_keys is not None:
+            out = out * has_keys[:, 0, :, None].to(out.dtype)
         return out
 
 # %% ../nbs/10_nn.ipynb #46e379a7
 class FeedForward(nn.Module):
     "Transformer MLP: Linear, GELU, dropout, optional LayerNorm (NormFormer), Linear, dropout."
-    def __init__(self,
-                 dim:int, # input and output width D
-                 hidden:int, # inner width (4 D in most transformers)
-                 dropout:float=0., # dropout after the activation and after the output layer
-                 inner_norm:bool=False, # LayerNorm on the inner activations (NormFormer)
-                ):
+
+    def __init__(
+        self,
+        dim: int,  # input and output width D
+        hidden: int,  # inner width (4 D in most transformers)
+        dropout: float = 0.0,  # dropout after the activation and after the output layer
+        inner_norm: bool = False,  # LayerNorm on the inner activations (NormFormer)
+    ):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
         self.norm = nn.LayerNorm(hidden) if inner_norm else nn.Identity()
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x:Tensor)->Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.fc2(self.norm(self.drop(F.gelu(self.fc1(x))))))
 
 # %% ../nbs/10_nn.ipynb #df6a3270
 class PreLNBlock(nn.Module):
     "Pre-LayerNorm transformer block: self-attention and a GELU MLP, each with a residual connection."
-    def __init__(self,
-                 dim:int, # model width D
-                 num_heads:int, # attention heads
-                 mlp_ratio:float=4., # MLP inner width = mlp_ratio * D
-                 dropout:float=0., # dropout on the residual branches and in the MLP
-                 attn_dropout:float=0., # dropout on the attention weights
-                ):
+
+    def __init__(
+        self,
+        dim: int,  # model width D
+        num_heads: int,  # attention heads
+        mlp_ratio: float = 4.0,  # MLP inner width = mlp_ratio * D
+        dropout: float = 0.0,  # dropout on the residual branches and in the MLP
+        attn_dropout: float = 0.0,  # dropout on the attention weights
+    ):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = MultiheadAttention(dim, num_heads, dropout=attn_dropout)
         self.mlp = FeedForward(dim, int(mlp_ratio * dim), dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self,
-                x:Tensor, # (B, N, D) elements (with a cache: the new positions)
-                mask:Tensor|None=None, # (B, N) bool, True = real
-                bias:Tensor|None=None, # additive attention bias, broadcastable to (B, H, N, N_total)
-                causal:bool=False, # causal self-attention
-                cache:KVCache|None=None, # this block's cache for incremental decoding
-               )->Tensor: # (B, N, D), zero at padded positions
+    def forward(
+        self,
+        x: Tensor,  # (B, N, D) elements (with a cache: the new positions)
+        mask: Tensor | None = None,  # (B, N) bool, True = real
+        bias: Tensor | None = None,  # additive attention bias, broadcastable to (B, H, N, N_total)
+        causal: bool = False,  # causal self-attention
+        cache: KVCache | None = None,  # this block's cache for incremental decoding
+    ) -> Tensor:  # (B, N, D), zero at padded positions
         x = x + self.drop(self.attn(self.norm1(x), mask=mask, bias=bias, causal=causal, cache=cache))
         x = x + self.mlp(self.norm2(x))
         return x if mask is None else x * mask[..., None].to(x.dtype)
@@ -185,15 +227,17 @@ class PreLNBlock(nn.Module):
 # %% ../nbs/10_nn.ipynb #ad345a5a
 class NormFormerBlock(nn.Module):
     "NormFormer block (arXiv 2110.09456) as in ParT: pre-LN plus post-attention LN, HeadScale, MLP LN and ResScale."
-    def __init__(self,
-                 dim:int, # model width D
-                 num_heads:int, # attention heads
-                 mlp_ratio:float=4., # MLP inner width = mlp_ratio * D
-                 dropout:float=0., # dropout on the residual branches and in the MLP
-                 attn_dropout:float=0., # dropout on the attention weights
-                 head_scale:bool=True, # learnable per-head attention output scale
-                 residual_scale:bool=True, # learnable per-channel scale of the MLP residual (ParT)
-                ):
+
+    def __init__(
+        self,
+        dim: int,  # model width D
+        num_heads: int,  # attention heads
+        mlp_ratio: float = 4.0,  # MLP inner width = mlp_ratio * D
+        dropout: float = 0.0,  # dropout on the residual branches and in the MLP
+        attn_dropout: float = 0.0,  # dropout on the attention weights
+        head_scale: bool = True,  # learnable per-head attention output scale
+        residual_scale: bool = True,  # learnable per-channel scale of the MLP residual (ParT)
+    ):
         super().__init__()
         self.norm1, self.post_attn_norm, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = MultiheadAttention(dim, num_heads, dropout=attn_dropout, head_scale=head_scale)
@@ -201,51 +245,59 @@ class NormFormerBlock(nn.Module):
         self.residual_scale = nn.Parameter(torch.ones(dim)) if residual_scale else None
         self.drop = nn.Dropout(dropout)
 
-    def forward(self,
-                x:Tensor, # (B, N, D) elements (with a cache: the new positions)
-                mask:Tensor|None=None, # (B, N) bool, True = real
-                bias:Tensor|None=None, # additive attention bias, broadcastable to (B, H, N, N_total)
-                causal:bool=False, # causal self-attention
-                cache:KVCache|None=None, # this block's cache for incremental decoding
-               )->Tensor: # (B, N, D), zero at padded positions
+    def forward(
+        self,
+        x: Tensor,  # (B, N, D) elements (with a cache: the new positions)
+        mask: Tensor | None = None,  # (B, N) bool, True = real
+        bias: Tensor | None = None,  # additive attention bias, broadcastable to (B, H, N, N_total)
+        causal: bool = False,  # causal self-attention
+        cache: KVCache | None = None,  # this block's cache for incremental decoding
+    ) -> Tensor:  # (B, N, D), zero at padded positions
         a = self.attn(self.norm1(x), mask=mask, bias=bias, causal=causal, cache=cache)
         x = x + self.drop(self.post_attn_norm(a))
         h = self.mlp(self.norm2(x))
-        if self.residual_scale is not None: x = self.residual_scale * x  # ParT scales the skip path of the MLP
+        if self.residual_scale is not None:
+            x = self.residual_scale * x  # ParT scales the skip path of the MLP
         x = x + h
         return x if mask is None else x * mask[..., None].to(x.dtype)
 
 # %% ../nbs/10_nn.ipynb #fa62fe96
 class TransformerStack(nn.Module):
     "A stack of pre-LN or NormFormer blocks with a final LayerNorm; bidirectional or causal, with a KV cache."
-    def __init__(self,
-                 dim:int, # model width D
-                 num_heads:int, # attention heads per block
-                 num_layers:int, # number of blocks
-                 block:str='normformer', # 'normformer' or 'preln'
-                 mlp_ratio:float=4., # MLP inner width = mlp_ratio * D
-                 dropout:float=0., # dropout on residual branches and in the MLP
-                 attn_dropout:float=0., # dropout on attention weights
-                 causal:bool=False, # causal self-attention (decoder)
-                 final_norm:bool=True, # LayerNorm after the last block
-                ):
+
+    def __init__(
+        self,
+        dim: int,  # model width D
+        num_heads: int,  # attention heads per block
+        num_layers: int,  # number of blocks
+        block: str = 'normformer',  # 'normformer' or 'preln'
+        mlp_ratio: float = 4.0,  # MLP inner width = mlp_ratio * D
+        dropout: float = 0.0,  # dropout on residual branches and in the MLP
+        attn_dropout: float = 0.0,  # dropout on attention weights
+        causal: bool = False,  # causal self-attention (decoder)
+        final_norm: bool = True,  # LayerNorm after the last block
+    ):
         super().__init__()
         kinds = {'normformer': NormFormerBlock, 'preln': PreLNBlock}
-        if block not in kinds: raise ConfigError(f"block must be one of {sorted(kinds)}, got {block!r}")
+        if block not in kinds:
+            raise ConfigError(f"block must be one of {sorted(kinds)}, got {block!r}")
         self.causal = causal
-        self.blocks = nn.ModuleList([kinds[block](dim, num_heads, mlp_ratio, dropout, attn_dropout) for _ in range(num_layers)])
+        self.blocks = nn.ModuleList(
+            [kinds[block](dim, num_heads, mlp_ratio, dropout, attn_dropout) for _ in range(num_layers)]
+        )
         self.norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
 
-    def new_cache(self)->list[KVCache]:
+    def new_cache(self) -> list[KVCache]:
         "One empty `KVCache` per block."
         return [KVCache() for _ in self.blocks]
 
-    def forward(self,
-                x:Tensor, # (B, N, D) elements (with a cache: the new positions)
-                mask:Tensor|None=None, # (B, N) bool, True = real
-                bias:Tensor|None=None, # additive attention bias shared by all blocks, broadcastable to (B, H, N, N_total)
-                cache:list[KVCache]|None=None, # from `new_cache()`; extended in place
-               )->Tensor: # (B, N, D), zero at padded positions
+    def forward(
+        self,
+        x: Tensor,  # (B, N, D) elements (with a cache: the new positions)
+        mask: Tensor | None = None,  # (B, N) bool, True = real
+        bias: Tensor | None = None,  # additive attention bias shared by all blocks, broadcastable to (B, H, N, N_total)
+        cache: list[KVCache] | None = None,  # from `new_cache()`; extended in place
+    ) -> Tensor:  # (B, N, D), zero at padded positions
         if cache is not None and len(cache) != len(self.blocks):
             raise ConfigError(f'cache has {len(cache)} entries for {len(self.blocks)} blocks; use new_cache()')
         for i, block in enumerate(self.blocks):
@@ -256,15 +308,17 @@ class TransformerStack(nn.Module):
 # %% ../nbs/10_nn.ipynb #502617ba
 class ClassAttentionBlock(nn.Module):
     "CaiT class-attention block: class tokens attend to [class tokens, elements]; the elements are not updated."
-    def __init__(self,
-                 dim:int, # model width D
-                 num_heads:int, # attention heads
-                 mlp_ratio:float=4., # MLP inner width = mlp_ratio * D
-                 dropout:float=0., # dropout on residual branches and in the MLP
-                 attn_dropout:float=0., # dropout on attention weights
-                 normformer:bool=True, # NormFormer form (post-attention LN, HeadScale, MLP LN, ResScale) as in ParT
-                 include_cls:bool=True, # keys/values are [class tokens, elements]; False: elements only
-                ):
+
+    def __init__(
+        self,
+        dim: int,  # model width D
+        num_heads: int,  # attention heads
+        mlp_ratio: float = 4.0,  # MLP inner width = mlp_ratio * D
+        dropout: float = 0.0,  # dropout on residual branches and in the MLP
+        attn_dropout: float = 0.0,  # dropout on attention weights
+        normformer: bool = True,  # NormFormer form (post-attention LN, HeadScale, MLP LN, ResScale) as in ParT
+        include_cls: bool = True,  # keys/values are [class tokens, elements]; False: elements only
+    ):
         super().__init__()
         self.include_cls = include_cls
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
@@ -274,44 +328,56 @@ class ClassAttentionBlock(nn.Module):
         self.residual_scale = nn.Parameter(torch.ones(dim)) if normformer else None
         self.drop = nn.Dropout(dropout)
 
-    def forward(self,
-                cls:Tensor, # (B, C, D) class token(s)
-                x:Tensor, # (B, N, D) elements
-                mask:Tensor|None=None, # (B, N) bool, True = real
-               )->Tensor: # (B, C, D) updated class token(s)
+    def forward(
+        self,
+        cls: Tensor,  # (B, C, D) class token(s)
+        x: Tensor,  # (B, N, D) elements
+        mask: Tensor | None = None,  # (B, N) bool, True = real
+    ) -> Tensor:  # (B, C, D) updated class token(s)
         if self.include_cls:
             ctx = torch.cat([cls, x], 1)
-            if mask is not None: mask = torch.cat([mask.new_ones(cls.shape[:2]), mask], 1)
-        else: ctx = x
+            if mask is not None:
+                mask = torch.cat([mask.new_ones(cls.shape[:2]), mask], 1)
+        else:
+            ctx = x
         cls = cls + self.drop(self.post_attn_norm(self.attn(self.norm1(cls), self.norm1(ctx), mask=mask)))
         h = self.mlp(self.norm2(cls))
-        if self.residual_scale is not None: cls = self.residual_scale * cls  # ParT scales the skip path of the MLP
+        if self.residual_scale is not None:
+            cls = self.residual_scale * cls  # ParT scales the skip path of the MLP
         return cls + h
 
 # %% ../nbs/10_nn.ipynb #330347f6
 class ClassAttentionPooling(nn.Module):
     "Summarise a set into one vector: a learnable class token passed through class-attention blocks, then a LayerNorm."
-    def __init__(self,
-                 dim:int, # model width D
-                 num_heads:int, # attention heads
-                 num_blocks:int=2, # class-attention blocks (ParT: 2)
-                 mlp_ratio:float=4., # MLP inner width = mlp_ratio * D
-                 dropout:float=0., # dropout on residual branches and in the MLP (ParT: 0)
-                 attn_dropout:float=0., # dropout on attention weights
-                 normformer:bool=True, # NormFormer form of the blocks
-                 include_cls:bool=True, # the class token also attends to itself
-                 final_norm:bool=True, # LayerNorm on the output
-                ):
+
+    def __init__(
+        self,
+        dim: int,  # model width D
+        num_heads: int,  # attention heads
+        num_blocks: int = 2,  # class-attention blocks (ParT: 2)
+        mlp_ratio: float = 4.0,  # MLP inner width = mlp_ratio * D
+        dropout: float = 0.0,  # dropout on residual branches and in the MLP (ParT: 0)
+        attn_dropout: float = 0.0,  # dropout on attention weights
+        normformer: bool = True,  # NormFormer form of the blocks
+        include_cls: bool = True,  # the class token also attends to itself
+        final_norm: bool = True,  # LayerNorm on the output
+    ):
         super().__init__()
         self.cls_token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, dim), std=0.02))  # CaiT/ParT init
-        self.blocks = nn.ModuleList([ClassAttentionBlock(dim, num_heads, mlp_ratio, dropout, attn_dropout, normformer, include_cls)
-                                     for _ in range(num_blocks)])
+        self.blocks = nn.ModuleList(
+            [
+                ClassAttentionBlock(dim, num_heads, mlp_ratio, dropout, attn_dropout, normformer, include_cls)
+                for _ in range(num_blocks)
+            ]
+        )
         self.norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
 
-    def forward(self,
-                x:Tensor, # (B, N, D) elements
-                mask:Tensor|None=None, # (B, N) bool, True = real
-               )->Tensor: # (B, D)
+    def forward(
+        self,
+        x: Tensor,  # (B, N, D) elements
+        mask: Tensor | None = None,  # (B, N) bool, True = real
+    ) -> Tensor:  # (B, D)
         cls = self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype)
-        for block in self.blocks: cls = block(cls, x, mask)
+        for block in self.blocks:
+            cls = block(cls, x, mask)
         return self.norm(cls[:, 0])

@@ -6,7 +6,8 @@ Docs: https://foundation-jets.github.io/foundation_jets/physics.html.md"""
 
 # %% ../nbs/01_physics.ipynb #8b5e760a
 from __future__ import annotations
-import math, warnings
+import math
+import warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -21,44 +22,54 @@ __all__ = ['PAIR_FEATURES', 'JETCLASS_LABELS', 'as_tensor', 'pt', 'phi', 'mass2'
            'd2', 'jet_observables']
 
 # %% ../nbs/01_physics.ipynb #29ec282d
-def as_tensor(x, # tensor, NumPy array or nested list
-              dtype:torch.dtype|None=None, # convert to this dtype (default: keep floating dtypes, else float32)
-             )->Tensor:
+def as_tensor(
+    x,  # tensor, NumPy array or nested list
+    dtype: torch.dtype | None = None,  # convert to this dtype (default: keep floating dtypes, else float32)
+) -> Tensor:
     "`x` as a floating torch tensor (NumPy input is wrapped without a copy when possible)."
     t = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
-    if dtype is not None: return t.to(dtype)
+    if dtype is not None:
+        return t.to(dtype)
     return t if t.is_floating_point() else t.float()
+
 
 def _check_p4(p4, name='p4'):
     p4 = as_tensor(p4)
-    if p4.shape[-1:] != (4,): raise DataFormatError('physics', name, 'last axis of size 4 (px, py, pz, E)', got=tuple(p4.shape))
+    if p4.shape[-1:] != (4,):
+        raise DataFormatError('physics', name, 'last axis of size 4 (px, py, pz, E)', got=tuple(p4.shape))
     return p4
 
 # %% ../nbs/01_physics.ipynb #6fbbcbe4
-def pt(p4)->Tensor:
+def pt(p4) -> Tensor:
     "Transverse momentum $\\sqrt{p_x^2+p_y^2}$ of four-momenta `(..., 4)`."
-    p4 = _check_p4(p4); return torch.hypot(p4[..., 0], p4[..., 1])
+    p4 = _check_p4(p4)
+    return torch.hypot(p4[..., 0], p4[..., 1])
 
-def phi(p4)->Tensor:
+
+def phi(p4) -> Tensor:
     "Azimuth $\\operatorname{atan2}(p_y, p_x)$ in $(-\\pi, \\pi]$; 0 for $p_T = 0$."
-    p4 = _check_p4(p4); return torch.atan2(p4[..., 1], p4[..., 0])
+    p4 = _check_p4(p4)
+    return torch.atan2(p4[..., 1], p4[..., 0])
 
-def mass2(p4)->Tensor:
+
+def mass2(p4) -> Tensor:
     "Signed squared invariant mass $E^2 - |\\vec p|^2$."
     p4 = _check_p4(p4)
     return (p4[..., 3] - p4[..., :3].norm(dim=-1)) * (p4[..., 3] + p4[..., :3].norm(dim=-1))
 
-def mass(p4)->Tensor:
+
+def mass(p4) -> Tensor:
     "Invariant mass $\\sqrt{\\max(E^2-p^2, 0)}$."
     return mass2(p4).clamp(min=0).sqrt()
 
 # %% ../nbs/01_physics.ipynb #bce601ba
-def pseudorapidity(p4, eps:float=1e-10)->Tensor:
+def pseudorapidity(p4, eps: float = 1e-10) -> Tensor:
     "Pseudorapidity $\\operatorname{asinh}(p_z/p_T)$, finite for $p_T \\to 0$ (0 for a zero vector)."
     p4 = _check_p4(p4)
     return torch.asinh(p4[..., 2] / pt(p4).clamp(min=eps))
 
-def rapidity(p4, eps:float=1e-10)->Tensor:
+
+def rapidity(p4, eps: float = 1e-10) -> Tensor:
     "Rapidity $\\pm\\ln((E+|p_z|)/m_T)$, $m_T^2 = p_T^2 + \\max(m^2, 0)$; finite everywhere (0 for a zero vector)."
     p4 = _check_p4(p4)
     mt = (pt(p4).square() + mass2(p4).clamp(min=0)).sqrt().clamp(min=eps)
@@ -66,79 +77,116 @@ def rapidity(p4, eps:float=1e-10)->Tensor:
     return torch.sign(pz) * torch.log((p4[..., 3] + pz.abs()).clamp(min=eps) / mt)
 
 # %% ../nbs/01_physics.ipynb #865d5582
-def p4_to_ptetaphie(p4)->Tensor:
+def p4_to_ptetaphie(p4) -> Tensor:
     "(px, py, pz, E) -> (pT, eta, phi, E) along the last axis."
     p4 = _check_p4(p4)
     return torch.stack([pt(p4), pseudorapidity(p4), phi(p4), p4[..., 3]], -1)
 
-def p4_to_ptetaphim(p4, use_rapidity:bool=False, # second component is rapidity y instead of eta
-                   )->Tensor:
+
+def p4_to_ptetaphim(
+    p4,
+    use_rapidity: bool = False,  # second component is rapidity y instead of eta
+) -> Tensor:
     "(px, py, pz, E) -> (pT, eta or y, phi, m) along the last axis."
     p4 = _check_p4(p4)
     return torch.stack([pt(p4), rapidity(p4) if use_rapidity else pseudorapidity(p4), phi(p4), mass(p4)], -1)
 
-def ptetaphim_to_p4(x, use_rapidity:bool=False, # second component is rapidity y instead of eta
-                   )->Tensor:
+
+def ptetaphim_to_p4(
+    x,
+    use_rapidity: bool = False,  # second component is rapidity y instead of eta
+) -> Tensor:
     "(pT, eta or y, phi, m) -> (px, py, pz, E) along the last axis."
     x = _check_p4(x, 'ptetaphim')
     pt_, h, ph, m = x.unbind(-1)
     if use_rapidity:
-        mt = torch.sqrt(pt_ * pt_ + m * m); pz, e = mt * torch.sinh(h), mt * torch.cosh(h)
+        mt = torch.sqrt(pt_ * pt_ + m * m)
+        pz, e = mt * torch.sinh(h), mt * torch.cosh(h)
     else:
-        pz = pt_ * torch.sinh(h); e = torch.sqrt(pt_ * pt_ + pz * pz + m * m)
+        pz = pt_ * torch.sinh(h)
+        e = torch.sqrt(pt_ * pt_ + pz * pz + m * m)
     return torch.stack([pt_ * torch.cos(ph), pt_ * torch.sin(ph), pz, e], -1)
 
-def ptetaphie_to_p4(x)->Tensor:
+
+def ptetaphie_to_p4(x) -> Tensor:
     "(pT, eta, phi, E) -> (px, py, pz, E) along the last axis."
     x = _check_p4(x, 'ptetaphie')
     pt_, h, ph, e = x.unbind(-1)
     return torch.stack([pt_ * torch.cos(ph), pt_ * torch.sin(ph), pt_ * torch.sinh(h), e], -1)
 
 # %% ../nbs/01_physics.ipynb #9674ae09
-def delta_phi(phi_a, # azimuth(s) of the first object(s)
-              phi_b, # azimuth(s) of the second object(s), broadcastable
-             )->Tensor: # phi_a - phi_b wrapped into (-pi, pi]
+def delta_phi(
+    phi_a,  # azimuth(s) of the first object(s)
+    phi_b,  # azimuth(s) of the second object(s), broadcastable
+) -> Tensor:  # phi_a - phi_b wrapped into (-pi, pi]
     "Signed azimuthal difference wrapped into $(-\\pi, \\pi]$."
     d = as_tensor(phi_a) - as_tensor(phi_b)
     return math.pi - torch.remainder(math.pi - d, 2 * math.pi)
 
-def delta_r(eta_a, phi_a, # (pseudo)rapidity and azimuth of the first object(s)
-            eta_b, phi_b, # (pseudo)rapidity and azimuth of the second object(s)
-           )->Tensor:
+
+def delta_r(
+    eta_a,
+    phi_a,  # (pseudo)rapidity and azimuth of the first object(s)
+    eta_b,
+    phi_b,  # (pseudo)rapidity and azimuth of the second object(s)
+) -> Tensor:
     "$\\Delta R = \\sqrt{\\Delta\\eta^2 + \\Delta\\phi^2}$ with the azimuth wrapped."
     return torch.hypot(as_tensor(eta_a) - as_tensor(eta_b), delta_phi(phi_a, phi_b))
 
 # %% ../nbs/01_physics.ipynb #f90c336a
-def _mask(p4:Tensor, mask)->Tensor:
-    if mask is None: return torch.ones(p4.shape[:-1], dtype=torch.bool, device=p4.device)
+def _mask(p4: Tensor, mask) -> Tensor:
+    if mask is None:
+        return torch.ones(p4.shape[:-1], dtype=torch.bool, device=p4.device)
     mask = torch.as_tensor(np.asarray(mask)) if not isinstance(mask, Tensor) else mask
-    if mask.shape != p4.shape[:-1]: raise DataFormatError('physics', 'mask', f'shape {tuple(p4.shape[:-1])}', got=tuple(mask.shape))
+    if mask.shape != p4.shape[:-1]:
+        raise DataFormatError('physics', 'mask', f'shape {tuple(p4.shape[:-1])}', got=tuple(mask.shape))
     return mask.to(p4.device).bool()
 
-def jet_p4(p4, # constituents (..., n, 4) as (px, py, pz, E)
-           mask=None, # (..., n) bool, True for real constituents (default: all real)
-          )->Tensor: # (..., 4)
-    "Jet four-momentum: the sum of the masked constituent four-momenta."
-    p4 = _check_p4(p4); m = _mask(p4, mask)
-    return torch.where(m[..., None], p4, 0.).sum(-2)
 
-def jet_ptetaphim(p4, mask=None, use_rapidity:bool=False)->Tensor:
+def jet_p4(
+    p4,  # constituents (..., n, 4) as (px, py, pz, E)
+    mask=None,  # (..., n) bool, True for real constituents (default: all real)
+) -> Tensor:  # (..., 4)
+    "Jet four-momentum: the sum of the masked constituent four-momenta."
+    p4 = _check_p4(p4)
+    m = _mask(p4, mask)
+    return torch.where(m[..., None], p4, 0.0).sum(-2)
+
+
+def jet_ptetaphim(p4, mask=None, use_rapidity: bool = False) -> Tensor:
     "Jet (pT, eta or y, phi, m) of the masked constituent sum, shape `(..., 4)`."
     return p4_to_ptetaphim(jet_p4(p4, mask), use_rapidity)
 
-def jet_pt(p4, mask=None)->Tensor: "Jet pT." ; return pt(jet_p4(p4, mask))
-def jet_eta(p4, mask=None)->Tensor: "Jet pseudorapidity."; return pseudorapidity(jet_p4(p4, mask))
-def jet_phi(p4, mask=None)->Tensor: "Jet azimuth."; return phi(jet_p4(p4, mask))
-def jet_mass(p4, mask=None)->Tensor: "Jet invariant mass."; return mass(jet_p4(p4, mask))
+
+def jet_pt(p4, mask=None) -> Tensor:
+    "Jet pT."
+    return pt(jet_p4(p4, mask))
+
+
+def jet_eta(p4, mask=None) -> Tensor:
+    "Jet pseudorapidity."
+    return pseudorapidity(jet_p4(p4, mask))
+
+
+def jet_phi(p4, mask=None) -> Tensor:
+    "Jet azimuth."
+    return phi(jet_p4(p4, mask))
+
+
+def jet_mass(p4, mask=None) -> Tensor:
+    "Jet invariant mass."
+    return mass(jet_p4(p4, mask))
 
 # %% ../nbs/01_physics.ipynb #3ede82c0
-def constituent_features(p4, # constituents (..., n, 4) as (px, py, pz, E)
-                         mask=None, # (..., n) bool, True for real constituents
-                         use_rapidity:bool=False, # use rapidity y instead of eta
-                        )->dict[str, Tensor]:
+def constituent_features(
+    p4,  # constituents (..., n, 4) as (px, py, pz, E)
+    mask=None,  # (..., n) bool, True for real constituents
+    use_rapidity: bool = False,  # use rapidity y instead of eta
+) -> dict[str, Tensor]:
     "pt, eta, phi, energy, eta_rel, phi_rel, delta_r, pt_rel, e_rel of each constituent; zeros in padding."
-    p4 = _check_p4(p4); m = _mask(p4, mask)
-    p4 = torch.where(m[..., None], p4, 0.)
+    p4 = _check_p4(p4)
+    m = _mask(p4, mask)
+    p4 = torch.where(m[..., None], p4, 0.0)
     j = jet_p4(p4, m)
     h = rapidity if use_rapidity else pseudorapidity
     f = dict(pt=pt(p4), eta=h(p4), phi=phi(p4), energy=p4[..., 3])
@@ -147,21 +195,31 @@ def constituent_features(p4, # constituents (..., n, 4) as (px, py, pz, E)
     f['delta_r'] = torch.hypot(f['eta_rel'], f['phi_rel'])
     f['pt_rel'] = f['pt'] / pt(j)[..., None].clamp(min=1e-12)
     f['e_rel'] = f['energy'] / j[..., 3:].clamp(min=1e-12)
-    return {k: torch.where(m, v, 0.) for k, v in f.items()}
+    return {k: torch.where(m, v, 0.0) for k, v in f.items()}
 
-def eta_rel(p4, mask=None)->Tensor: "Constituent eta minus jet eta (0 in padding)."; return constituent_features(p4, mask)['eta_rel']
-def phi_rel(p4, mask=None)->Tensor: "Constituent phi minus jet phi, wrapped (0 in padding)."; return constituent_features(p4, mask)['phi_rel']
+
+def eta_rel(p4, mask=None) -> Tensor:
+    "Constituent eta minus jet eta (0 in padding)."
+    return constituent_features(p4, mask)['eta_rel']
+
+
+def phi_rel(p4, mask=None) -> Tensor:
+    "Constituent phi minus jet phi, wrapped (0 in padding)."
+    return constituent_features(p4, mask)['phi_rel']
 
 # %% ../nbs/01_physics.ipynb #a3230c2a
-PAIR_FEATURES = ('log_delta', 'log_kt', 'log_z', 'log_m2') # names of the last axis of `pair_features`
+PAIR_FEATURES = ('log_delta', 'log_kt', 'log_z', 'log_m2')  # names of the last axis of `pair_features`
 
-def pair_features(p4, # constituents (..., n, 4) as (px, py, pz, E)
-                  mask=None, # (..., n) bool, True for real constituents
-                  eps:float=1e-8, # clamp before the logarithms
-                 )->Tensor: # (..., n, n, 4): ln Delta, ln kT, ln z, ln m^2
+
+def pair_features(
+    p4,  # constituents (..., n, 4) as (px, py, pz, E)
+    mask=None,  # (..., n) bool, True for real constituents
+    eps: float = 1e-8,  # clamp before the logarithms
+) -> Tensor:  # (..., n, n, 4): ln Delta, ln kT, ln z, ln m^2
     "ParT pairwise features of every constituent pair; zeros for pairs involving padding."
-    p4 = _check_p4(p4); m = _mask(p4, mask)
-    p4 = torch.where(m[..., None], p4, 0.)
+    p4 = _check_p4(p4)
+    m = _mask(p4, mask)
+    p4 = torch.where(m[..., None], p4, 0.0)
     pt_, y, ph = pt(p4), rapidity(p4), phi(p4)
     a, b = (lambda t: t[..., :, None]), (lambda t: t[..., None, :])
     delta = torch.hypot(a(y) - b(y), delta_phi(a(ph), b(ph)))
@@ -169,37 +227,48 @@ def pair_features(p4, # constituents (..., n, 4) as (px, py, pz, E)
     z = ptmin / (a(pt_) + b(pt_)).clamp(min=eps)
     m2 = mass2(p4[..., :, None, :] + p4[..., None, :, :])
     f = torch.stack([delta, ptmin * delta, z, m2], -1).clamp(min=eps).log()
-    return torch.where((a(m) & b(m))[..., None], f, 0.)
+    return torch.where((a(m) & b(m))[..., None], f, 0.0)
 
 # %% ../nbs/01_physics.ipynb #26e29304
-JETCLASS_LABELS = ('QCD', 'Hbb', 'Hcc', 'Hgg', 'H4q', 'Hqql', 'Zqq', 'Wqq', 'Tbqq', 'Tbl') # JetClass label order
+JETCLASS_LABELS = ('QCD', 'Hbb', 'Hcc', 'Hgg', 'H4q', 'Hqql', 'Zqq', 'Wqq', 'Tbqq', 'Tbl')  # JetClass label order
 
-def load_jetclass_500(folder=None, # folder with pf_vectors.npy, pf_mask.npy, labels.npy (default: the shared sample)
-                      dtype:torch.dtype=torch.float64,
-                     )->tuple[Tensor, Tensor, Tensor]: # p4 (B, n, 4), mask (B, n) bool, labels (B,) int
+
+def load_jetclass_500(
+    folder=None,  # folder with pf_vectors.npy, pf_mask.npy, labels.npy (default: the shared sample)
+    dtype: torch.dtype = torch.float64,
+) -> tuple[Tensor, Tensor, Tensor]:  # p4 (B, n, 4), mask (B, n) bool, labels (B,) int
     "The shared 500 real JetClass jets as `(p4, mask, labels)`."
     d = Path(folder) if folder is not None else shared_data_dir() / 'jetclass_500'
     v, m, y = (np.load(d / f) for f in ('pf_vectors.npy', 'pf_mask.npy', 'labels.npy'))
-    if v.ndim != 3 or v.shape[1] != 4: raise DataFormatError(d / 'pf_vectors.npy', 'pf_vectors', 'shape (N, 4, P)', got=v.shape)
-    if m.shape != (v.shape[0], 1, v.shape[2]): raise DataFormatError(d / 'pf_mask.npy', 'pf_mask', f'shape {(v.shape[0], 1, v.shape[2])}', got=m.shape)
+    if v.ndim != 3 or v.shape[1] != 4:
+        raise DataFormatError(d / 'pf_vectors.npy', 'pf_vectors', 'shape (N, 4, P)', got=v.shape)
+    if m.shape != (v.shape[0], 1, v.shape[2]):
+        raise DataFormatError(d / 'pf_mask.npy', 'pf_mask', f'shape {(v.shape[0], 1, v.shape[2])}', got=m.shape)
     return torch.as_tensor(v).transpose(1, 2).to(dtype), torch.as_tensor(m[:, 0] > 0), torch.as_tensor(y.argmax(-1))
 
 # %% ../nbs/01_physics.ipynb #908f49a2
 def _fastjet():
-    try: import fastjet
-    except ImportError: raise ConfigError("backend='fastjet' needs fastjet: pip install 'foundation_jets[sim]' (or use backend='torch')") from None
+    try:
+        import fastjet
+    except ImportError:
+        raise ConfigError(
+            "backend='fastjet' needs fastjet: pip install 'foundation_jets[sim]' (or use backend='torch')"
+        ) from None
     return fastjet
 
-def _pack(p:Tensor, mk:Tensor)->tuple[Tensor, Tensor]:
+
+def _pack(p: Tensor, mk: Tensor) -> tuple[Tensor, Tensor]:
     "Move real constituents to the front and drop slots that are padding in every jet."
     order = torch.argsort((~mk).to(torch.uint8), dim=-1, stable=True)
     n = int(mk.sum(-1).max()) if mk.numel() else 0
     order = order[..., :n]
     return p.gather(-2, order[..., None].expand(*order.shape, p.shape[-1])), mk.gather(-1, order)
 
-def _kt_axes_fastjet(P:Tensor, M:Tensor, n_axes:int, R:float)->Tensor:
+
+def _kt_axes_fastjet(P: Tensor, M: Tensor, n_axes: int, R: float) -> Tensor:
     "fastjet exclusive kT axes for (B, n, 4) jets that all have >= n_axes constituents."
     import awkward as ak
+
     fastjet = _fastjet()
     Ps, Ms = P.double().cpu().numpy(), M.cpu().numpy()
     flat, c = Ps[Ms], Ms.sum(-1)
@@ -207,15 +276,21 @@ def _kt_axes_fastjet(P:Tensor, M:Tensor, n_axes:int, R:float)->Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # a spurious "exclusive jets ... interpreted with care" warning
         ex = fastjet.ClusterSequence(ev, fastjet.JetDefinition(fastjet.kt_algorithm, R)).exclusive_jets(n_jets=n_axes)
-    return torch.as_tensor(np.stack([ak.to_numpy(ak.flatten(ex[k])).reshape(-1, n_axes) for k in ('px', 'py', 'pz', 'E')], -1))
+    return torch.as_tensor(
+        np.stack([ak.to_numpy(ak.flatten(ex[k])).reshape(-1, n_axes) for k in ('px', 'py', 'pz', 'E')], -1)
+    )
+
 
 def _kt_dist(pt2_a, y_a, ph_a, pt2, y, ph, R):
     "kT distance min(pT_a^2, pT^2) dR^2 / R^2 (broadcasting)."
-    return torch.minimum(pt2_a, pt2) * ((y_a - y) ** 2 + delta_phi(ph_a, ph) ** 2) / R ** 2
+    return torch.minimum(pt2_a, pt2) * ((y_a - y) ** 2 + delta_phi(ph_a, ph) ** 2) / R**2
 
-def _kt_axes_torch(P:Tensor, M:Tensor, n_axes:int, R:float)->Tensor:
+
+def _kt_axes_torch(P: Tensor, M: Tensor, n_axes: int, R: float) -> Tensor:
     "Batched exclusive kT clustering in torch; the distance matrix is updated one row per merge."
-    P, A = _pack(P, M); P = torch.where(A[..., None], P, 0.); B, n = A.shape
+    P, A = _pack(P, M)
+    P = torch.where(A[..., None], P, 0.0)
+    B, n = A.shape
     b = torch.arange(B, device=P.device)
     pt2, y, ph = P[..., 0] ** 2 + P[..., 1] ** 2, rapidity(P), phi(P)
     d = _kt_dist(pt2[:, :, None], y[:, :, None], ph[:, :, None], pt2[:, None, :], y[:, None, :], ph[:, None, :], R)
@@ -223,39 +298,55 @@ def _kt_axes_torch(P:Tensor, M:Tensor, n_axes:int, R:float)->Tensor:
     d = torch.where(A[:, :, None] & A[:, None, :], d, torch.inf)
     for _ in range(n - n_axes):
         go = A.sum(-1) > n_axes
-        if not go.any(): break
-        k = d.flatten(1).argmin(1); i, j = k // n, k % n
+        if not go.any():
+            break
+        k = d.flatten(1).argmin(1)
+        i, j = k // n, k % n
         pair, beam = go & (i != j), go & (i == j)
         P[b[pair], i[pair]] += P[b[pair], j[pair]]  # E-scheme recombination
-        A[b[pair], j[pair]] = False; A[b[beam], i[beam]] = False
-        pi = P[b, i]; pt2[b, i], y[b, i], ph[b, i] = pi[:, 0] ** 2 + pi[:, 1] ** 2, rapidity(pi), phi(pi)
+        A[b[pair], j[pair]] = False
+        A[b[beam], i[beam]] = False
+        pi = P[b, i]
+        pt2[b, i], y[b, i], ph[b, i] = pi[:, 0] ** 2 + pi[:, 1] ** 2, rapidity(pi), phi(pi)
         row = _kt_dist(pt2[b, i][:, None], y[b, i][:, None], ph[b, i][:, None], pt2, y, ph, R)
         row[b, i] = pt2[b, i]
         row = torch.where(A & A[b, i][:, None], row, torch.inf)
         upd = go[:, None]
-        d[b, i] = torch.where(upd, row, d[b, i]); d[b, :, i] = torch.where(upd, row, d[b, :, i])
-        d[b[pair], j[pair]] = torch.inf; d[b[pair], :, j[pair]] = torch.inf
+        d[b, i] = torch.where(upd, row, d[b, i])
+        d[b, :, i] = torch.where(upd, row, d[b, :, i])
+        d[b[pair], j[pair]] = torch.inf
+        d[b[pair], :, j[pair]] = torch.inf
     return _pack(P, A)[0]
 
-def exclusive_kt_axes(p4, # constituents (..., n, 4) as (px, py, pz, E)
-                      mask=None, # (..., n) bool, True for real constituents
-                      n_axes:int=1, # number N of exclusive jets
-                      R:float=0.8, # kT clustering radius
-                      backend:str='auto', # 'fastjet', 'torch' (any device), or 'auto' (fastjet if installed)
-                     )->Tensor: # (..., N, 4) axes four-momenta; zero rows where a jet has fewer than N constituents
+
+def exclusive_kt_axes(
+    p4,  # constituents (..., n, 4) as (px, py, pz, E)
+    mask=None,  # (..., n) bool, True for real constituents
+    n_axes: int = 1,  # number N of exclusive jets
+    R: float = 0.8,  # kT clustering radius
+    backend: str = 'auto',  # 'fastjet', 'torch' (any device), or 'auto' (fastjet if installed)
+) -> Tensor:  # (..., N, 4) axes four-momenta; zero rows where a jet has fewer than N constituents
     "Exclusive-$k_T$ axes of each jet (kT algorithm, E-scheme, stopped at N jets)."
-    if backend not in ('auto', 'fastjet', 'torch'): raise ConfigError(f"backend must be 'auto', 'fastjet' or 'torch', got {backend!r}")
+    if backend not in ('auto', 'fastjet', 'torch'):
+        raise ConfigError(f"backend must be 'auto', 'fastjet' or 'torch', got {backend!r}")
     if backend == 'auto':
-        try: import fastjet; backend = 'fastjet'
-        except ImportError: backend = 'torch'
-    p4 = _check_p4(p4); m = _mask(p4, mask)
-    lead = p4.shape[:-2]; P = p4.reshape(-1, *p4.shape[-2:]); M = m.reshape(-1, m.shape[-1])
+        try:
+            import fastjet
+
+            backend = 'fastjet'
+        except ImportError:
+            backend = 'torch'
+    p4 = _check_p4(p4)
+    m = _mask(p4, mask)
+    lead = p4.shape[:-2]
+    P = p4.reshape(-1, *p4.shape[-2:])
+    M = m.reshape(-1, m.shape[-1])
     cnt = M.sum(-1)
     axes = torch.zeros(len(P), n_axes, 4, dtype=p4.dtype, device=p4.device)
     few = cnt < n_axes  # fewer constituents than axes: the constituents are the axes
     if few.any():
         Pf, Mf = _pack(P[few], M[few])
-        axes[few, :Pf.shape[1]] = torch.where(Mf[..., None], Pf, 0.)
+        axes[few, : Pf.shape[1]] = torch.where(Mf[..., None], Pf, 0.0)
     sel = ~few
     if sel.any():
         f = _kt_axes_fastjet if backend == 'fastjet' else _kt_axes_torch
@@ -263,71 +354,99 @@ def exclusive_kt_axes(p4, # constituents (..., n, 4) as (px, py, pz, E)
     return axes.reshape(*lead, n_axes, 4)
 
 # %% ../nbs/01_physics.ipynb #50bf2c5b
-def tau_n(p4, # constituents (..., n, 4)
-          mask, # (..., n) bool
-          axes, # (..., N, 4) axes four-momenta (zero rows are ignored)
-          beta:float=1., R0:float=0.8, # angular exponent and characteristic radius
-         )->Tensor: # (...,)
+def tau_n(
+    p4,  # constituents (..., n, 4)
+    mask,  # (..., n) bool
+    axes,  # (..., N, 4) axes four-momenta (zero rows are ignored)
+    beta: float = 1.0,
+    R0: float = 0.8,  # angular exponent and characteristic radius
+) -> Tensor:  # (...,)
     "$\\tau_N = \\sum_i p_{T,i} \\min_k \\Delta R_{ik}^\\beta / \\sum_i p_{T,i} R_0^\\beta$ for given axes."
-    p4 = _check_p4(p4); m = _mask(p4, mask); axes = as_tensor(axes).to(p4)
-    dr = delta_r(rapidity(p4)[..., :, None], phi(p4)[..., :, None], rapidity(axes)[..., None, :], phi(axes)[..., None, :])
+    p4 = _check_p4(p4)
+    m = _mask(p4, mask)
+    axes = as_tensor(axes).to(p4)
+    dr = delta_r(
+        rapidity(p4)[..., :, None], phi(p4)[..., :, None], rapidity(axes)[..., None, :], phi(axes)[..., None, :]
+    )
     live = (axes != 0).any(-1)[..., None, :]
     dmin = torch.where(live, dr.pow(beta), torch.inf).amin(-1)
-    w = torch.where(m, pt(p4), 0.)
-    dmin = torch.where(m & torch.isfinite(dmin), dmin, 0.)
-    return (w * dmin).sum(-1) / (w.sum(-1) * R0 ** beta).clamp(min=1e-30)
+    w = torch.where(m, pt(p4), 0.0)
+    dmin = torch.where(m & torch.isfinite(dmin), dmin, 0.0)
+    return (w * dmin).sum(-1) / (w.sum(-1) * R0**beta).clamp(min=1e-30)
 
-def nsubjettiness(p4, # constituents (..., n, 4) as (px, py, pz, E)
-                  mask=None, # (..., n) bool, True for real constituents
-                  n_max:int=3, # compute tau_1 .. tau_{n_max}
-                  beta:float=1., R0:float=0.8, # tau_N parameters
-                  R:float=0.8, # kT radius of the exclusive reclustering
-                  backend:str='auto', # axes from 'fastjet', 'torch' or 'auto' (see `exclusive_kt_axes`)
-                 )->Tensor: # (..., n_max): tau_1 .. tau_{n_max}
+
+def nsubjettiness(
+    p4,  # constituents (..., n, 4) as (px, py, pz, E)
+    mask=None,  # (..., n) bool, True for real constituents
+    n_max: int = 3,  # compute tau_1 .. tau_{n_max}
+    beta: float = 1.0,
+    R0: float = 0.8,  # tau_N parameters
+    R: float = 0.8,  # kT radius of the exclusive reclustering
+    backend: str = 'auto',  # axes from 'fastjet', 'torch' or 'auto' (see `exclusive_kt_axes`)
+) -> Tensor:  # (..., n_max): tau_1 .. tau_{n_max}
     "N-subjettiness $\\tau_1 \\ldots \\tau_{N}$ with exclusive-$k_T$ axes."
-    p4 = _check_p4(p4); m = _mask(p4, mask)
-    return torch.stack([tau_n(p4, m, exclusive_kt_axes(p4, m, n, R, backend), beta, R0) for n in range(1, n_max + 1)], -1)
+    p4 = _check_p4(p4)
+    m = _mask(p4, mask)
+    return torch.stack(
+        [tau_n(p4, m, exclusive_kt_axes(p4, m, n, R, backend), beta, R0) for n in range(1, n_max + 1)], -1
+    )
 
-def _ratio(a, b): return torch.where(b > 0, a / torch.where(b > 0, b, 1.), 0.)
+
+def _ratio(a, b):
+    return torch.where(b > 0, a / torch.where(b > 0, b, 1.0), 0.0)
 
 # %% ../nbs/01_physics.ipynb #55e5867a
-def energy_correlators(p4, # constituents (..., n, 4) as (px, py, pz, E)
-                       mask=None, # (..., n) bool, True for real constituents
-                       beta:float=1., # angular exponent
-                       chunk_size:int=1024, # jets per batched matrix product
-                      )->tuple[Tensor, Tensor]: # e2, e3, each (...,)
+def energy_correlators(
+    p4,  # constituents (..., n, 4) as (px, py, pz, E)
+    mask=None,  # (..., n) bool, True for real constituents
+    beta: float = 1.0,  # angular exponent
+    chunk_size: int = 1024,  # jets per batched matrix product
+) -> tuple[Tensor, Tensor]:  # e2, e3, each (...,)
     "Normalised energy correlation functions $e_2^{(\\beta)}$ and $e_3^{(\\beta)}$ in $(p_T, y, \\phi)$."
-    p4 = _check_p4(p4); m = _mask(p4, mask)
-    lead = p4.shape[:-2]; P = p4.reshape(-1, *p4.shape[-2:]); M = m.reshape(-1, m.shape[-1])
+    p4 = _check_p4(p4)
+    m = _mask(p4, mask)
+    lead = p4.shape[:-2]
+    P = p4.reshape(-1, *p4.shape[-2:])
+    M = m.reshape(-1, m.shape[-1])
     e2, e3 = [], []
     for s in range(0, max(len(P), 1), chunk_size):
-        p, mk = _pack(P[s:s + chunk_size], M[s:s + chunk_size])
-        w = torch.where(mk, pt(p), 0.); z = w / w.sum(-1, keepdim=True).clamp(min=1e-30)
+        p, mk = _pack(P[s : s + chunk_size], M[s : s + chunk_size])
+        w = torch.where(mk, pt(p), 0.0)
+        z = w / w.sum(-1, keepdim=True).clamp(min=1e-30)
         y, ph = rapidity(p), phi(p)
         d = delta_r(y[..., :, None], ph[..., :, None], y[..., None, :], ph[..., None, :]).pow(beta)
-        d = torch.where(mk[..., :, None] & mk[..., None, :], d, 0.)
+        d = torch.where(mk[..., :, None] & mk[..., None, :], d, 0.0)
         a = z[..., :, None] * d
         e2.append(0.5 * (a * z[..., None, :]).sum((-1, -2)))
         e3.append(((a @ a) * a.transpose(-1, -2)).sum((-1, -2)) / 6)
     return torch.cat(e2).reshape(lead), torch.cat(e3).reshape(lead)
 
-def d2(p4, mask=None, beta:float=1., chunk_size:int=1024)->Tensor:
+
+def d2(p4, mask=None, beta: float = 1.0, chunk_size: int = 1024) -> Tensor:
     "Energy correlation ratio $D_2^{(\\beta)} = e_3/e_2^3$ (0 where $e_2 = 0$)."
     e2, e3 = energy_correlators(p4, mask, beta, chunk_size)
-    return _ratio(e3, e2 ** 3)
+    return _ratio(e3, e2**3)
 
 # %% ../nbs/01_physics.ipynb #0e9a02a7
-def jet_observables(p4, # constituents (..., n, 4) as (px, py, pz, E)
-                    mask=None, # (..., n) bool, True for real constituents
-                    substructure:bool=True, # also tau1..3, tau21, tau32 and d2
-                    backend:str='auto', # N-subjettiness axes backend (see `exclusive_kt_axes`)
-                   )->dict[str, Tensor]:
+def jet_observables(
+    p4,  # constituents (..., n, 4) as (px, py, pz, E)
+    mask=None,  # (..., n) bool, True for real constituents
+    substructure: bool = True,  # also tau1..3, tau21, tau32 and d2
+    backend: str = 'auto',  # N-subjettiness axes backend (see `exclusive_kt_axes`)
+) -> dict[str, Tensor]:
     "pt, eta, phi, mass, n_constituents and (optionally) tau1, tau2, tau3, tau21, tau32, d2 of each jet."
-    p4 = _check_p4(p4); m = _mask(p4, mask)
+    p4 = _check_p4(p4)
+    m = _mask(p4, mask)
     j = jet_ptetaphim(p4, m)
     out = dict(pt=j[..., 0], eta=j[..., 1], phi=j[..., 2], mass=j[..., 3], n_constituents=m.sum(-1))
     if substructure:
         t = nsubjettiness(p4, m, 3, backend=backend)
-        out.update(tau1=t[..., 0], tau2=t[..., 1], tau3=t[..., 2], tau21=_ratio(t[..., 1], t[..., 0]),
-                   tau32=_ratio(t[..., 2], t[..., 1]), d2=d2(p4, m))
+        out.update(
+            tau1=t[..., 0],
+            tau2=t[..., 1],
+            tau3=t[..., 2],
+            tau21=_ratio(t[..., 1], t[..., 0]),
+            tau32=_ratio(t[..., 2], t[..., 1]),
+            d2=d2(p4, m),
+        )
     return out

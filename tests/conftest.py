@@ -1,4 +1,4 @@
-import os, sys
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent

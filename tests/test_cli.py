@@ -1,31 +1,49 @@
 """The `fj` command: usage errors are short messages with a non-zero exit, never a traceback;
 `fj demo` runs the OmniJet-α pipeline end to end and writes its metrics."""
-import json, os, subprocess, sys
-from pathlib import Path
-import pytest
+
+import json
+import os
+import subprocess
+import sys
 
 FJ = [sys.executable, '-c', 'import sys; from foundation_jets.cli import main; sys.exit(main())']
 
+
 def fj(*args, cwd=None, timeout=300):
     env = dict(os.environ, PYTHONWARNINGS='ignore')
-    return subprocess.run(FJ + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+    return subprocess.run(
+        FJ + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+    )
+
 
 def _bad_usage(tmp):
     (tmp / 'not_yaml.yaml').write_text('model: [unclosed\n  : :')
     (tmp / 'unknown_key.yaml').write_text('trainer: {max_epochs: 1}\nmodell: {}\n')
     (tmp / 'bad_class.yaml').write_text('model: {class_path: foundation_jets.nothing.Here}\n')
-    (tmp / 'bad_value.yaml').write_text('data: {class_path: foundation_jets.cli.JetNpyDataModule, init_args: {classes: [QCD, top]}}\n'
-                                        'trainer: {max_epochs: 1}\n')
-    return {'no command': [], 'unknown command': ['frobnicate'], 'unknown simulate target': ['simulate', 'quarks'],
-            'missing config': ['fit', '--config', tmp / 'missing.yaml'], 'invalid yaml': ['fit', '--config', tmp / 'not_yaml.yaml'],
-            'unknown section': ['fit', '--config', tmp / 'unknown_key.yaml'], 'unknown class': ['fit', '--config', tmp / 'bad_class.yaml'],
-            'bad option value': ['fit', '--trainer.max_epochs', 'many'], 'unknown option': ['test', '--no-such-option', '1'],
-            'invalid value in data': ['fit', '--config', tmp / 'bad_value.yaml'],
-            'bad demo option': ['demo', '--threads', 'x'], 'bad demo value': ['demo', '--threads', '0']}
+    (tmp / 'bad_value.yaml').write_text(
+        'data: {class_path: foundation_jets.cli.JetNpyDataModule, init_args: {classes: [QCD, top]}}\n'
+        'trainer: {max_epochs: 1}\n'
+    )
+    return {
+        'no command': [],
+        'unknown command': ['frobnicate'],
+        'unknown simulate target': ['simulate', 'quarks'],
+        'missing config': ['fit', '--config', tmp / 'missing.yaml'],
+        'invalid yaml': ['fit', '--config', tmp / 'not_yaml.yaml'],
+        'unknown section': ['fit', '--config', tmp / 'unknown_key.yaml'],
+        'unknown class': ['fit', '--config', tmp / 'bad_class.yaml'],
+        'bad option value': ['fit', '--trainer.max_epochs', 'many'],
+        'unknown option': ['test', '--no-such-option', '1'],
+        'invalid value in data': ['fit', '--config', tmp / 'bad_value.yaml'],
+        'bad demo option': ['demo', '--threads', 'x'],
+        'bad demo value': ['demo', '--threads', '0'],
+    }
+
 
 # each subprocess pays the Lightning import (5 s CPU, 20 s on a loaded 2-core box): one case per error path
 # (dispatcher, config parser, object construction) runs as a real process; all cases run in-process below
 SUBPROCESS = ['unknown command', 'missing config', 'invalid value in data']
+
 
 def test_usage_errors_have_no_traceback(tmp_path):
     cases = _bad_usage(tmp_path)
@@ -36,8 +54,10 @@ def test_usage_errors_have_no_traceback(tmp_path):
         assert 'error:' in r.stderr, what
         assert len(r.stderr.strip().splitlines()) <= 6, f'{what}: message too long:\n{r.stderr}'
 
+
 def test_usage_errors_in_process(tmp_path, capsys, monkeypatch):
     from foundation_jets.cli import main
+
     monkeypatch.chdir(tmp_path)
     for what, args in _bad_usage(tmp_path).items():
         rc = main([str(a) for a in args])  # an exception here would be a traceback for the user
@@ -45,10 +65,20 @@ def test_usage_errors_in_process(tmp_path, capsys, monkeypatch):
         assert rc == 2, f'{what}: rc {rc}\n{err[-2000:]}'
         assert 'error:' in err and len(err.strip().splitlines()) <= 6, f'{what}:\n{err}'
 
+
 def test_tool_dispatch_is_lazy_and_clean(capsys):
     from foundation_jets.cli import main, TOOLS
-    r = subprocess.run([sys.executable, '-c', 'import sys, foundation_jets.cli; print(sorted(m for m in sys.modules if ".simulate" in m or ".download" in m))'],
-                       capture_output=True, text=True, timeout=120)
+
+    r = subprocess.run(
+        [
+            sys.executable,
+            '-c',
+            'import sys, foundation_jets.cli; print(sorted(m for m in sys.modules if ".simulate" in m or ".download" in m))',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.stdout.strip() == '[]', r.stdout + r.stderr  # tools are imported only when called
     for tool in TOOLS:  # each tool either exists (its --help works) or is reported in one line with exit code 2
         rc = main([*tool.split(), '--help'])
@@ -56,7 +86,9 @@ def test_tool_dispatch_is_lazy_and_clean(capsys):
         assert rc == 0 or (rc == 2 and len(err.strip().splitlines()) == 1), f'{tool}: rc {rc}: {err}'
     assert main(['--help']) == 0 and 'fj simulate' in capsys.readouterr().out
 
+
 DEMO_SECTIONS = {'config', 'data', 'tokenizer', 'pretraining', 'generation', 'transfer', 'wall_time_s'}
+
 
 def test_demo_writes_metrics(tmp_path):
     out = tmp_path / 'demo'
@@ -65,10 +97,13 @@ def test_demo_writes_metrics(tmp_path):
     m = json.loads((out / 'metrics.json').read_text())
     assert DEMO_SECTIONS <= set(m), DEMO_SECTIONS - set(m)
     assert set(m['transfer']['regimes']) == {'scratch', 'frozen', 'finetune'}
-    for r_ in m['transfer']['regimes'].values(): assert 0 <= r_['auc'] <= 1 and len(r_['runs']) == len(m['config']['seeds'])
+    for r_ in m['transfer']['regimes'].values():
+        assert 0 <= r_['auc'] <= 1 and len(r_['runs']) == len(m['config']['seeds'])
     assert m['tokenizer']['mass_resolution_GeV'] < m['tokenizer']['untrained']['mass_resolution_GeV'], m['tokenizer']
     assert m['pretraining']['val_loss'] < m['pretraining']['uniform_loss'], m['pretraining']
     assert set(m['generation']['kl']) >= {'pt', 'eta', 'phi', 'mass', 'tau21', 'tau32', 'n_constituents'}
     assert 'OmniJet-α demo' in r.stdout and 'fine-tuned beats scratch' in r.stdout
     assert sorted(p.name for p in out.glob('*.png')) == ['generation.png', 'tokenizer_mass.png', 'transfer.png']
-    assert not [p for p in out.iterdir() if p.name.endswith('.part') or p.name.startswith('.')]  # no temporary files left
+    assert not [
+        p for p in out.iterdir() if p.name.endswith('.part') or p.name.startswith('.')
+    ]  # no temporary files left

@@ -3,16 +3,37 @@
 The server (http.server in a thread, ephemeral port) supports Range requests and can misbehave on
 purpose: drop the connection mid-file, ignore Range, redirect, answer with a Google Drive
 confirmation page, or 404. It logs every request and shuts itself down after 30 s at most."""
-import hashlib, http.server, io, os, re, tarfile, threading, urllib.parse, warnings, zipfile
+
+import hashlib
+import http.server
+import io
+import os
+import re
+import tarfile
+import threading
+import urllib.parse
+import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from foundation_jets.core import ConfigError
 from foundation_jets.data import download as dl
-from foundation_jets.data.download import (ChecksumError, Dataset, DownloadError, RemoteFile, UnsafeArchiveError,
-                                           cli_main, download, download_url, get_dataset, list_datasets,
-                                           register_dataset, safe_extract)
+from foundation_jets.data.download import (
+    ChecksumError,
+    Dataset,
+    DownloadError,
+    RemoteFile,
+    UnsafeArchiveError,
+    cli_main,
+    download,
+    download_url,
+    get_dataset,
+    list_datasets,
+    register_dataset,
+    safe_extract,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,7 +43,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     timeout = 5
     protocol_version = 'HTTP/1.1'
 
-    def log_message(self, *a): pass
+    def log_message(self, *a):
+        pass
 
     def do_GET(self):
         srv, url = self.server, urllib.parse.urlsplit(self.path)
@@ -30,31 +52,49 @@ class Handler(http.server.BaseHTTPRequestHandler):
         srv.log.append((self.path, self.headers.get('Range')))
         self.close_connection = True
         if path in srv.redirects:
-            self.send_response(302); self.send_header('Location', srv.redirects[path])
-            self.send_header('Content-Length', '0'); self.end_headers(); return
+            self.send_response(302)
+            self.send_header('Location', srv.redirects[path])
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            return
         if path in srv.drive_pages and 'confirm' not in urllib.parse.parse_qs(url.query):
-            page = (f'<html><form id="download-form" action="{path}" method="get">'
-                    f'<input type="hidden" name="id" value="F1"><input type="hidden" name="confirm" value="t">'
-                    f'<input type="hidden" name="uuid" value="abc"></form></html>').encode()
-            self.send_response(200); self.send_header('Content-Type', 'text/html; charset=utf-8')
-            self.send_header('Content-Length', str(len(page))); self.end_headers(); self.wfile.write(page); return
+            page = (
+                f'<html><form id="download-form" action="{path}" method="get">'
+                f'<input type="hidden" name="id" value="F1"><input type="hidden" name="confirm" value="t">'
+                f'<input type="hidden" name="uuid" value="abc"></form></html>'
+            ).encode()
+            self.send_response(200)
+            self.send_header('Content-Type', 'text/html; charset=utf-8')
+            self.send_header('Content-Length', str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         body = srv.files.get(path)
         if body is None:
-            self.send_response(404); self.send_header('Content-Length', '0'); self.end_headers(); return
+            self.send_response(404)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            return
         start, rng = 0, self.headers.get('Range')
         m = re.fullmatch(r'bytes=(\d+)-', rng or '')
         if m and path not in srv.ignore_range:
             start = int(m[1])
             if start >= len(body):
-                self.send_response(416); self.send_header('Content-Range', f'bytes */{len(body)}')
-                self.send_header('Content-Length', '0'); self.end_headers(); return
-            self.send_response(206); self.send_header('Content-Range', f'bytes {start}-{len(body) - 1}/{len(body)}')
+                self.send_response(416)
+                self.send_header('Content-Range', f'bytes */{len(body)}')
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header('Content-Range', f'bytes {start}-{len(body) - 1}/{len(body)}')
         else:
             self.send_response(200)
         self.send_header('Content-Type', 'application/octet-stream')
-        self.send_header('Content-Length', str(len(body) - start)); self.end_headers()
+        self.send_header('Content-Length', str(len(body) - start))
+        self.end_headers()
         stop = srv.drop_first.pop(path, None)
-        if stop is None: stop = srv.drop_always.get(path)
+        if stop is None:
+            stop = srv.drop_always.get(path)
         self.wfile.write(body[start:stop] if stop is not None else body[start:])
 
 
@@ -67,16 +107,25 @@ class Server:
         h.drop_first, h.drop_always, h.ignore_range = {}, {}, set()
         self.url = f'http://127.0.0.1:{h.server_address[1]}'
         self.thread = threading.Thread(target=h.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
-        self.timer = threading.Timer(30, h.shutdown); self.timer.daemon = True
+        self.timer = threading.Timer(30, h.shutdown)
+        self.timer.daemon = True
 
-    def __getattr__(self, name): return getattr(self.httpd, name)
+    def __getattr__(self, name):
+        return getattr(self.httpd, name)
 
-    def start(self): self.thread.start(); self.timer.start(); return self
+    def start(self):
+        self.thread.start()
+        self.timer.start()
+        return self
 
     def stop(self):
-        self.timer.cancel(); self.httpd.shutdown(); self.httpd.server_close(); self.thread.join(5)
+        self.timer.cancel()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
 
-    def requests(self, path): return [r for p, r in self.httpd.log if urllib.parse.urlsplit(p).path == path]
+    def requests(self, path):
+        return [r for p, r in self.httpd.log if urllib.parse.urlsplit(p).path == path]
 
 
 @pytest.fixture
@@ -90,14 +139,18 @@ def server():
 def dataset():
     "Register throw-away datasets; remove them afterwards."
     names = []
+
     def make(name, files, **kw):
         register_dataset(Dataset(name, 'test data', tuple(files), citation='none', **kw), replace=True)
         names.append(name)
+
     yield make
-    for n in names: dl.REGISTRY.pop(n, None)
+    for n in names:
+        dl.REGISTRY.pop(n, None)
 
 
-def sha256(b): return 'sha256:' + hashlib.sha256(b).hexdigest()
+def sha256(b):
+    return 'sha256:' + hashlib.sha256(b).hexdigest()
 
 
 def make_tar(entries, mode='w:gz'):
@@ -107,12 +160,19 @@ def make_tar(entries, mode='w:gz'):
         for name, data in entries:
             info = tarfile.TarInfo(name)
             if isinstance(data, bytes):
-                info.size = len(data); tf.addfile(info, io.BytesIO(data)); continue
-            if data.startswith('->'): info.type, info.linkname = tarfile.SYMTYPE, data[2:]
-            elif data.startswith('=>'): info.type, info.linkname = tarfile.LNKTYPE, data[2:]
-            elif data == 'dir': info.type = tarfile.DIRTYPE
-            elif data == 'chr': info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
-            elif data == 'fifo': info.type = tarfile.FIFOTYPE
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+                continue
+            if data.startswith('->'):
+                info.type, info.linkname = tarfile.SYMTYPE, data[2:]
+            elif data.startswith('=>'):
+                info.type, info.linkname = tarfile.LNKTYPE, data[2:]
+            elif data == 'dir':
+                info.type = tarfile.DIRTYPE
+            elif data == 'chr':
+                info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+            elif data == 'fifo':
+                info.type = tarfile.FIFOTYPE
             tf.addfile(info)
     return buf.getvalue()
 
@@ -131,13 +191,17 @@ def test_registry_entries():
     assert all('zenodo.org/records/6619768/files/' in f.url and f.archive == 'tar' for f in jc.files)
     adc = {f.name: f.url for f in get_dataset('adc2021').files}
     assert '5046389' in adc['background_for_training.h5'] and '5046446' in adc['Ato4l_lepFilter_13TeV.h5']
-    assert all('huggingface.co/datasets/DeepLearnPhysics/PILArNet-M/resolve/v1/' in f.url
-               for f in get_dataset('pilarnet-m').files)
+    assert all(
+        'huggingface.co/datasets/DeepLearnPhysics/PILArNet-M/resolve/v1/' in f.url
+        for f in get_dataset('pilarnet-m').files
+    )
     for ds in dl.REGISTRY.values():
         assert ds.citation and ds.description
         for f in ds.files:
-            if f.checksum is None or f.url is None or f.size is None: assert f.note, (ds.name, f.name)
-    with pytest.raises(ConfigError, match='known datasets: adc2021'): get_dataset('nope')
+            if f.checksum is None or f.url is None or f.size is None:
+                assert f.note, (ds.name, f.name)
+    with pytest.raises(ConfigError, match='known datasets: adc2021'):
+        get_dataset('nope')
 
 
 # ---------------------------------------------------------------- downloads
@@ -148,7 +212,8 @@ def test_archive_downloads_verifies_and_extracts(server, dataset, tmp_path):
     dataset('toy', [RemoteFile('toy.tar.gz', None, size=len(arc), checksum=sha256(arc), archive='tar.gz')])
     got = download('toy', tmp_path, mirror=server.url)
     assert got == [tmp_path / 'toy.tar.gz'] and got[0].read_bytes() == arc
-    for name, data in payload.items(): assert (tmp_path / name).read_bytes() == data
+    for name, data in payload.items():
+        assert (tmp_path / name).read_bytes() == data
     assert (tmp_path / '.toy.tar.gz.extracted').exists()
     assert not list(tmp_path.glob('*.part'))
     # a second run fetches nothing: the verified file is reused
@@ -161,8 +226,15 @@ def test_truncated_transfer_resumes_with_range(server, tmp_path):
     body = os.urandom(400_000)
     server.files['/big.bin'] = body
     server.drop_first['/big.bin'] = 123_456
-    out = download_url(server.url + '/big.bin', tmp_path / 'big.bin', sha256(body), size=len(body), backoff=0,
-                       chunk_size=8192, progress=False)
+    out = download_url(
+        server.url + '/big.bin',
+        tmp_path / 'big.bin',
+        sha256(body),
+        size=len(body),
+        backoff=0,
+        chunk_size=8192,
+        progress=False,
+    )
     assert server.requests('/big.bin') == [None, 'bytes=123456-']
     assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(body).hexdigest()
     assert tree(tmp_path) == ['big.bin']
@@ -183,8 +255,9 @@ def test_server_that_ignores_range_restarts(server, tmp_path):
     server.files['/f.bin'] = body
     server.drop_first['/f.bin'] = 50_000
     server.ignore_range.add('/f.bin')
-    download_url(server.url + '/f.bin', tmp_path / 'f.bin', 'md5:' + hashlib.md5(body).hexdigest(), backoff=0,
-                 progress=False)
+    download_url(
+        server.url + '/f.bin', tmp_path / 'f.bin', 'md5:' + hashlib.md5(body).hexdigest(), backoff=0, progress=False
+    )
     assert server.requests('/f.bin') == [None, 'bytes=50000-']  # asked for the rest, got a 200 with everything
     assert (tmp_path / 'f.bin').read_bytes() == body
 
@@ -258,19 +331,22 @@ def test_google_drive_confirmation_page(server, tmp_path):
 
 
 # ---------------------------------------------------------------- archives
-@pytest.mark.parametrize('entries, words', [
-    ([('ok.txt', b'1'), ('../evil', b'x')], "'../evil'"),
-    ([('a/../../evil', b'x')], "path contains '..'"),
-    ([('/tmp/fj_abs_evil', b'x')], 'absolute path'),
-    ([('etc', '->/etc')], "symlink to the absolute path '/etc'"),
-    ([('etc', '->/etc'), ('etc/passwd', b'x')], "symlink to the absolute path '/etc'"),
-    ([('up', '->../..'), ('up/evil', b'x')], 'points outside'),
-    ([('sub', 'dir'), ('sub/up', '->../../evil')], 'points outside'),
-    ([('hard', '=>../evil')], "path contains '..'"),
-    ([('hard', '=>/etc/passwd')], 'absolute path'),
-    ([('null', 'chr')], 'device file'),
-    ([('pipe', 'fifo')], 'device file'),
-])
+@pytest.mark.parametrize(
+    'entries, words',
+    [
+        ([('ok.txt', b'1'), ('../evil', b'x')], "'../evil'"),
+        ([('a/../../evil', b'x')], "path contains '..'"),
+        ([('/tmp/fj_abs_evil', b'x')], 'absolute path'),
+        ([('etc', '->/etc')], "symlink to the absolute path '/etc'"),
+        ([('etc', '->/etc'), ('etc/passwd', b'x')], "symlink to the absolute path '/etc'"),
+        ([('up', '->../..'), ('up/evil', b'x')], 'points outside'),
+        ([('sub', 'dir'), ('sub/up', '->../../evil')], 'points outside'),
+        ([('hard', '=>../evil')], "path contains '..'"),
+        ([('hard', '=>/etc/passwd')], 'absolute path'),
+        ([('null', 'chr')], 'device file'),
+        ([('pipe', 'fifo')], 'device file'),
+    ],
+)
 def test_malicious_tar_is_rejected(tmp_path, entries, words):
     arc = tmp_path / 'bad.tar'
     arc.write_bytes(make_tar(entries, 'w'))
@@ -304,17 +380,23 @@ def test_safe_links_are_extracted(tmp_path):
 
 def test_zip_extraction_and_rejection(tmp_path):
     ok = tmp_path / 'ok.zip'
-    with zipfile.ZipFile(ok, 'w') as z: z.writestr('event000001000-hits.csv', 'hit_id,x\n1,2.5\n')
+    with zipfile.ZipFile(ok, 'w') as z:
+        z.writestr('event000001000-hits.csv', 'hit_id,x\n1,2.5\n')
     safe_extract(ok, tmp_path / 't')
     assert (tmp_path / 't/event000001000-hits.csv').read_text() == 'hit_id,x\n1,2.5\n'
     for name in ('../evil.csv', '/tmp/fj_zip_evil.csv'):
         bad = tmp_path / 'bad.zip'
-        with zipfile.ZipFile(bad, 'w') as z: z.writestr(name, 'x')
-        with pytest.raises(UnsafeArchiveError, match=re.escape(name)): safe_extract(bad, tmp_path / 'u')
+        with zipfile.ZipFile(bad, 'w') as z:
+            z.writestr(name, 'x')
+        with pytest.raises(UnsafeArchiveError, match=re.escape(name)):
+            safe_extract(bad, tmp_path / 'u')
     link = tmp_path / 'link.zip'
     with zipfile.ZipFile(link, 'w') as z:
-        info = zipfile.ZipInfo('etc'); info.external_attr = (0o120777 << 16); z.writestr(info, '/etc')
-    with pytest.raises(UnsafeArchiveError, match='symlink'): safe_extract(link, tmp_path / 'v')
+        info = zipfile.ZipInfo('etc')
+        info.external_attr = 0o120777 << 16
+        z.writestr(info, '/etc')
+    with pytest.raises(UnsafeArchiveError, match='symlink'):
+        safe_extract(link, tmp_path / 'v')
     assert not (tmp_path / 'evil.csv').exists() and not Path('/tmp/fj_zip_evil.csv').exists()
     assert not (tmp_path / 'v' / 'etc').exists()
 
@@ -334,8 +416,10 @@ def test_cli_end_to_end_with_mirror_env(server, dataset, tmp_path, monkeypatch, 
     arc = make_tar([('train/x.txt', b'123')])
     server.files['/toy2/part0.tar.gz'] = arc
     server.drop_first['/toy2/part0.tar.gz'] = len(arc) // 2
-    dataset('toy2', [RemoteFile('part0.tar.gz', 'http://unreachable.invalid/part0.tar.gz', checksum=sha256(arc),
-                                archive='tar.gz')])
+    dataset(
+        'toy2',
+        [RemoteFile('part0.tar.gz', 'http://unreachable.invalid/part0.tar.gz', checksum=sha256(arc), archive='tar.gz')],
+    )
     monkeypatch.setenv('FJ_DOWNLOAD_MIRROR', server.url)
     monkeypatch.setattr(dl.time, 'sleep', lambda s: None)
     assert cli_main(['toy2', '--to', str(tmp_path), '--quiet']) == 0
@@ -361,7 +445,7 @@ def test_cli_usage_errors(tmp_path, capsys, monkeypatch):
     assert 'JetClass_Pythia_val_5M.tar' in capsys.readouterr().out
     assert cli_main([]) == 2
     assert 'give a dataset NAME' in capsys.readouterr().err
-    assert cli_main(['jetclass']) == 2                       # no --to
+    assert cli_main(['jetclass']) == 2  # no --to
     capsys.readouterr()
     assert cli_main(['no-such-set', '--to', str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -378,6 +462,20 @@ def test_cli_usage_errors(tmp_path, capsys, monkeypatch):
 
 
 def test_cli_download_failure_exits_1(server, tmp_path, capsys):
-    assert cli_main(['adc2021', '--to', str(tmp_path), '--files', 'background_for_training.h5',
-                     '--mirror', server.url, '--retries', '0']) == 1
+    assert (
+        cli_main(
+            [
+                'adc2021',
+                '--to',
+                str(tmp_path),
+                '--files',
+                'background_for_training.h5',
+                '--mirror',
+                server.url,
+                '--retries',
+                '0',
+            ]
+        )
+        == 1
+    )
     assert 'HTTP 404' in capsys.readouterr().err

@@ -2,7 +2,10 @@
 `#| eval: false`, `skip_exec` and `.notest` are honoured exactly as `nbdev-test` does.
 
 Set NBDEV_TEST_FLAGS="slow gpu" to run the flagged cells too (on a GPU machine)."""
-import os, sys, time
+
+import os
+import sys
+import time
 from pathlib import Path
 import pytest
 from fastcore.basics import str2bool
@@ -15,15 +18,20 @@ from nbdev.test import test_nb as run_nb
 CFG = get_config()
 NBS = Path(CFG.nbs_path)
 
+
 def _notebooks():
     nbs = sorted(Path(p) for p in nbglob(NBS, as_path=True))
     return [p for p in nbs if not (p.parent / '.notest').exists()]
 
-def _flags(v): return v.split() if isinstance(v, str) else list(v)
+
+def _flags(v):
+    return v.split() if isinstance(v, str) else list(v)
+
 
 @pytest.mark.parametrize('nb', _notebooks(), ids=lambda p: str(p.relative_to(NBS)))
 def test_notebook(nb, monkeypatch, record_property):
-    if str2bool(nb_frontmatter(read_nb(nb)).get('skip_exec', False)): pytest.skip('skip_exec in frontmatter')
+    if str2bool(nb_frontmatter(read_nb(nb)).get('skip_exec', False)):
+        pytest.skip('skip_exec in frontmatter')
     force = _flags(os.environ.get('NBDEV_TEST_FLAGS', ''))
     skip = [f for f in _flags(CFG.tst_flags) if f not in force]
     monkeypatch.chdir(nb.parent)

@@ -6,12 +6,16 @@
 - Bad requests (unknown process, impossible cuts, negative counts, unwritable output) return exit code 2
   with a clear message, write nothing, and never reach the generator (it is replaced by a function that fails).
 """
-import hashlib, shutil, subprocess, sys
+
+import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip('pythia8mc'); pytest.importorskip('fastjet')
+pytest.importorskip('pythia8mc')
+pytest.importorskip('fastjet')
 
 from foundation_jets.simulate import events as sim_events
 from foundation_jets.simulate import jets as sim_jets
@@ -22,7 +26,8 @@ pytestmark = pytest.mark.timeout(90)
 FJ = [str(Path(sys.executable).with_name('fj'))] if Path(sys.executable).with_name('fj').exists() else None
 
 
-def sha(p): return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+def sha(p):
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
 
 def run_fj(args):
@@ -53,18 +58,23 @@ def test_events_same_seed_same_sha(tmp_path):
 
 @pytest.fixture
 def no_generation(monkeypatch):
-    def boom(*a, **k): raise AssertionError('generation started for a bad request')
+    def boom(*a, **k):
+        raise AssertionError('generation started for a bad request')
+
     monkeypatch.setattr(sim_jets, 'generate_chunk', boom)
     monkeypatch.setattr(sim_events, 'generate_event_chunk', boom)
 
 
-@pytest.mark.parametrize('extra, message', [
-    (['--process', 'TTBar', 'Zprime', '--n-jets', '5'], 'unknown jet process'),
-    (['--process', 'TTBar', '--n-jets', '-5'], 'n_jets must be'),
-    (['--process', 'TTBar', '--n-jets', '5', '--pt-min', '1000', '--pt-max', '500'], 'pt_min < pt_max'),
-    (['--process', 'TTBar', '--n-jets', '5', '--workers', '0'], 'workers must be'),
-    (['--process', 'TTBar', '--n-jets', '5', '--particle-pt-min', '-1'], 'particle_pt_min'),
-])
+@pytest.mark.parametrize(
+    'extra, message',
+    [
+        (['--process', 'TTBar', 'Zprime', '--n-jets', '5'], 'unknown jet process'),
+        (['--process', 'TTBar', '--n-jets', '-5'], 'n_jets must be'),
+        (['--process', 'TTBar', '--n-jets', '5', '--pt-min', '1000', '--pt-max', '500'], 'pt_min < pt_max'),
+        (['--process', 'TTBar', '--n-jets', '5', '--workers', '0'], 'workers must be'),
+        (['--process', 'TTBar', '--n-jets', '5', '--particle-pt-min', '-1'], 'particle_pt_min'),
+    ],
+)
 def test_jets_bad_input(tmp_path, capsys, no_generation, extra, message):
     out = tmp_path / 'out'
     assert sim_jets.cli_main([*extra, '--out', str(out)]) == 2
@@ -73,16 +83,20 @@ def test_jets_bad_input(tmp_path, capsys, no_generation, extra, message):
 
 
 def test_jets_unwritable(tmp_path, capsys, no_generation):
-    blocker = tmp_path / 'file'; blocker.write_text('x')
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
     assert sim_jets.cli_main(['--process', 'QCD', '--n-jets', '2', '--out', str(blocker / 'sub')]) == 2
     assert 'not writable' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('extra, message', [
-    (['--process', 'Zprime', '--n-events', '5'], 'unknown event process'),
-    (['--process', 'background', '--n-events', '0'], 'n_events must be'),
-    (['--process', 'Ato4l', '--n-events', '5', '--chunk-size', '-1'], 'chunk_size must be'),
-])
+@pytest.mark.parametrize(
+    'extra, message',
+    [
+        (['--process', 'Zprime', '--n-events', '5'], 'unknown event process'),
+        (['--process', 'background', '--n-events', '0'], 'n_events must be'),
+        (['--process', 'Ato4l', '--n-events', '5', '--chunk-size', '-1'], 'chunk_size must be'),
+    ],
+)
 def test_events_bad_input(tmp_path, capsys, no_generation, extra, message):
     out = tmp_path / 'x.h5'
     assert sim_events.cli_main([*extra, '--out', str(out)]) == 2
@@ -91,7 +105,8 @@ def test_events_bad_input(tmp_path, capsys, no_generation, extra, message):
 
 
 def test_events_unwritable(tmp_path, capsys, no_generation):
-    blocker = tmp_path / 'file'; blocker.write_text('x')
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
     assert sim_events.cli_main(['--process', 'Ato4l', '--n-events', '2', '--out', str(blocker / 'y.h5')]) == 2
     assert 'not writable' in capsys.readouterr().err
     assert sim_events.cli_main(['--process', 'Ato4l', '--n-events', '2', '--out', str(tmp_path)]) == 2

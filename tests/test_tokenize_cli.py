@@ -1,7 +1,9 @@
 """`fj tokenize` end to end: two small JetClass files become two self-contained token shards,
 a rerun skips them, and bad usage exits 2 with a short message and no traceback."""
-import os, subprocess, sys
-from pathlib import Path
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -15,15 +17,18 @@ from foundation_jets.tokenize.shards import build_tokenizer, read_token_shard, s
 TOOL = [sys.executable, '-c', 'import sys; from foundation_jets.tokenize.shards import cli_main; sys.exit(cli_main())']
 FILES = [data_dir() / 'jets' / 'TTBar_000.root', data_dir() / 'jets' / 'HToBB_000.root']
 
+
 def run(*args, timeout=120):
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     return subprocess.run(TOOL + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, env=env)
 
+
 @pytest.fixture(scope='module')
 def tok_file(tmp_path_factory):
     torch.manual_seed(0)
-    tok = build_tokenizer('VQVAETokenizer', num_layers=1, dim=16, num_heads=2, num_codes=64, dropout=0.)
+    tok = build_tokenizer('VQVAETokenizer', num_layers=1, dim=16, num_heads=2, num_codes=64, dropout=0.0)
     return tok, save_tokenizer(tmp_path_factory.mktemp('tok') / 'tok.pt', tok, omnijet_spec())
+
 
 def test_end_to_end_and_resume(tok_file, tmp_path):
     tok, path = tok_file
@@ -43,24 +48,32 @@ def test_end_to_end_and_resume(tok_file, tmp_path):
     assert '2 skipped' in r.stdout, r.stdout
     assert [s.stat().st_mtime_ns for s in shards] == mtimes
 
+
 def test_bad_usage_exits_2(tok_file, tmp_path):
     _, path = tok_file
-    cases = {'no arguments': [], 'no tokenizer option': ['--out', tmp_path, FILES[0]],
-             'missing tokenizer file': ['--tokenizer', tmp_path / 'missing.pt', '--out', tmp_path, FILES[0]],
-             'missing input': ['--tokenizer', path, '--out', tmp_path, tmp_path / 'nope.root'],
-             'bad number': ['--tokenizer', path, '--out', tmp_path, '--chunk-size', 'many', FILES[0]]}
+    cases = {
+        'no arguments': [],
+        'no tokenizer option': ['--out', tmp_path, FILES[0]],
+        'missing tokenizer file': ['--tokenizer', tmp_path / 'missing.pt', '--out', tmp_path, FILES[0]],
+        'missing input': ['--tokenizer', path, '--out', tmp_path, tmp_path / 'nope.root'],
+        'bad number': ['--tokenizer', path, '--out', tmp_path, '--chunk-size', 'many', FILES[0]],
+    }
     for what in ('missing tokenizer file',):  # one real process; the rest in-process below
         r = run(*cases[what])
         assert r.returncode == 2, f'{what}: {r.returncode}\n{r.stderr[-2000:]}'
         assert 'Traceback' not in r.stderr and 'tokenizer file not found' in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) <= 8, r.stderr  # argparse usage + one error line
     from foundation_jets.tokenize.shards import cli_main
+
     for what, argv in cases.items():
-        with pytest.raises(SystemExit) as e: cli_main([str(a) for a in argv])
+        with pytest.raises(SystemExit) as e:
+            cli_main([str(a) for a in argv])
         assert e.value.code == 2, what
+
 
 def test_bad_tokenizer_file_is_reported(tmp_path, capsys):
     from foundation_jets.tokenize.shards import cli_main
+
     (tmp_path / 'junk.pt').write_bytes(b'not a tokenizer')
     assert cli_main(['--tokenizer', str(tmp_path / 'junk.pt'), '--out', str(tmp_path), '--quiet', str(FILES[0])]) == 1
     err = capsys.readouterr().err

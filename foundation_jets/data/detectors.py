@@ -6,7 +6,8 @@ Docs: https://foundation-jets.github.io/foundation_jets/data.detectors.html.md""
 
 # %% ../../nbs/02b_data.detectors.ipynb #12ccb4ea
 from __future__ import annotations
-import contextlib, re
+import contextlib
+import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -14,8 +15,16 @@ import h5py
 import numpy as np
 import pandas as pd
 import torch
-from ..core import (ConfigError, DataFormatError, ParticleSet, atomic_path, atomic_write_text,
-                                  check_array, collate_sets, shared_data_dir)
+from foundation_jets.core import (
+    ConfigError,
+    DataFormatError,
+    ParticleSet,
+    atomic_path,
+    atomic_write_text,
+    check_array,
+    collate_sets,
+    shared_data_dir,
+)
 
 # %% auto #0
 __all__ = ['ADC2021_FEATURES', 'ADC2021_TYPES', 'ADC2021_SLOTS', 'ADC2021_SLOT_TYPES', 'PILARNET_POINT_FEATURES',
@@ -27,97 +36,131 @@ __all__ = ['ADC2021_FEATURES', 'ADC2021_TYPES', 'ADC2021_SLOTS', 'ADC2021_SLOT_T
 # %% ../../nbs/02b_data.detectors.ipynb #6ffe3a2f
 _LOWLEVEL = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, EOFError)
 
+
 @contextlib.contextmanager
-def _reading(file, field:str, expected:str):
+def _reading(file, field: str, expected: str):
     "Re-raise low-level read failures inside the block as `DataFormatError(file, field, expected)`."
-    try: yield
-    except DataFormatError: raise
-    except _LOWLEVEL as e: raise DataFormatError(file, field, expected, got=f'{type(e).__name__}: {e}') from e
+    try:
+        yield
+    except DataFormatError:
+        raise
+    except _LOWLEVEL as e:
+        raise DataFormatError(file, field, expected, got=f'{type(e).__name__}: {e}') from e
+
 
 @contextlib.contextmanager
-def _open_h5(path:Path):
+def _open_h5(path: Path):
     "Open an HDF5 file for reading; a missing file is `FileNotFoundError`, an unreadable one `DataFormatError`."
-    if not Path(path).is_file(): raise FileNotFoundError(f'{path}: no such file')
-    with _reading(path, 'HDF5 file', 'a readable HDF5 file'): f = h5py.File(path, 'r')
-    try: yield f
+    if not Path(path).is_file():
+        raise FileNotFoundError(f'{path}: no such file')
+    with _reading(path, 'HDF5 file', 'a readable HDF5 file'):
+        f = h5py.File(path, 'r')
+    try:
+        yield f
     finally:
-        with contextlib.suppress(Exception): f.close()
+        with contextlib.suppress(Exception):
+            f.close()
 
-def _feature_columns(features:tuple, allowed:tuple)->list[int]:
+
+def _feature_columns(features: tuple, allowed: tuple) -> list[int]:
     "Column indices of `features` in `allowed`; ConfigError for an empty or unknown selection."
     bad = [c for c in features if c not in allowed]
-    if bad or not features: raise ConfigError(f'features must be a non-empty subset of {allowed}, got {features}')
+    if bad or not features:
+        raise ConfigError(f'features must be a non-empty subset of {allowed}, got {features}')
     return [allowed.index(c) for c in features]
 
-def _dataset(f:h5py.File, path:Path, name:str)->h5py.Dataset:
+
+def _dataset(f: h5py.File, path: Path, name: str) -> h5py.Dataset:
     "The dataset `name` of `f`, or a `DataFormatError` naming it."
     with _reading(path, name, f'an HDF5 dataset {name!r}'):
         if name not in f or not isinstance(f[name], h5py.Dataset):
             raise DataFormatError(path, name, f'an HDF5 dataset {name!r}', got=f'datasets {sorted(f.keys())}')
         return f[name]
 
-def _chunks(n:int, start:int, stop:int|None, chunk_size:int):
+
+def _chunks(n: int, start: int, stop: int | None, chunk_size: int):
     "Half-open `(i, j)` ranges covering `[start, stop)` of `n` rows in steps of `chunk_size`."
-    if chunk_size < 1: raise ConfigError(f'chunk_size must be >= 1, got {chunk_size}')
+    if chunk_size < 1:
+        raise ConfigError(f'chunk_size must be >= 1, got {chunk_size}')
     stop = n if stop is None else min(stop, n)
-    if start < 0 or start > stop: raise ConfigError(f'need 0 <= start <= stop, got start={start}, stop={stop} for {n} rows')
+    if start < 0 or start > stop:
+        raise ConfigError(f'need 0 <= start <= stop, got start={start}, stop={stop} for {n} rows')
     return [(i, min(i + chunk_size, stop)) for i in range(start, stop, chunk_size)]
 
 # %% ../../nbs/02b_data.detectors.ipynb #5e105e97
-ADC2021_FEATURES = ('pt', 'eta', 'phi', 'type') # the 4 columns of `Particles`, in file order
-ADC2021_TYPES = {'empty': 0, 'met': 1, 'electron': 2, 'muon': 3, 'jet': 4} # type codes of the 4th column
-ADC2021_SLOTS = {'met': slice(0, 1), 'electron': slice(1, 5), 'muon': slice(5, 9), 'jet': slice(9, 19)} # slot groups
-ADC2021_SLOT_TYPES = np.array([ADC2021_TYPES[k] for k, s in ADC2021_SLOTS.items() for _ in range(s.start, s.stop)],
-                              dtype=np.int64) # (19,) the type code each slot holds when it is filled
+ADC2021_FEATURES = ('pt', 'eta', 'phi', 'type')  # the 4 columns of `Particles`, in file order
+ADC2021_TYPES = {'empty': 0, 'met': 1, 'electron': 2, 'muon': 3, 'jet': 4}  # type codes of the 4th column
+ADC2021_SLOTS = {'met': slice(0, 1), 'electron': slice(1, 5), 'muon': slice(5, 9), 'jet': slice(9, 19)}  # slot groups
+ADC2021_SLOT_TYPES = np.array(
+    [ADC2021_TYPES[k] for k, s in ADC2021_SLOTS.items() for _ in range(s.start, s.stop)], dtype=np.int64
+)  # (19,) the type code each slot holds when it is filled
 
 # %% ../../nbs/02b_data.detectors.ipynb #ae33b28d
-def adc2021_mask(particles:np.ndarray, # (N, 19, 4) or (N, 19, ≥1) with pT in column 0
-                )->np.ndarray: # (N, 19) bool, True for a real object
+def adc2021_mask(
+    particles: np.ndarray,  # (N, 19, 4) or (N, 19, ≥1) with pT in column 0
+) -> np.ndarray:  # (N, 19) bool, True for a real object
     "Real-slot mask of ADC2021 events: pT > 0, and the MET slot always."
     mask = np.asarray(particles)[..., 0] > 0
     mask[:, ADC2021_SLOTS['met']] = True
     return mask
 
-def check_adc2021(particles, # array-like, expected (N, 19, 4) float
-                  file='<array>', # file the array belongs to (for the message)
-                  field:str='Particles', # dataset name (for the message)
-                  check_types:bool=True, # check type codes against the slot layout
-                  offset:int=0, # event number of the first row (for the message)
-                 )->np.ndarray: # the validated float32 array
+
+def check_adc2021(
+    particles,  # array-like, expected (N, 19, 4) float
+    file='<array>',  # file the array belongs to (for the message)
+    field: str = 'Particles',  # dataset name (for the message)
+    check_types: bool = True,  # check type codes against the slot layout
+    offset: int = 0,  # event number of the first row (for the message)
+) -> np.ndarray:  # the validated float32 array
     "Validate an ADC2021 `Particles` block: shape, finiteness, pT ≥ 0 and type codes consistent with the slots."
     p = check_array(particles, file, field, shape=(None, 19, 4), kind='fiu', finite=False)
-    with np.errstate(over='ignore'): p = p.astype(np.float32)  # float64 -> float32 may overflow to inf: caught below
-    if len(p) == 0: raise DataFormatError(file, field, 'at least one event', got='0 events')
+    with np.errstate(over='ignore'):
+        p = p.astype(np.float32)  # float64 -> float32 may overflow to inf: caught below
+    if len(p) == 0:
+        raise DataFormatError(file, field, 'at least one event', got='0 events')
+
     def fail(bad, expected):
         e, s = np.argwhere(bad)[0]
-        raise DataFormatError(file, field, expected, got=f'(pT, eta, phi, type)={tuple(p[e, s].tolist())} at event {e + offset}, slot {s}')
+        raise DataFormatError(
+            file, field, expected, got=f'(pT, eta, phi, type)={tuple(p[e, s].tolist())} at event {e + offset}, slot {s}'
+        )
+
     finite = np.isfinite(p).all(-1)
-    if not finite.all(): fail(~finite, 'finite values')
-    if (p[..., 0] < 0).any(): fail(p[..., 0] < 0, 'pT >= 0')
+    if not finite.all():
+        fail(~finite, 'finite values')
+    if (p[..., 0] < 0).any():
+        fail(p[..., 0] < 0, 'pT >= 0')
     if check_types:
         typ = p[..., 3]
         bad = (typ != 0) & (typ != ADC2021_SLOT_TYPES)
-        if bad.any(): fail(bad, 'type code 0 or the code of the slot (slots 0 MET=1, 1-4 e=2, 5-8 mu=3, 9-18 jet=4)')
+        if bad.any():
+            fail(bad, 'type code 0 or the code of the slot (slots 0 MET=1, 1-4 e=2, 5-8 mu=3, 9-18 jet=4)')
         incons = (typ[:, 1:] != 0) != (p[:, 1:, 0] > 0)
-        if incons.any(): fail(np.pad(incons, ((0, 0), (1, 0))), 'a nonzero type code exactly on object slots with pT > 0')
+        if incons.any():
+            fail(np.pad(incons, ((0, 0), (1, 0))), 'a nonzero type code exactly on object slots with pT > 0')
     return p
 
 # %% ../../nbs/02b_data.detectors.ipynb #5f17ccd4
-def _chunked(n:int, rows:int=1024)->int: return max(1, min(n, rows))
+def _chunked(n: int, rows: int = 1024) -> int:
+    return max(1, min(n, rows))
 
-def write_adc2021_h5(path:str|Path, # output .h5 file (written atomically)
-                     particles:np.ndarray, # (N, 19, 4) float: (pT, eta, phi, type) per slot
-                     extra:dict[str, np.ndarray]|None=None, # optional name -> (N, ...) per-event arrays
-                     compression:str|None='gzip', # h5py compression filter (None for none)
-                    )->Path:
+
+def write_adc2021_h5(
+    path: str | Path,  # output .h5 file (written atomically)
+    particles: np.ndarray,  # (N, 19, 4) float: (pT, eta, phi, type) per slot
+    extra: dict[str, np.ndarray] | None = None,  # optional name -> (N, ...) per-event arrays
+    compression: str | None = 'gzip',  # h5py compression filter (None for none)
+) -> Path:
     "Write events in the ADC2021 layout (dataset `Particles`) plus optional per-event datasets; byte-deterministic."
     path = Path(path)
     p = check_adc2021(particles, path, 'Particles')
     extras = {}
     for k in sorted(extra or {}):
-        if k == 'Particles' or not k or '/' in k: raise DataFormatError(path, k, 'an extra dataset name other than Particles, without /')
+        if k == 'Particles' or not k or '/' in k:
+            raise DataFormatError(path, k, 'an extra dataset name other than Particles, without /')
         a = check_array(extra[k], path, k, kind='biuf')
-        if a.ndim == 0 or len(a) != len(p): raise DataFormatError(path, k, f'one row per event, ({len(p)}, ...)', got=a.shape)
+        if a.ndim == 0 or len(a) != len(p):
+            raise DataFormatError(path, k, f'one row per event, ({len(p)}, ...)', got=a.shape)
         extras[k] = a
     opts = dict(compression=compression, shuffle=compression is not None, track_times=False)
     with atomic_path(path) as tmp, h5py.File(tmp, 'w') as f:
@@ -127,152 +170,229 @@ def write_adc2021_h5(path:str|Path, # output .h5 file (written atomically)
     return path
 
 # %% ../../nbs/02b_data.detectors.ipynb #1ff9b4fd
-def read_adc2021(path:str|Path, # ADC2021 .h5 file with a `Particles` dataset
-                 chunk_size:int=4096, # events per yielded ParticleSet
-                 features:Sequence[str]=('pt', 'eta', 'phi'), # columns of x, from ADC2021_FEATURES
-                 label:int|None=None, # class id given to every event (e.g. 0 background, 1 signal)
-                 start:int=0, # first event to read
-                 stop:int|None=None, # one past the last event to read (default: all)
-                 check_types:bool=True, # validate type codes against the slot layout
-                 extra_meta:bool=True, # read other per-event datasets of the file into meta
-                )->Iterator[ParticleSet]:
+def read_adc2021(
+    path: str | Path,  # ADC2021 .h5 file with a `Particles` dataset
+    chunk_size: int = 4096,  # events per yielded ParticleSet
+    features: Sequence[str] = ('pt', 'eta', 'phi'),  # columns of x, from ADC2021_FEATURES
+    label: int | None = None,  # class id given to every event (e.g. 0 background, 1 signal)
+    start: int = 0,  # first event to read
+    stop: int | None = None,  # one past the last event to read (default: all)
+    check_types: bool = True,  # validate type codes against the slot layout
+    extra_meta: bool = True,  # read other per-event datasets of the file into meta
+) -> Iterator[ParticleSet]:
     "Lazily read an ADC2021 file in chunks of `chunk_size` events, validated and masked."
     path, features = Path(path), tuple(features)
     cols = _feature_columns(features, ADC2021_FEATURES)
     with _open_h5(path) as f:
         ds = _dataset(f, path, 'Particles')
-        if ds.ndim != 3 or ds.shape[1:] != (19, 4): raise DataFormatError(path, 'Particles', 'shape (N, 19, 4)', got=ds.shape)
+        if ds.ndim != 3 or ds.shape[1:] != (19, 4):
+            raise DataFormatError(path, 'Particles', 'shape (N, 19, 4)', got=ds.shape)
         n = ds.shape[0]
-        if n == 0: raise DataFormatError(path, 'Particles', 'at least one event', got='0 events')
+        if n == 0:
+            raise DataFormatError(path, 'Particles', 'at least one event', got='0 events')
         extras = {}
         if extra_meta:
             with _reading(path, 'HDF5 file', 'readable dataset headers'):
                 for k in sorted(f.keys()):
                     d = f[k]
-                    if k != 'Particles' and isinstance(d, h5py.Dataset) and d.dtype.kind in 'biuf' and d.ndim >= 1 and d.shape[0] == n: extras[k] = d
+                    if (
+                        k != 'Particles'
+                        and isinstance(d, h5py.Dataset)
+                        and d.dtype.kind in 'biuf'
+                        and d.ndim >= 1
+                        and d.shape[0] == n
+                    ):
+                        extras[k] = d
         for i, j in _chunks(n, start, stop, chunk_size):
-            with _reading(path, 'Particles', f'readable rows {i}:{j}'): block = ds[i:j]
+            with _reading(path, 'Particles', f'readable rows {i}:{j}'):
+                block = ds[i:j]
             p = check_adc2021(block, path, 'Particles', check_types, offset=i)
             mask = adc2021_mask(p)
             x = np.where(mask[..., None], p[..., cols], 0).astype(np.float32)
-            meta = {'event_index': torch.arange(i, j), 'slot_type': torch.from_numpy(np.where(mask, ADC2021_SLOT_TYPES, 0))}
+            meta = {
+                'event_index': torch.arange(i, j),
+                'slot_type': torch.from_numpy(np.where(mask, ADC2021_SLOT_TYPES, 0)),
+            }
             for k, d in extras.items():
-                with _reading(path, k, f'readable rows {i}:{j}'): a = d[i:j]
+                with _reading(path, k, f'readable rows {i}:{j}'):
+                    a = d[i:j]
                 meta[k] = torch.from_numpy(check_array(a, path, k, kind='biuf'))
             lab = None if label is None else torch.full((j - i,), int(label), dtype=torch.long)
             yield ParticleSet(torch.from_numpy(x), torch.from_numpy(mask), lab, meta, features)
 
-def load_adc2021(path:str|Path, # ADC2021 .h5 file
-                 **kwargs, # passed to `read_adc2021`
-                )->ParticleSet:
+
+def load_adc2021(
+    path: str | Path,  # ADC2021 .h5 file
+    **kwargs,  # passed to `read_adc2021`
+) -> ParticleSet:
     "Read a whole ADC2021 file (or the `start:stop` range) into one `ParticleSet`."
     return collate_sets(list(read_adc2021(path, **kwargs)))
 
 # %% ../../nbs/02b_data.detectors.ipynb #c98b078d
-PILARNET_POINT_FEATURES = ('x', 'y', 'z', 'voxel_value', 'energy_deposit', 'time', 'n_electrons', 'dx') # the 8 point columns
-PILARNET_CLUSTER_COLUMNS = {1: ('num_points', 'fragment_id', 'group_id', 'interaction_id', 'semantic_type'),
-                            2: ('num_points', 'fragment_id', 'group_id', 'interaction_id', 'semantic_type', 'pid')} # per version
-PILARNET_SEMANTIC_CLASSES = ('shower', 'track', 'michel', 'delta', 'led') # semantic_type 0..4
-PILARNET_PID_CLASSES = ('photon', 'electron', 'muon', 'pion', 'proton') # pid 0..4 (v2); -1 = none
+PILARNET_POINT_FEATURES = (
+    'x',
+    'y',
+    'z',
+    'voxel_value',
+    'energy_deposit',
+    'time',
+    'n_electrons',
+    'dx',
+)  # the 8 point columns
+PILARNET_CLUSTER_COLUMNS = {
+    1: ('num_points', 'fragment_id', 'group_id', 'interaction_id', 'semantic_type'),
+    2: ('num_points', 'fragment_id', 'group_id', 'interaction_id', 'semantic_type', 'pid'),
+}  # per version
+PILARNET_SEMANTIC_CLASSES = ('shower', 'track', 'michel', 'delta', 'led')  # semantic_type 0..4
+PILARNET_PID_CLASSES = ('photon', 'electron', 'muon', 'pion', 'proton')  # pid 0..4 (v2); -1 = none
 
 # %% ../../nbs/02b_data.detectors.ipynb #c37b0dc9
-def check_pilarnet_event(point, # (N*8,) flat or (N, 8) point values
-                         cluster, # (C*w,) flat or (C, w) cluster table, w = 5 (v1) or 6 (v2)
-                         cluster_extra=None, # optional (C*k,) flat or (C, k) per-cluster floats
-                         version:int=2, # 1 or 2: sets the cluster width
-                         file='<events>', # file (for messages)
-                         index:int=0, # event number (for messages)
-                        )->tuple:
+def check_pilarnet_event(
+    point,  # (N*8,) flat or (N, 8) point values
+    cluster,  # (C*w,) flat or (C, w) cluster table, w = 5 (v1) or 6 (v2)
+    cluster_extra=None,  # optional (C*k,) flat or (C, k) per-cluster floats
+    version: int = 2,  # 1 or 2: sets the cluster width
+    file='<events>',  # file (for messages)
+    index: int = 0,  # event number (for messages)
+) -> tuple:
     "Validate and reshape one PILArNet-M event."
-    if version not in PILARNET_CLUSTER_COLUMNS: raise ConfigError(f'PILArNet-M version must be 1 or 2, got {version}')
+    if version not in PILARNET_CLUSTER_COLUMNS:
+        raise ConfigError(f'PILArNet-M version must be 1 or 2, got {version}')
     w = len(PILARNET_CLUSTER_COLUMNS[version])
+
     def as_table(a, field, width, kind):
         a = check_array(a, file, field, kind=kind)
         if a.ndim == 1:
-            if a.size % width: raise DataFormatError(file, field, f'a multiple of {width} values (flattened rows of {width})', got=f'{a.size} values')
+            if a.size % width:
+                raise DataFormatError(
+                    file, field, f'a multiple of {width} values (flattened rows of {width})', got=f'{a.size} values'
+                )
             a = a.reshape(-1, width)
         return check_array(a, file, field, shape=(None, width))
+
     p = as_table(point, f'point[{index}]', 8, 'fiu').astype(np.float32)
     p = check_array(p, file, f'point[{index}]')
-    if len(p) == 0: raise DataFormatError(file, f'point[{index}]', 'at least one point', got='an empty event')
+    if len(p) == 0:
+        raise DataFormatError(file, f'point[{index}]', 'at least one point', got='an empty event')
     c = as_table(cluster, f'cluster[{index}]', w, 'fiu')
-    if c.dtype.kind == 'f' and (c != np.round(c)).any(): raise DataFormatError(file, f'cluster[{index}]', 'integer values')
+    if c.dtype.kind == 'f' and (c != np.round(c)).any():
+        raise DataFormatError(file, f'cluster[{index}]', 'integer values')
     c = c.astype(np.int64)
     sizes = c[:, 0]
     if (sizes < 0).any() or sizes.sum() != len(p):
-        raise DataFormatError(file, f'cluster[{index}]', f'num_points (column 0) >= 0 summing to the {len(p)} points', got=f'sum {sizes.sum()}, min {sizes.min(initial=0)}')
+        raise DataFormatError(
+            file,
+            f'cluster[{index}]',
+            f'num_points (column 0) >= 0 summing to the {len(p)} points',
+            got=f'sum {sizes.sum()}, min {sizes.min(initial=0)}',
+        )
     sem = c[:, 4]
-    if ((sem < -1) | (sem > 4)).any(): raise DataFormatError(file, f'cluster[{index}]', 'semantic_type (column 4) in -1..4', got=sorted(set(sem.tolist())))
+    if ((sem < -1) | (sem > 4)).any():
+        raise DataFormatError(
+            file, f'cluster[{index}]', 'semantic_type (column 4) in -1..4', got=sorted(set(sem.tolist()))
+        )
     e = None
     if cluster_extra is not None:
         e = check_array(cluster_extra, file, f'cluster_extra[{index}]', kind='fiu')
         if e.ndim == 1:
             if len(c) == 0 or e.size % len(c) or e.size == 0:
-                raise DataFormatError(file, f'cluster_extra[{index}]', f'k >= 1 values per cluster ({len(c)} clusters)', got=f'{e.size} values')
+                raise DataFormatError(
+                    file,
+                    f'cluster_extra[{index}]',
+                    f'k >= 1 values per cluster ({len(c)} clusters)',
+                    got=f'{e.size} values',
+                )
             e = e.reshape(len(c), -1)
         e = check_array(e, file, f'cluster_extra[{index}]', shape=(len(c), None)).astype(np.float32)
         e = check_array(e, file, f'cluster_extra[{index}]')
     return p, c, e
 
 # %% ../../nbs/02b_data.detectors.ipynb #21134fd6
-def _write_vlen(f:h5py.File, name:str, rows:list, dtype):
+def _write_vlen(f: h5py.File, name: str, rows: list, dtype):
     "A 1-D vlen dataset with one flattened row per event."
     ds = f.create_dataset(name, (len(rows),), dtype=h5py.vlen_dtype(np.dtype(dtype)), track_times=False)
-    for i, r in enumerate(rows): ds[i] = np.ascontiguousarray(r, dtype=dtype).ravel()  # row by row: equal-length rows must not broadcast to 2-D
+    for i, r in enumerate(rows):
+        ds[i] = np.ascontiguousarray(r, dtype=dtype).ravel()  # row by row: equal-length rows must not broadcast to 2-D
 
-def write_pilarnet_h5(path:str|Path, # output .h5 file (written atomically)
-                      events:Sequence[dict], # per event: 'point' (n, 8), 'cluster' (C, 6) v2 / (C, 5) v1, optional 'cluster_extra' (C, k)
-                      version:int=2, # PILArNet-M layout version (1 or 2)
-                     )->Path:
+
+def write_pilarnet_h5(
+    path: str | Path,  # output .h5 file (written atomically)
+    events: Sequence[
+        dict
+    ],  # per event: 'point' (n, 8), 'cluster' (C, 6) v2 / (C, 5) v1, optional 'cluster_extra' (C, k)
+    version: int = 2,  # PILArNet-M layout version (1 or 2)
+) -> Path:
     "Write events in the PILArNet-M vlen HDF5 layout; byte-deterministic."
     path, events = Path(path), list(events)
-    if not events: raise DataFormatError(path, 'events', 'at least one event', got='none')
+    if not events:
+        raise DataFormatError(path, 'events', 'at least one event', got='none')
     has_extra = ['cluster_extra' in ev and ev['cluster_extra'] is not None for ev in events]
-    if any(has_extra) and not all(has_extra): raise DataFormatError(path, 'cluster_extra', 'on every event or on none', got=f'on {sum(has_extra)} of {len(events)}')
+    if any(has_extra) and not all(has_extra):
+        raise DataFormatError(
+            path, 'cluster_extra', 'on every event or on none', got=f'on {sum(has_extra)} of {len(events)}'
+        )
     pts, cls, ext = [], [], []
     for i, ev in enumerate(events):
         for k in ('point', 'cluster'):
-            if k not in ev: raise DataFormatError(path, f'{k}[{i}]', f'a {k!r} entry in event {i}', got=sorted(ev))
+            if k not in ev:
+                raise DataFormatError(path, f'{k}[{i}]', f'a {k!r} entry in event {i}', got=sorted(ev))
         p, c, e = check_pilarnet_event(ev['point'], ev['cluster'], ev.get('cluster_extra'), version, path, i)
         if e is not None and ext and e.shape[1] != ext[0].shape[1]:
-            raise DataFormatError(path, f'cluster_extra[{i}]', f'{ext[0].shape[1]} columns like event 0', got=e.shape[1])
-        pts.append(p); cls.append(c)
-        if e is not None: ext.append(e)
+            raise DataFormatError(
+                path, f'cluster_extra[{i}]', f'{ext[0].shape[1]} columns like event 0', got=e.shape[1]
+            )
+        pts.append(p)
+        cls.append(c)
+        if e is not None:
+            ext.append(e)
     with atomic_path(path) as tmp, h5py.File(tmp, 'w') as f:
         _write_vlen(f, 'point', pts, np.float32)
         _write_vlen(f, 'cluster', cls, np.int64)
-        if ext: _write_vlen(f, 'cluster_extra', ext, np.float32)
+        if ext:
+            _write_vlen(f, 'cluster_extra', ext, np.float32)
     return path
 
 # %% ../../nbs/02b_data.detectors.ipynb #5d4ed60e
-def _pilarnet_version(f:h5py.File, path:Path)->int:
+def _pilarnet_version(f: h5py.File, path: Path) -> int:
     "Detect the layout version from the first event's cluster width."
     with _reading(path, 'cluster[0]', 'a readable first event'):
         pt, cl = np.asarray(f['point'][0]), np.asarray(f['cluster'][0])
     n, fits = pt.size // 8, []
     for v in (2, 1):
         w = len(PILARNET_CLUSTER_COLUMNS[v])
-        if cl.size and cl.size % w == 0 and np.isfinite(cl).all() and cl.reshape(-1, w)[:, 0].sum() == n: fits.append(v)
-    if not fits: raise DataFormatError(path, 'cluster[0]', 'a flattened (C, 6) or (C, 5) table whose column 0 sums to the number of points', got=f'{cl.size} values for {n} points')
-    if len(fits) == 2: return 2 if 'cluster_extra' in f else 1
+        if cl.size and cl.size % w == 0 and np.isfinite(cl).all() and cl.reshape(-1, w)[:, 0].sum() == n:
+            fits.append(v)
+    if not fits:
+        raise DataFormatError(
+            path,
+            'cluster[0]',
+            'a flattened (C, 6) or (C, 5) table whose column 0 sums to the number of points',
+            got=f'{cl.size} values for {n} points',
+        )
+    if len(fits) == 2:
+        return 2 if 'cluster_extra' in f else 1
     return fits[0]
 
-def _pad_rows(rows:list, n:int, fill, dtype)->np.ndarray:
+
+def _pad_rows(rows: list, n: int, fill, dtype) -> np.ndarray:
     "Stack 1-D or 2-D rows into (B, n, ...) padded with `fill`."
     out = np.full((len(rows), n) + rows[0].shape[1:], fill, dtype=dtype)
-    for i, r in enumerate(rows): out[i, :len(r)] = r[:n]
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r[:n]
     return out
 
-def read_pilarnet(path:str|Path, # PILArNet-M .h5 file
-                  chunk_size:int=32, # events per yielded ParticleSet
-                  version:int|None=None, # 1 or 2; None detects it from the first event
-                  features:Sequence[str]=PILARNET_POINT_FEATURES, # point columns of x
-                  label:str='semantic_type', # cluster column giving the per-point labels
-                  drop_les:bool=False, # remove cluster 0, the low-energy-scatter blob
-                  max_points:int|None=None, # truncate events to this many points
-                  start:int=0, # first event
-                  stop:int|None=None, # one past the last event (default: all)
-                 )->Iterator[ParticleSet]:
+
+def read_pilarnet(
+    path: str | Path,  # PILArNet-M .h5 file
+    chunk_size: int = 32,  # events per yielded ParticleSet
+    version: int | None = None,  # 1 or 2; None detects it from the first event
+    features: Sequence[str] = PILARNET_POINT_FEATURES,  # point columns of x
+    label: str = 'semantic_type',  # cluster column giving the per-point labels
+    drop_les: bool = False,  # remove cluster 0, the low-energy-scatter blob
+    max_points: int | None = None,  # truncate events to this many points
+    start: int = 0,  # first event
+    stop: int | None = None,  # one past the last event (default: all)
+) -> Iterator[ParticleSet]:
     "Lazily read a PILArNet-M file in chunks of events, with per-point labels from the cluster table."
     path, features = Path(path), tuple(features)
     cols = _feature_columns(features, PILARNET_POINT_FEATURES)
@@ -281,190 +401,273 @@ def read_pilarnet(path:str|Path, # PILArNet-M .h5 file
         de = _dataset(f, path, 'cluster_extra') if 'cluster_extra' in f else None
         n = len(dp)
         for name, d in (('point', dp), ('cluster', dc), ('cluster_extra', de)):
-            if d is not None and (d.ndim != 1 or len(d) != n): raise DataFormatError(path, name, f'a 1-D vlen dataset of {n} events like point', got=d.shape)
-        if n == 0: raise DataFormatError(path, 'point', 'at least one event', got='0 events')
+            if d is not None and (d.ndim != 1 or len(d) != n):
+                raise DataFormatError(path, name, f'a 1-D vlen dataset of {n} events like point', got=d.shape)
+        if n == 0:
+            raise DataFormatError(path, 'point', 'at least one event', got='0 events')
         version = _pilarnet_version(f, path) if version is None else version
-        if version not in PILARNET_CLUSTER_COLUMNS: raise ConfigError(f'version must be 1, 2 or None, got {version}')
+        if version not in PILARNET_CLUSTER_COLUMNS:
+            raise ConfigError(f'version must be 1, 2 or None, got {version}')
         names = PILARNET_CLUSTER_COLUMNS[version]
-        if label not in names[1:]: raise ConfigError(f'label must be one of {names[1:]} for v{version}, got {label!r}')
+        if label not in names[1:]:
+            raise ConfigError(f'label must be one of {names[1:]} for v{version}, got {label!r}')
         k_extra = None
         if de is not None:  # event 0 fixes the number of cluster_extra columns for the whole file
-            with _reading(path, 'cluster_extra', 'a readable first event'): first = dp[0], dc[0], de[0]
+            with _reading(path, 'cluster_extra', 'a readable first event'):
+                first = dp[0], dc[0], de[0]
             k_extra = check_pilarnet_event(*first, version, path, 0)[2].shape[1]
         for i, j in _chunks(n, start, stop, chunk_size):
-            with _reading(path, 'point', f'readable events {i}:{j}'): pb = dp[i:j]
-            with _reading(path, 'cluster', f'readable events {i}:{j}'): cb = dc[i:j]
+            with _reading(path, 'point', f'readable events {i}:{j}'):
+                pb = dp[i:j]
+            with _reading(path, 'cluster', f'readable events {i}:{j}'):
+                cb = dc[i:j]
             eb = [None] * (j - i)
             if de is not None:
-                with _reading(path, 'cluster_extra', f'readable events {i}:{j}'): eb = de[i:j]
+                with _reading(path, 'cluster_extra', f'readable events {i}:{j}'):
+                    eb = de[i:j]
             xs, per_point, extras, ncl = [], {k: [] for k in ('cluster_id',) + names[1:]}, [], []
             for k in range(j - i):
                 p, c, e = check_pilarnet_event(pb[k], cb[k], eb[k], version, path, i + k)
                 if e is not None and e.shape[1] != k_extra:
-                    raise DataFormatError(path, f'cluster_extra[{i + k}]', f'{k_extra} values per cluster, like event 0', got=e.shape[1])
+                    raise DataFormatError(
+                        path, f'cluster_extra[{i + k}]', f'{k_extra} values per cluster, like event 0', got=e.shape[1]
+                    )
                 sizes = c[:, 0]
                 cid = np.repeat(np.arange(len(c)), sizes)
                 keep = slice(int(sizes[0]) if drop_les else 0, None)
-                xs.append(p[keep][:, cols]); per_point['cluster_id'].append(cid[keep])
-                for ci, name in enumerate(names[1:], 1): per_point[name].append(np.repeat(c[:, ci], sizes)[keep])
-                if e is not None: extras.append(np.repeat(e, sizes, axis=0)[keep])
+                xs.append(p[keep][:, cols])
+                per_point['cluster_id'].append(cid[keep])
+                for ci, name in enumerate(names[1:], 1):
+                    per_point[name].append(np.repeat(c[:, ci], sizes)[keep])
+                if e is not None:
+                    extras.append(np.repeat(e, sizes, axis=0)[keep])
                 ncl.append(len(c))
             nmax = max(len(a) for a in xs)
-            if max_points is not None: nmax = min(nmax, max_points)
+            if max_points is not None:
+                nmax = min(nmax, max_points)
             nmax = max(nmax, 1)
-            x = _pad_rows(xs, nmax, 0., np.float32)
+            x = _pad_rows(xs, nmax, 0.0, np.float32)
             mask = _pad_rows([np.ones(len(a), bool) for a in xs], nmax, False, bool)
             meta = {k: torch.from_numpy(_pad_rows(v, nmax, -1, np.int64)) for k, v in per_point.items()}
-            if extras: meta['cluster_extra'] = torch.from_numpy(_pad_rows(extras, nmax, 0., np.float32))
+            if extras:
+                meta['cluster_extra'] = torch.from_numpy(_pad_rows(extras, nmax, 0.0, np.float32))
             meta['event_index'], meta['n_clusters'] = torch.arange(i, j), torch.tensor(ncl)
             yield ParticleSet(torch.from_numpy(x), torch.from_numpy(mask), meta[label].clone(), meta, features)
 
-def pad_points(ps:ParticleSet, # a chunk from read_pilarnet
-               n:int, # number of point slots wanted (>= ps.x.shape[1])
-              )->ParticleSet:
+
+def pad_points(
+    ps: ParticleSet,  # a chunk from read_pilarnet
+    n: int,  # number of point slots wanted (>= ps.x.shape[1])
+) -> ParticleSet:
     "Pad a `read_pilarnet` chunk to `n` points: zeros in x, False in mask, -1 in labels and integer per-point meta."
     extra = n - ps.x.shape[1]
-    if extra < 0: raise ConfigError(f'cannot pad {ps.x.shape[1]} points down to {n}')
-    if extra == 0: return ps
+    if extra < 0:
+        raise ConfigError(f'cannot pad {ps.x.shape[1]} points down to {n}')
+    if extra == 0:
+        return ps
     padn = lambda t, fill: torch.nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, extra), value=fill)
-    meta = {k: padn(v, -1 if not v.is_floating_point() else 0.) if v.ndim >= 2 else v for k, v in ps.meta.items()}
-    return ParticleSet(padn(ps.x, 0.), padn(ps.mask, False), None if ps.labels is None else padn(ps.labels, -1), meta, ps.feature_names)
+    meta = {k: padn(v, -1 if not v.is_floating_point() else 0.0) if v.ndim >= 2 else v for k, v in ps.meta.items()}
+    return ParticleSet(
+        padn(ps.x, 0.0),
+        padn(ps.mask, False),
+        None if ps.labels is None else padn(ps.labels, -1),
+        meta,
+        ps.feature_names,
+    )
 
-def load_pilarnet(path:str|Path, # PILArNet-M .h5 file
-                  **kwargs, # passed to `read_pilarnet`
-                 )->ParticleSet:
+
+def load_pilarnet(
+    path: str | Path,  # PILArNet-M .h5 file
+    **kwargs,  # passed to `read_pilarnet`
+) -> ParticleSet:
     "Read a whole PILArNet-M file (or the `start:stop` range) into one `ParticleSet`, padded to the longest event."
     chunks = list(read_pilarnet(path, **kwargs))
     n = max(c.x.shape[1] for c in chunks)
     return collate_sets([pad_points(c, n) for c in chunks])
 
 # %% ../../nbs/02b_data.detectors.ipynb #ea36b2f6
-TRACKML_COLUMNS = { # kind -> column -> 'i' (integer) or 'f' (float)
+TRACKML_COLUMNS = {  # kind -> column -> 'i' (integer) or 'f' (float)
     'hits': dict(hit_id='i', x='f', y='f', z='f', volume_id='i', layer_id='i', module_id='i'),
     'truth': dict(hit_id='i', particle_id='i', tx='f', ty='f', tz='f', tpx='f', tpy='f', tpz='f', weight='f'),
     'particles': dict(particle_id='i', vx='f', vy='f', vz='f', px='f', py='f', pz='f', q='i', nhits='i'),
     'cells': dict(hit_id='i', ch0='i', ch1='i', value='f'),
 }
 
-def check_trackml_table(df:pd.DataFrame, # one TrackML table
-                        kind:str, # 'hits', 'truth', 'particles' or 'cells'
-                        file='<table>', # file it came from (for messages)
-                       )->pd.DataFrame: # a copy with schema columns first, as int64 / float64
+
+def check_trackml_table(
+    df: pd.DataFrame,  # one TrackML table
+    kind: str,  # 'hits', 'truth', 'particles' or 'cells'
+    file='<table>',  # file it came from (for messages)
+) -> pd.DataFrame:  # a copy with schema columns first, as int64 / float64
     "Validate the columns, dtypes and values of one TrackML table."
-    if not isinstance(df, pd.DataFrame): raise DataFormatError(file, kind, 'a pandas DataFrame', got=type(df).__name__)
+    if not isinstance(df, pd.DataFrame):
+        raise DataFormatError(file, kind, 'a pandas DataFrame', got=type(df).__name__)
     schema = TRACKML_COLUMNS[kind]
-    if len(df) == 0: raise DataFormatError(file, kind, 'at least one row', got='an empty table')
+    if len(df) == 0:
+        raise DataFormatError(file, kind, 'at least one row', got='an empty table')
     out = {}
     for col, k in schema.items():
-        if col not in df.columns: raise DataFormatError(file, col, f'a {kind} column {col!r}', got=f'columns {list(df.columns)}')
+        if col not in df.columns:
+            raise DataFormatError(file, col, f'a {kind} column {col!r}', got=f'columns {list(df.columns)}')
         a = df[col].to_numpy()
         if k == 'i':
-            if a.dtype.kind not in 'iu': raise DataFormatError(file, col, 'integer values (no missing entries)', got=str(a.dtype))
-            if a.dtype.kind == 'u' and a.size and a.max() > np.iinfo(np.int64).max: raise DataFormatError(file, col, 'values below 2**63', got=int(a.max()))
+            if a.dtype.kind not in 'iu':
+                raise DataFormatError(file, col, 'integer values (no missing entries)', got=str(a.dtype))
+            if a.dtype.kind == 'u' and a.size and a.max() > np.iinfo(np.int64).max:
+                raise DataFormatError(file, col, 'values below 2**63', got=int(a.max()))
             out[col] = a.astype(np.int64)
         else:
-            if a.dtype.kind not in 'fiu': raise DataFormatError(file, col, 'numeric values', got=str(a.dtype))
+            if a.dtype.kind not in 'fiu':
+                raise DataFormatError(file, col, 'numeric values', got=str(a.dtype))
             out[col] = check_array(a.astype(np.float64), file, col)
     for col in df.columns:
-        if col not in out: out[col] = df[col].to_numpy()
+        if col not in out:
+            out[col] = df[col].to_numpy()
     res = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
-    if kind in ('hits', 'truth') and not res['hit_id'].is_unique: raise DataFormatError(file, 'hit_id', 'unique hit ids', got=f'{res.hit_id.duplicated().sum()} duplicates')
-    if kind == 'particles' and not res['particle_id'].is_unique: raise DataFormatError(file, 'particle_id', 'unique particle ids')
+    if kind in ('hits', 'truth') and not res['hit_id'].is_unique:
+        raise DataFormatError(file, 'hit_id', 'unique hit ids', got=f'{res.hit_id.duplicated().sum()} duplicates')
+    if kind == 'particles' and not res['particle_id'].is_unique:
+        raise DataFormatError(file, 'particle_id', 'unique particle ids')
     res.attrs['file'] = str(file)
     return res
 
-def check_trackml_event(tables:dict, # kind -> DataFrame (validated with check_trackml_table)
-                       )->dict:
+
+def check_trackml_event(
+    tables: dict,  # kind -> DataFrame (validated with check_trackml_table)
+) -> dict:
     "Cross-check the tables of one event: truth joins hits 1:1 on hit_id; cells and truth particles refer to known ids."
-    hits = tables['hits']; hid = hits['hit_id'].to_numpy()
+    hits = tables['hits']
+    hid = hits['hit_id'].to_numpy()
     fname = lambda k: tables[k].attrs.get('file', k)
     if 'truth' in tables:
         t = tables['truth']['hit_id'].to_numpy()
         if len(t) != len(hid) or not np.isin(t, hid).all():
-            raise DataFormatError(fname('truth'), 'hit_id', f'one truth row for each of the {len(hid)} hits', got=f'{len(t)} rows, {int((~np.isin(t, hid)).sum())} unknown hit ids')
+            raise DataFormatError(
+                fname('truth'),
+                'hit_id',
+                f'one truth row for each of the {len(hid)} hits',
+                got=f'{len(t)} rows, {int((~np.isin(t, hid)).sum())} unknown hit ids',
+            )
     if 'cells' in tables and not np.isin(tables['cells']['hit_id'].to_numpy(), hid).all():
         raise DataFormatError(fname('cells'), 'hit_id', 'hit ids present in the hits table')
     if 'truth' in tables and 'particles' in tables:
-        pid = tables['truth']['particle_id'].to_numpy(); pid = pid[pid != 0]
+        pid = tables['truth']['particle_id'].to_numpy()
+        pid = pid[pid != 0]
         if not np.isin(pid, tables['particles']['particle_id'].to_numpy()).all():
-            raise DataFormatError(fname('truth'), 'particle_id', 'particle ids listed in the particles table (or 0 for noise)')
+            raise DataFormatError(
+                fname('truth'), 'particle_id', 'particle ids listed in the particles table (or 0 for noise)'
+            )
     return tables
 
 # %% ../../nbs/02b_data.detectors.ipynb #e26460d0
-def _trackml_files(prefix_or_dir:str|Path, event_id:int|None)->dict:
+def _trackml_files(prefix_or_dir: str | Path, event_id: int | None) -> dict:
     "kind -> existing file of one event."
     p = Path(prefix_or_dir)
+
     def found(stem_of):
         out = {}
         for kind in TRACKML_COLUMNS:
             for suffix in ('.csv', '.csv.gz'):
                 f = stem_of(kind).with_name(stem_of(kind).name + suffix)
-                if f.is_file(): out[kind] = f; break
+                if f.is_file():
+                    out[kind] = f
+                    break
         return out
+
     if p.is_dir():
-        if event_id is not None: return found(lambda k: p / f'event{int(event_id):09d}-{k}')
-        if (p / 'hits.csv').is_file() or (p / 'hits.csv.gz').is_file(): return found(lambda k: p / k)
+        if event_id is not None:
+            return found(lambda k: p / f'event{int(event_id):09d}-{k}')
+        if (p / 'hits.csv').is_file() or (p / 'hits.csv.gz').is_file():
+            return found(lambda k: p / k)
         stems = sorted({m.group(1) for f in p.iterdir() if (m := re.match(r'(event\d+)-hits\.csv(\.gz)?$', f.name))})
-        if len(stems) > 1: raise ConfigError(f'{p}: holds {len(stems)} events ({stems[0]}, ...); pass event_id')
-        if stems: return found(lambda k: p / f'{stems[0]}-{k}')
+        if len(stems) > 1:
+            raise ConfigError(f'{p}: holds {len(stems)} events ({stems[0]}, ...); pass event_id')
+        if stems:
+            return found(lambda k: p / f'{stems[0]}-{k}')
         return {}
     m = re.match(r'(.*?)(-(hits|truth|particles|cells)\.csv(\.gz)?)?$', p.name)
     return found(lambda k: p.with_name(f'{m.group(1)}-{k}'))
 
-def read_trackml_event(prefix_or_dir:str|Path, # event prefix (.../event000001000), or a folder
-                       event_id:int|None=None, # event number, to pick one event in a folder of many
-                       kinds:Sequence[str]=('hits', 'truth', 'particles', 'cells'), # tables to read where present
-                      )->dict[str, pd.DataFrame]:
+
+def read_trackml_event(
+    prefix_or_dir: str | Path,  # event prefix (.../event000001000), or a folder
+    event_id: int | None = None,  # event number, to pick one event in a folder of many
+    kinds: Sequence[str] = ('hits', 'truth', 'particles', 'cells'),  # tables to read where present
+) -> dict[str, pd.DataFrame]:
     "Read and validate the CSV tables of one TrackML event; `hits` is required, the others are read where present."
     files = _trackml_files(prefix_or_dir, event_id)
-    if 'hits' not in files: raise DataFormatError(prefix_or_dir, 'hits', 'a hits CSV (eventNNNNNNNNN-hits.csv or hits.csv)', got='no such file')
+    if 'hits' not in files:
+        raise DataFormatError(
+            prefix_or_dir, 'hits', 'a hits CSV (eventNNNNNNNNN-hits.csv or hits.csv)', got='no such file'
+        )
     tables = {}
     for kind in ('hits',) + tuple(k for k in kinds if k != 'hits'):
-        if kind not in files: continue
-        with _reading(files[kind], kind, 'a readable CSV table'): df = pd.read_csv(files[kind])
+        if kind not in files:
+            continue
+        with _reading(files[kind], kind, 'a readable CSV table'):
+            df = pd.read_csv(files[kind])
         tables[kind] = check_trackml_table(df, kind, files[kind])
     return check_trackml_event(tables)
 
-def write_trackml_event(out_dir:str|Path, # destination folder
-                        event_id:int, # event number: files are event<9 digits>-<kind>.csv
-                        hits:pd.DataFrame, # hits table
-                        truth:pd.DataFrame|None=None, # truth table (one row per hit)
-                        particles:pd.DataFrame|None=None, # particles table
-                        cells:pd.DataFrame|None=None, # cells table
-                       )->dict[str, Path]: # kind -> written file
+
+def write_trackml_event(
+    out_dir: str | Path,  # destination folder
+    event_id: int,  # event number: files are event<9 digits>-<kind>.csv
+    hits: pd.DataFrame,  # hits table
+    truth: pd.DataFrame | None = None,  # truth table (one row per hit)
+    particles: pd.DataFrame | None = None,  # particles table
+    cells: pd.DataFrame | None = None,  # cells table
+) -> dict[str, Path]:  # kind -> written file
     "Validate and write one TrackML event as CSV files, each atomically; float values round-trip exactly."
     out_dir = Path(out_dir)
     given = {'hits': hits, 'truth': truth, 'particles': particles, 'cells': cells}
     paths = {k: out_dir / f'event{int(event_id):09d}-{k}.csv' for k, v in given.items() if v is not None}
     tables = check_trackml_event({k: check_trackml_table(given[k], k, f) for k, f in paths.items()})
-    for k, f in paths.items(): atomic_write_text(f, tables[k].to_csv(index=False, lineterminator='\n'))
+    for k, f in paths.items():
+        atomic_write_text(f, tables[k].to_csv(index=False, lineterminator='\n'))
     return paths
 
 # %% ../../nbs/02b_data.detectors.ipynb #39a4e6cf
-def trackml_to_set(event:dict, # tables from read_trackml_event
-                   features:Sequence[str]=('x', 'y', 'z'), # hit columns, or derived 'r', 'phi', 'eta'
-                  )->ParticleSet:
+def trackml_to_set(
+    event: dict,  # tables from read_trackml_event
+    features: Sequence[str] = ('x', 'y', 'z'),  # hit columns, or derived 'r', 'phi', 'eta'
+) -> ParticleSet:
     "One TrackML event as a single-set `ParticleSet` with per-hit dense particle labels (-1 = noise)."
-    hits = event['hits']; file = hits.attrs.get('file', 'hits')
+    hits = event['hits']
+    file = hits.attrs.get('file', 'hits')
     x, y, z = (hits[c].to_numpy(np.float64) for c in ('x', 'y', 'z'))
     r = np.hypot(x, y)
-    derived = {'r': lambda: r, 'phi': lambda: np.arctan2(y, x), 'eta': lambda: np.arcsinh(z / np.where(r > 0, r, np.nan))}
+    derived = {
+        'r': lambda: r,
+        'phi': lambda: np.arctan2(y, x),
+        'eta': lambda: np.arcsinh(z / np.where(r > 0, r, np.nan)),
+    }
     cols = []
     for c in features:
-        if c in derived: a = derived[c]()
-        elif c in hits.columns: a = hits[c].to_numpy(np.float64)
-        else: raise ConfigError(f'{file}: unknown feature {c!r}: use a hits column or one of r, phi, eta')
+        if c in derived:
+            a = derived[c]()
+        elif c in hits.columns:
+            a = hits[c].to_numpy(np.float64)
+        else:
+            raise ConfigError(f'{file}: unknown feature {c!r}: use a hits column or one of r, phi, eta')
         cols.append(check_array(a, file, c))
     feats = torch.from_numpy(np.stack(cols, -1).astype(np.float32))[None]
-    meta = {k: torch.from_numpy(hits[k].to_numpy(np.int64, copy=True))[None] for k in ('hit_id', 'volume_id', 'layer_id')}
+    meta = {
+        k: torch.from_numpy(hits[k].to_numpy(np.int64, copy=True))[None] for k in ('hit_id', 'volume_id', 'layer_id')
+    }
     labels = None
     if 'truth' in event:
         t = event['truth'].set_index('hit_id').reindex(hits['hit_id'].to_numpy())
-        if t['particle_id'].isna().any(): raise DataFormatError(event['truth'].attrs.get('file', 'truth'), 'hit_id', 'a truth row for every hit')
-        pid = t['particle_id'].to_numpy(np.int64, copy=True); real = pid != 0
+        if t['particle_id'].isna().any():
+            raise DataFormatError(event['truth'].attrs.get('file', 'truth'), 'hit_id', 'a truth row for every hit')
+        pid = t['particle_id'].to_numpy(np.int64, copy=True)
+        real = pid != 0
         uniq = np.unique(pid[real])
-        lab = np.full(len(pid), -1, np.int64); lab[real] = np.searchsorted(uniq, pid[real])
+        lab = np.full(len(pid), -1, np.int64)
+        lab[real] = np.searchsorted(uniq, pid[real])
         labels = torch.from_numpy(lab)[None]
         meta['particle_id'] = torch.from_numpy(pid)[None]
-        meta['pt'] = torch.from_numpy(np.where(real, np.hypot(t['tpx'].to_numpy(), t['tpy'].to_numpy()), 0.).astype(np.float32))[None]
+        meta['pt'] = torch.from_numpy(
+            np.where(real, np.hypot(t['tpx'].to_numpy(), t['tpy'].to_numpy()), 0.0).astype(np.float32)
+        )[None]
     return ParticleSet(feats, torch.ones(feats.shape[:2], dtype=torch.bool), labels, meta, tuple(features))

@@ -6,8 +6,25 @@ Docs: https://foundation-jets.github.io/foundation_jets/data.download.html.md"""
 
 # %% ../../nbs/05_data.download.ipynb #47017ba8
 from __future__ import annotations
-import argparse, hashlib, html.parser, http.client, http.cookiejar, io, os, re, shutil, stat, sys
-import tarfile, tempfile, time, urllib.error, urllib.parse, urllib.request, warnings, zipfile
+import argparse
+import hashlib
+import html.parser
+import http.client
+import http.cookiejar
+import io
+import os
+import re
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -25,339 +42,527 @@ __all__ = ['ARCHIVE_KINDS', 'REGISTRY', 'MIRROR_ENV', 'DownloadError', 'Checksum
 # %% ../../nbs/05_data.download.ipynb #3922ee24
 class DownloadError(FoundationJetsError, OSError):
     "A file could not be fetched: HTTP error, too many dropped connections, or a size mismatch."
-    def __init__(self, url:str, reason:str):
+
+    def __init__(self, url: str, reason: str):
         self.url, self.reason = url, reason
         super().__init__(f"{url}: {reason}")
 
+
 class ChecksumError(FoundationJetsError, ValueError):
     "A downloaded file does not have its published checksum."
-    def __init__(self, file, algorithm:str, expected:str, actual:str):
+
+    def __init__(self, file, algorithm: str, expected: str, actual: str):
         self.file, self.algorithm, self.expected, self.actual = str(file), algorithm, expected, actual
-        super().__init__(f"{self.file}: {algorithm} checksum mismatch: expected {expected}, got {actual}; "
-                         "the corrupted download was deleted, run the command again to fetch it afresh")
+        super().__init__(
+            f"{self.file}: {algorithm} checksum mismatch: expected {expected}, got {actual}; "
+            "the corrupted download was deleted, run the command again to fetch it afresh"
+        )
+
 
 class UnsafeArchiveError(FoundationJetsError, ValueError):
     "An archive member would be written outside the target folder, or is a device file."
-    def __init__(self, archive, member:str, reason:str):
+
+    def __init__(self, archive, member: str, reason: str):
         self.archive, self.member, self.reason = str(archive), member, reason
         super().__init__(f"{self.archive}: member '{member}': {reason}; nothing was extracted")
 
 # %% ../../nbs/05_data.download.ipynb #2c4b67bd
 _HEX_LEN = {'md5': 32, 'sha256': 64}
 
-def parse_checksum(checksum:str, # "md5:<32 hex>" or "sha256:<64 hex>"
-                  )->tuple[str, str]: # (algorithm, lower-case hex digest)
+
+def parse_checksum(
+    checksum: str,  # "md5:<32 hex>" or "sha256:<64 hex>"
+) -> tuple[str, str]:  # (algorithm, lower-case hex digest)
     "Split and validate a checksum string."
     algo, sep, value = str(checksum).partition(':')
     algo, value = algo.strip().lower(), value.strip().lower()
-    if not sep or algo not in _HEX_LEN: raise ConfigError(f"checksum {checksum!r}: expected 'md5:HEX' or 'sha256:HEX'")
+    if not sep or algo not in _HEX_LEN:
+        raise ConfigError(f"checksum {checksum!r}: expected 'md5:HEX' or 'sha256:HEX'")
     if len(value) != _HEX_LEN[algo] or re.fullmatch(r'[0-9a-f]+', value) is None:
         raise ConfigError(f"checksum {checksum!r}: a {algo} digest has {_HEX_LEN[algo]} hex digits")
     return algo, value
 
-def file_digest(path:str|Path, # file to hash
-                algorithm:str='sha256', # 'md5' or 'sha256'
-                block:int=1 << 20, # bytes read at a time
-               )->str: # hex digest
+
+def file_digest(
+    path: str | Path,  # file to hash
+    algorithm: str = 'sha256',  # 'md5' or 'sha256'
+    block: int = 1 << 20,  # bytes read at a time
+) -> str:  # hex digest
     "Hash a file in blocks."
     h = hashlib.new(algorithm)
     with open(path, 'rb') as f:
-        while chunk := f.read(block): h.update(chunk)
+        while chunk := f.read(block):
+            h.update(chunk)
     return h.hexdigest()
 
 # %% ../../nbs/05_data.download.ipynb #377e26a5
 ARCHIVE_KINDS = ('tar', 'tar.gz', 'tar.bz2', 'tar.xz', 'zip')
 
+
 @dataclass(frozen=True)
 class RemoteFile:
     "One downloadable file of a dataset."
-    name:str # path inside the dataset folder, e.g. 'val/generic_v2_10880_v1.h5' (also its path under a mirror)
-    url:str|None # canonical URL; None when no public URL is recorded (use a mirror)
-    size:int|None=None # exact size in bytes, when published
-    checksum:str|None=None # 'md5:HEX' or 'sha256:HEX', when published
-    archive:str|None=None # one of ARCHIVE_KINDS, or None for a plain file
-    gdrive:bool=False # the URL is a Google Drive link that may answer with a confirmation page
-    note:str='' # provenance of the entry and what is unconfirmed
+
+    name: str  # path inside the dataset folder, e.g. 'val/generic_v2_10880_v1.h5' (also its path under a mirror)
+    url: str | None  # canonical URL; None when no public URL is recorded (use a mirror)
+    size: int | None = None  # exact size in bytes, when published
+    checksum: str | None = None  # 'md5:HEX' or 'sha256:HEX', when published
+    archive: str | None = None  # one of ARCHIVE_KINDS, or None for a plain file
+    gdrive: bool = False  # the URL is a Google Drive link that may answer with a confirmation page
+    note: str = ''  # provenance of the entry and what is unconfirmed
 
     def __post_init__(self):
-        if self.checksum is not None: parse_checksum(self.checksum)
+        if self.checksum is not None:
+            parse_checksum(self.checksum)
         if self.archive is not None and self.archive not in ARCHIVE_KINDS:
             raise ConfigError(f"{self.name}: archive kind {self.archive!r} not in {ARCHIVE_KINDS}")
         parts = self.name.split('/')
         if self.name.startswith('/') or '..' in parts or '' in parts:
             raise ConfigError(f"{self.name!r}: a file name must be a relative path without '..'")
 
+
 @dataclass(frozen=True)
 class Dataset:
     "A public dataset: its files and what to cite."
-    name:str # registry key, e.g. 'jetclass'
-    description:str # one line: what is in it
-    files:tuple[RemoteFile, ...] # the files a plain `download(name)` fetches
-    citation:str # paper to cite
-    licence:str|None=None # licence, when recorded
-    homepage:str|None=None # landing page (record, repository)
-    base_url:str|None=None # URL prefix under which further files can be asked for by name
-    note:str='' # caveats: unconfirmed fields, access restrictions
 
-    def file(self, name:str)->RemoteFile:
+    name: str  # registry key, e.g. 'jetclass'
+    description: str  # one line: what is in it
+    files: tuple[RemoteFile, ...]  # the files a plain `download(name)` fetches
+    citation: str  # paper to cite
+    licence: str | None = None  # licence, when recorded
+    homepage: str | None = None  # landing page (record, repository)
+    base_url: str | None = None  # URL prefix under which further files can be asked for by name
+    note: str = ''  # caveats: unconfirmed fields, access restrictions
+
+    def file(self, name: str) -> RemoteFile:
         "The registered file `name`, or an unregistered one under `base_url` (no checksum)."
         for f in self.files:
-            if f.name == name: return f
+            if f.name == name:
+                return f
         if self.base_url is None:
-            raise ConfigError(f"dataset '{self.name}' has no file '{name}'; known files: "
-                              + ', '.join(f.name for f in self.files))
-        return RemoteFile(name, self.base_url.rstrip('/') + '/' + urllib.parse.quote(name),
-                          archive=_archive_kind(name), note='not in the registry: no size or checksum known')
+            raise ConfigError(
+                f"dataset '{self.name}' has no file '{name}'; known files: " + ', '.join(f.name for f in self.files)
+            )
+        return RemoteFile(
+            name,
+            self.base_url.rstrip('/') + '/' + urllib.parse.quote(name),
+            archive=_archive_kind(name),
+            note='not in the registry: no size or checksum known',
+        )
 
-REGISTRY:dict[str, Dataset] = {}
 
-def register_dataset(dataset:Dataset, # the entry to add
-                     replace:bool=False, # allow overwriting an entry of the same name
-                    )->Dataset:
+REGISTRY: dict[str, Dataset] = {}
+
+
+def register_dataset(
+    dataset: Dataset,  # the entry to add
+    replace: bool = False,  # allow overwriting an entry of the same name
+) -> Dataset:
     "Add `dataset` to the registry (for mirrors of private data, or tests)."
-    if dataset.name in REGISTRY and not replace: raise ConfigError(f"dataset '{dataset.name}' is already registered")
+    if dataset.name in REGISTRY and not replace:
+        raise ConfigError(f"dataset '{dataset.name}' is already registered")
     REGISTRY[dataset.name] = dataset
     return dataset
 
-def list_datasets()->list[str]:
+
+def list_datasets() -> list[str]:
     "Names of the registered datasets, sorted."
     return sorted(REGISTRY)
 
-def get_dataset(name:str)->Dataset:
-    "The registry entry `name`; an unknown name raises a ConfigError listing the known ones."
-    try: return REGISTRY[name]
-    except KeyError: raise ConfigError(f"unknown dataset '{name}'; known datasets: {', '.join(list_datasets())}") from None
 
-def _archive_kind(name:str)->str|None:
+def get_dataset(name: str) -> Dataset:
+    "The registry entry `name`; an unknown name raises a ConfigError listing the known ones."
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown dataset '{name}'; known datasets: {', '.join(list_datasets())}") from None
+
+
+def _archive_kind(name: str) -> str | None:
     "Archive kind from a file name's suffix, or None."
     low = name.lower()
-    for suffix, kind in (('.tar.gz', 'tar.gz'), ('.tgz', 'tar.gz'), ('.tar.bz2', 'tar.bz2'),
-                         ('.tar.xz', 'tar.xz'), ('.tar', 'tar'), ('.zip', 'zip')):
-        if low.endswith(suffix): return kind
+    for suffix, kind in (
+        ('.tar.gz', 'tar.gz'),
+        ('.tgz', 'tar.gz'),
+        ('.tar.bz2', 'tar.bz2'),
+        ('.tar.xz', 'tar.xz'),
+        ('.tar', 'tar'),
+        ('.zip', 'zip'),
+    ):
+        if low.endswith(suffix):
+            return kind
     return None
 
 # %% ../../nbs/05_data.download.ipynb #ae52af5f
-def zenodo_url(record:int|str, name:str)->str:
+def zenodo_url(record: int | str, name: str) -> str:
     "Download URL of file `name` in Zenodo record `record`."
     return f"https://zenodo.org/records/{record}/files/{urllib.parse.quote(name)}"
 
-def gdrive_url(file_id:str)->str:
+
+def gdrive_url(file_id: str) -> str:
     "Direct-download URL of a public Google Drive file (may answer with a confirmation page)."
     return f"https://drive.google.com/uc?export=download&id={urllib.parse.quote(file_id)}"
 
-def huggingface_url(repo:str, name:str, revision:str='main')->str:
+
+def huggingface_url(repo: str, name: str, revision: str = 'main') -> str:
     "URL of file `name` in the HuggingFace dataset repository `repo` at `revision`."
     return f"https://huggingface.co/datasets/{repo}/resolve/{revision}/{urllib.parse.quote(name)}"
 
 # %% ../../nbs/05_data.download.ipynb #9c36e274
-_JETCLASS_TARS = [f'JetClass_Pythia_train_100M_part{i}.tar' for i in range(10)] + \
-                 ['JetClass_Pythia_val_5M.tar', 'JetClass_Pythia_test_20M.tar']
+_JETCLASS_TARS = [f'JetClass_Pythia_train_100M_part{i}.tar' for i in range(10)] + [
+    'JetClass_Pythia_val_5M.tar',
+    'JetClass_Pythia_test_20M.tar',
+]
 _MD5_NOTE = 'md5 published in the upstream get_datasets.py, not recorded in the references: unknown here'
 
-register_dataset(Dataset(
-    'jetclass', 'JetClass: 125M simulated jets in 10 classes (100M train, 5M val, 20M test), ROOT files in tar archives',
-    tuple(RemoteFile(n, zenodo_url(6619768, n), archive='tar', note=_MD5_NOTE) for n in _JETCLASS_TARS),
-    citation='H. Qu, C. Li, S. Qian, "Particle Transformer for Jet Tagging", arXiv:2202.03772',
-    licence='CC-BY-4.0', homepage='https://zenodo.org/records/6619768', base_url='https://zenodo.org/records/6619768/files'), replace=True)
+register_dataset(
+    Dataset(
+        'jetclass',
+        'JetClass: 125M simulated jets in 10 classes (100M train, 5M val, 20M test), ROOT files in tar archives',
+        tuple(RemoteFile(n, zenodo_url(6619768, n), archive='tar', note=_MD5_NOTE) for n in _JETCLASS_TARS),
+        citation='H. Qu, C. Li, S. Qian, "Particle Transformer for Jet Tagging", arXiv:2202.03772',
+        licence='CC-BY-4.0',
+        homepage='https://zenodo.org/records/6619768',
+        base_url='https://zenodo.org/records/6619768/files',
+    ),
+    replace=True,
+)
 
-register_dataset(Dataset(
-    'jetclass-example', 'JetClass: one 100k-jet example ROOT file',
-    (RemoteFile('JetClass_example_100k.root', 'https://hqu.web.cern.ch/datasets/JetClass/example/JetClass_example_100k.root',
-                size=136_175_293, note='size from the reference note; no checksum published'),),
-    citation='H. Qu, C. Li, S. Qian, "Particle Transformer for Jet Tagging", arXiv:2202.03772',
-    licence='CC-BY-4.0'), replace=True)
+register_dataset(
+    Dataset(
+        'jetclass-example',
+        'JetClass: one 100k-jet example ROOT file',
+        (
+            RemoteFile(
+                'JetClass_example_100k.root',
+                'https://hqu.web.cern.ch/datasets/JetClass/example/JetClass_example_100k.root',
+                size=136_175_293,
+                note='size from the reference note; no checksum published',
+            ),
+        ),
+        citation='H. Qu, C. Li, S. Qian, "Particle Transformer for Jet Tagging", arXiv:2202.03772',
+        licence='CC-BY-4.0',
+    ),
+    replace=True,
+)
 
-register_dataset(Dataset(
-    'top-tagging', 'Top-tagging reference set: top vs QCD jets, 1.2M/400k/400k, pT 550-650 GeV, HDF5 (pandas)',
-    tuple(RemoteFile(n, None, note='no URL, size or checksum in the references; file name customary, unconfirmed')
-          for n in ('train.h5', 'val.h5', 'test.h5')),
-    citation='G. Kasieczka et al., top-tagging reference dataset (The Machine Learning Landscape of Top Taggers)',
-    note='no public URL recorded: use --mirror or FJ_DOWNLOAD_MIRROR'), replace=True)
+register_dataset(
+    Dataset(
+        'top-tagging',
+        'Top-tagging reference set: top vs QCD jets, 1.2M/400k/400k, pT 550-650 GeV, HDF5 (pandas)',
+        tuple(
+            RemoteFile(n, None, note='no URL, size or checksum in the references; file name customary, unconfirmed')
+            for n in ('train.h5', 'val.h5', 'test.h5')
+        ),
+        citation='G. Kasieczka et al., top-tagging reference dataset (The Machine Learning Landscape of Top Taggers)',
+        note='no public URL recorded: use --mirror or FJ_DOWNLOAD_MIRROR',
+    ),
+    replace=True,
+)
 
 _AOJ = 'https://www.fdr.uni-hamburg.de/record/16505/files'
-register_dataset(Dataset(
-    'aspen-open-jets', 'Aspen Open Jets: about 180M AK8 jets from CMS 2016 Open Data (JetHT), HDF5, about 1 GB per file',
-    tuple(RemoteFile(n, f'{_AOJ}/{n}', note='URL pattern from a third-party loader; size and checksum unknown')
-          for n in ('RunG_batch0.h5', 'RunH_batch9.h5')),
-    citation='O. Amram et al., "Aspen Open Jets", arXiv:2412.10504',
-    homepage='https://www.fdr.uni-hamburg.de/record/16505', base_url=_AOJ,
-    note='only the first and last file names are recorded; ask for others with --files RunG_batchK.h5 / RunH_batchK.h5'),
-    replace=True)
+register_dataset(
+    Dataset(
+        'aspen-open-jets',
+        'Aspen Open Jets: about 180M AK8 jets from CMS 2016 Open Data (JetHT), HDF5, about 1 GB per file',
+        tuple(
+            RemoteFile(n, f'{_AOJ}/{n}', note='URL pattern from a third-party loader; size and checksum unknown')
+            for n in ('RunG_batch0.h5', 'RunH_batch9.h5')
+        ),
+        citation='O. Amram et al., "Aspen Open Jets", arXiv:2412.10504',
+        homepage='https://www.fdr.uni-hamburg.de/record/16505',
+        base_url=_AOJ,
+        note='only the first and last file names are recorded; ask for others with --files RunG_batchK.h5 / RunH_batchK.h5',
+    ),
+    replace=True,
+)
 
-_ADC = [('background_for_training.h5', 5046389, 'confirmed'), ('Ato4l_lepFilter_13TeV.h5', 5046446, 'confirmed'),
-        ('leptoquark_LOWMASS_lepFilter_13TeV.h5', 5055454, 'recalled, unconfirmed'),
-        ('hToTauTau_13TeV_PU20.h5', 5061633, 'recalled, unconfirmed'),
-        ('hChToTauNu_13TeV_PU20.h5', 5061688, 'recalled, unconfirmed'),
-        ('BlackBox_background_mix.h5', 5072068, 'recalled, unconfirmed')]
-register_dataset(Dataset(
-    'adc2021', 'ADC2021 L1 anomaly-detection challenge: (N, 19, 4) events, 4M background plus four signals and a black box',
-    tuple(RemoteFile(n, zenodo_url(rec, n), note=f'Zenodo record {rec} ({how}); size and checksum unknown') for n, rec, how in _ADC),
-    citation='E. Govorkova et al., "LHC physics dataset for unsupervised New Physics detection at 40 MHz", '
-             'Sci. Data 9, 118 (2022), arXiv:2107.02157'), replace=True)
+_ADC = [
+    ('background_for_training.h5', 5046389, 'confirmed'),
+    ('Ato4l_lepFilter_13TeV.h5', 5046446, 'confirmed'),
+    ('leptoquark_LOWMASS_lepFilter_13TeV.h5', 5055454, 'recalled, unconfirmed'),
+    ('hToTauTau_13TeV_PU20.h5', 5061633, 'recalled, unconfirmed'),
+    ('hChToTauNu_13TeV_PU20.h5', 5061688, 'recalled, unconfirmed'),
+    ('BlackBox_background_mix.h5', 5072068, 'recalled, unconfirmed'),
+]
+register_dataset(
+    Dataset(
+        'adc2021',
+        'ADC2021 L1 anomaly-detection challenge: (N, 19, 4) events, 4M background plus four signals and a black box',
+        tuple(
+            RemoteFile(n, zenodo_url(rec, n), note=f'Zenodo record {rec} ({how}); size and checksum unknown')
+            for n, rec, how in _ADC
+        ),
+        citation='E. Govorkova et al., "LHC physics dataset for unsupervised New Physics detection at 40 MHz", '
+        'Sci. Data 9, 118 (2022), arXiv:2107.02157',
+    ),
+    replace=True,
+)
 
 _PIL = 'DeepLearnPhysics/PILArNet-M'
-register_dataset(Dataset(
-    'pilarnet-m', 'PILArNet-M v1: 1.2M LArTPC events (5.2B labelled points), HDF5, about 156 GB',
-    tuple(RemoteFile(n, huggingface_url(_PIL, n, 'v1'), note='HuggingFace mirror of the Google Drive release; size and checksum unknown')
-          for n in ('train/generic_v2_196200_v1.h5', 'train/generic_v2_153600_v1.h5', 'val/generic_v2_10880_v1.h5')),
-    citation='S. Young, Y. Jwa, K. Terao, "PoLAr-MAE", arXiv:2502.02558', homepage=f'https://huggingface.co/datasets/{_PIL}',
-    base_url=f'https://huggingface.co/datasets/{_PIL}/resolve/v1',
-    note='original release: Google Drive folder 1nec9WYPRqMn-_3m6TdM12TmpoInHDosb (per-file ids not recorded); '
-         'only three file names (two train, one val) are recorded; ask for others with --files train/NAME.h5'), replace=True)
+register_dataset(
+    Dataset(
+        'pilarnet-m',
+        'PILArNet-M v1: 1.2M LArTPC events (5.2B labelled points), HDF5, about 156 GB',
+        tuple(
+            RemoteFile(
+                n,
+                huggingface_url(_PIL, n, 'v1'),
+                note='HuggingFace mirror of the Google Drive release; size and checksum unknown',
+            )
+            for n in ('train/generic_v2_196200_v1.h5', 'train/generic_v2_153600_v1.h5', 'val/generic_v2_10880_v1.h5')
+        ),
+        citation='S. Young, Y. Jwa, K. Terao, "PoLAr-MAE", arXiv:2502.02558',
+        homepage=f'https://huggingface.co/datasets/{_PIL}',
+        base_url=f'https://huggingface.co/datasets/{_PIL}/resolve/v1',
+        note='original release: Google Drive folder 1nec9WYPRqMn-_3m6TdM12TmpoInHDosb (per-file ids not recorded); '
+        'only three file names (two train, one val) are recorded; ask for others with --files train/NAME.h5',
+    ),
+    replace=True,
+)
 
-register_dataset(Dataset(
-    'pilarnet-m-mini', 'PILArNet-M mini: 100-event subset in the v2 layout, for CI',
-    (RemoteFile('test/generic_v2_20_v2.h5', huggingface_url(_PIL + '-mini', 'test/generic_v2_20_v2.h5'),
-                note='about 2.7 MB; exact size and checksum unknown; branch main assumed'),),
-    citation='S. Young, Y. Jwa, K. Terao, "PoLAr-MAE", arXiv:2502.02558', homepage=f'https://huggingface.co/datasets/{_PIL}-mini',
-    base_url=f'https://huggingface.co/datasets/{_PIL}-mini/resolve/main'), replace=True)
+register_dataset(
+    Dataset(
+        'pilarnet-m-mini',
+        'PILArNet-M mini: 100-event subset in the v2 layout, for CI',
+        (
+            RemoteFile(
+                'test/generic_v2_20_v2.h5',
+                huggingface_url(_PIL + '-mini', 'test/generic_v2_20_v2.h5'),
+                note='about 2.7 MB; exact size and checksum unknown; branch main assumed',
+            ),
+        ),
+        citation='S. Young, Y. Jwa, K. Terao, "PoLAr-MAE", arXiv:2502.02558',
+        homepage=f'https://huggingface.co/datasets/{_PIL}-mini',
+        base_url=f'https://huggingface.co/datasets/{_PIL}-mini/resolve/main',
+    ),
+    replace=True,
+)
 
-register_dataset(Dataset(
-    'trackml', 'TrackML Particle Tracking Challenge: simulated HL-LHC events as hits/cells/particles/truth CSV files',
-    (RemoteFile('train_sample.zip', None, archive='zip', note='file name customary, unconfirmed; no URL in the references'),),
-    citation='TrackML Particle Tracking Challenge (CERN, Kaggle 2018)',
-    note='distributed through Kaggle behind a login: no public URL recorded, use --mirror or FJ_DOWNLOAD_MIRROR'), replace=True)
+register_dataset(
+    Dataset(
+        'trackml',
+        'TrackML Particle Tracking Challenge: simulated HL-LHC events as hits/cells/particles/truth CSV files',
+        (
+            RemoteFile(
+                'train_sample.zip',
+                None,
+                archive='zip',
+                note='file name customary, unconfirmed; no URL in the references',
+            ),
+        ),
+        citation='TrackML Particle Tracking Challenge (CERN, Kaggle 2018)',
+        note='distributed through Kaggle behind a login: no public URL recorded, use --mirror or FJ_DOWNLOAD_MIRROR',
+    ),
+    replace=True,
+)
 
 # %% ../../nbs/05_data.download.ipynb #ca36d574
 MIRROR_ENV = 'FJ_DOWNLOAD_MIRROR'
 
-def resolve_url(dataset:Dataset, # registry entry
-                file:RemoteFile, # one of its files
-                mirror:str|None=None, # mirror base URL; None reads FJ_DOWNLOAD_MIRROR
-               )->str:
+
+def resolve_url(
+    dataset: Dataset,  # registry entry
+    file: RemoteFile,  # one of its files
+    mirror: str | None = None,  # mirror base URL; None reads FJ_DOWNLOAD_MIRROR
+) -> str:
     "The URL to fetch `file` from: the mirror when one is set, else the canonical URL."
     mirror = mirror or os.environ.get(MIRROR_ENV) or None
     if mirror:
         return f"{mirror.rstrip('/')}/{urllib.parse.quote(dataset.name)}/{urllib.parse.quote(file.name)}"
     if file.url is None:
-        raise ConfigError(f"dataset '{dataset.name}', file '{file.name}': no public URL is recorded; "
-                          f"pass --mirror URL or set {MIRROR_ENV} to a server holding <mirror>/{dataset.name}/{file.name}")
+        raise ConfigError(
+            f"dataset '{dataset.name}', file '{file.name}': no public URL is recorded; "
+            f"pass --mirror URL or set {MIRROR_ENV} to a server holding <mirror>/{dataset.name}/{file.name}"
+        )
     return file.url
 
 # %% ../../nbs/05_data.download.ipynb #1da238b5
 class _Transient(Exception):
     "A dropped connection or a server error worth retrying."
 
+
 class _DriveForm(html.parser.HTMLParser):
     "Collect the download form (action and hidden inputs) and confirm links of a Google Drive warning page."
+
     def __init__(self):
-        super().__init__(); self.forms, self.links, self._form = [], [], None
+        super().__init__()
+        self.forms, self.links, self._form = [], [], None
+
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        if tag == 'form': self._form = [a.get('action') or '', {}]; self.forms.append(self._form)
-        elif tag == 'input' and self._form is not None and a.get('name'): self._form[1][a['name']] = a.get('value') or ''
-        elif tag == 'a' and 'confirm=' in (a.get('href') or ''): self.links.append(a['href'])
-    def handle_endtag(self, tag):
-        if tag == 'form': self._form = None
+        if tag == 'form':
+            self._form = [a.get('action') or '', {}]
+            self.forms.append(self._form)
+        elif tag == 'input' and self._form is not None and a.get('name'):
+            self._form[1][a['name']] = a.get('value') or ''
+        elif tag == 'a' and 'confirm=' in (a.get('href') or ''):
+            self.links.append(a['href'])
 
-def drive_confirm_url(page:str, # HTML returned instead of the file
-                      url:str, # URL that returned it (for relative links)
-                      cookies:dict|None=None, # cookies set by the response (old Drive: download_warning_*)
-                     )->str|None: # URL that downloads the file, or None if the page has no download form/link
+    def handle_endtag(self, tag):
+        if tag == 'form':
+            self._form = None
+
+
+def drive_confirm_url(
+    page: str,  # HTML returned instead of the file
+    url: str,  # URL that returned it (for relative links)
+    cookies: dict | None = None,  # cookies set by the response (old Drive: download_warning_*)
+) -> str | None:  # URL that downloads the file, or None if the page has no download form/link
     "Find the 'download anyway' target in a Google Drive confirmation page."
-    p = _DriveForm(); p.feed(page)
+    p = _DriveForm()
+    p.feed(page)
     for action, fields in p.forms:
         if 'confirm' in fields or 'id' in fields:
             return urllib.parse.urljoin(url, action) + '?' + urllib.parse.urlencode(fields)
-    if p.links: return urllib.parse.urljoin(url, p.links[0])
+    if p.links:
+        return urllib.parse.urljoin(url, p.links[0])
     token = next((v for k, v in (cookies or {}).items() if k.startswith('download_warning')), None)
-    if token: return url + ('&' if '?' in url else '?') + 'confirm=' + urllib.parse.quote(token)
+    if token:
+        return url + ('&' if '?' in url else '?') + 'confirm=' + urllib.parse.quote(token)
     return None
 
 # %% ../../nbs/05_data.download.ipynb #ab157be0
-def _content_range(value:str|None)->tuple[int|None, int|None]:
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
     "(first byte, total size) from a Content-Range header such as 'bytes 100-199/1000' or 'bytes */1000'."
     m = re.fullmatch(r'\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*', value or '')
-    if m is None: return None, None
+    if m is None:
+        return None, None
     return (int(m[1]) if m[1] else None), (int(m[2]) if m[2] != '*' else None)
 
-def _open(opener, url:str, offset:int, timeout:float):
+
+def _open(opener, url: str, offset: int, timeout: float):
     "Send a GET (with a Range header when resuming); return the response or raise."
     req = urllib.request.Request(url, headers={'User-Agent': 'foundation_jets-download', 'Accept-Encoding': 'identity'})
-    if offset: req.add_header('Range', f'bytes={offset}-')
-    try: return opener.open(req, timeout=timeout)
+    if offset:
+        req.add_header('Range', f'bytes={offset}-')
+    try:
+        return opener.open(req, timeout=timeout)
     except urllib.error.HTTPError as e:
-        if e.code == 416: return e  # handled by the caller
-        if e.code >= 500 or e.code == 429: raise _Transient(f'HTTP {e.code} {e.reason}') from None
+        if e.code == 416:
+            return e  # handled by the caller
+        if e.code >= 500 or e.code == 429:
+            raise _Transient(f'HTTP {e.code} {e.reason}') from None
         raise DownloadError(url, f'HTTP {e.code} {e.reason}') from None
     except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as e:
         raise _Transient(f'{type(e).__name__}: {getattr(e, "reason", e)}') from None
 
 # %% ../../nbs/05_data.download.ipynb #5ed0ffa5
-def _fetch_once(opener, url:str, part:Path, bar, timeout:float, gdrive:bool, chunk_size:int, cookies)->tuple[bool, str]:
+def _fetch_once(
+    opener, url: str, part: Path, bar, timeout: float, gdrive: bool, chunk_size: int, cookies
+) -> tuple[bool, str]:
     "One HTTP exchange that appends to (or restarts) `part`. Returns (complete, url for the next try)."
     offset = part.stat().st_size if part.exists() else 0
     resp = _open(opener, url, offset, timeout)
     with resp:
         if resp.status == 416:
             _, total = _content_range(resp.headers.get('Content-Range'))
-            if total == offset: return True, url
-            part.unlink(missing_ok=True); bar.reset(); return False, url
+            if total == offset:
+                return True, url
+            part.unlink(missing_ok=True)
+            bar.reset()
+            return False, url
         if gdrive and resp.headers.get_content_type() == 'text/html':
             page = resp.read(2 << 20).decode('utf-8', 'replace')
             nxt = drive_confirm_url(page, resp.geturl(), {c.name: c.value for c in cookies})
-            if nxt is None: raise DownloadError(url, 'Google Drive answered with an HTML page that has no download link '
-                                                '(file not public, or its download quota is exceeded)')
+            if nxt is None:
+                raise DownloadError(
+                    url,
+                    'Google Drive answered with an HTML page that has no download link '
+                    '(file not public, or its download quota is exceeded)',
+                )
             return False, nxt
         start, total = _content_range(resp.headers.get('Content-Range')) if resp.status == 206 else (0, None)
-        if resp.status == 206 and start != offset: start = None  # a range we did not ask for
-        if start is None: part.unlink(missing_ok=True); bar.reset(); return False, url
+        if resp.status == 206 and start != offset:
+            start = None  # a range we did not ask for
+        if start is None:
+            part.unlink(missing_ok=True)
+            bar.reset()
+            return False, url
         length = resp.headers.get('Content-Length')
         length = int(length) if length is not None and length.isdigit() else None
-        if resp.status != 206 and offset: bar.reset()  # 200: the server ignored Range, start again
-        if bar.total is None and length is not None: bar.total = start + length
+        if resp.status != 206 and offset:
+            bar.reset()  # 200: the server ignored Range, start again
+        if bar.total is None and length is not None:
+            bar.total = start + length
         mode, got = ('ab' if resp.status == 206 else 'wb'), 0
         with open(part, mode) as f:
             while True:
-                try: buf = resp.read(chunk_size)
+                try:
+                    buf = resp.read(chunk_size)
                 except (http.client.HTTPException, ConnectionError, TimeoutError, OSError) as e:
                     raise _Transient(f'connection dropped after {start + got} bytes: {type(e).__name__}') from None
-                if not buf: break
-                f.write(buf); got += len(buf); bar.update(len(buf))
+                if not buf:
+                    break
+                f.write(buf)
+                got += len(buf)
+                bar.update(len(buf))
         if length is not None and got < length:
             raise _Transient(f'connection closed after {start + got} of {start + length} bytes')
     return True, url
 
 # %% ../../nbs/05_data.download.ipynb #afdf2653
-def download_url(url:str, # where to fetch from (http, https or file)
-                 dest:str|Path, # final path; bytes go to DEST.part until verified
-                 checksum:str|None=None, # 'md5:HEX' or 'sha256:HEX'; None = unverified (a warning gives the sha256)
-                 size:int|None=None, # expected size in bytes, if known
-                 progress:bool|None=None, # tqdm bar; None = only when stderr is a terminal
-                 retries:int=5, # how many dropped connections / 5xx answers to survive
-                 backoff:float=1.0, # seconds before the first retry, doubled each time
-                 timeout:float=60.0, # socket timeout in seconds
-                 gdrive:bool=False, # handle Google Drive's confirmation page
-                 chunk_size:int=1 << 20, # bytes per read
-                )->Path: # dest
+def download_url(
+    url: str,  # where to fetch from (http, https or file)
+    dest: str | Path,  # final path; bytes go to DEST.part until verified
+    checksum: str | None = None,  # 'md5:HEX' or 'sha256:HEX'; None = unverified (a warning gives the sha256)
+    size: int | None = None,  # expected size in bytes, if known
+    progress: bool | None = None,  # tqdm bar; None = only when stderr is a terminal
+    retries: int = 5,  # how many dropped connections / 5xx answers to survive
+    backoff: float = 1.0,  # seconds before the first retry, doubled each time
+    timeout: float = 60.0,  # socket timeout in seconds
+    gdrive: bool = False,  # handle Google Drive's confirmation page
+    chunk_size: int = 1 << 20,  # bytes per read
+) -> Path:  # dest
     "Download `url` to `dest`: resume with HTTP Range, verify size and checksum, then rename atomically."
-    dest = Path(dest); algo, expected = parse_checksum(checksum) if checksum else (None, None)
-    if dest.exists() and (size is None or dest.stat().st_size == size) and \
-       (algo is None or file_digest(dest, algo) == expected): return dest
+    dest = Path(dest)
+    algo, expected = parse_checksum(checksum) if checksum else (None, None)
+    if (
+        dest.exists()
+        and (size is None or dest.stat().st_size == size)
+        and (algo is None or file_digest(dest, algo) == expected)
+    ):
+        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + '.part')
-    if size is not None and part.exists() and part.stat().st_size > size: part.unlink()
+    if size is not None and part.exists() and part.stat().st_size > size:
+        part.unlink()
     cookies = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
     show = sys.stderr.isatty() if progress is None else progress
     offset = part.stat().st_size if part.exists() else 0
-    bar = tqdm(total=size, initial=offset, unit='B', unit_scale=True, unit_divisor=1024, desc=dest.name,
-               disable=not show, leave=False)
+    bar = tqdm(
+        total=size,
+        initial=offset,
+        unit='B',
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=dest.name,
+        disable=not show,
+        leave=False,
+    )
     failures, hops = 0, 0
     try:
         while True:
-            if size is not None and part.exists() and part.stat().st_size == size: break
+            if size is not None and part.exists() and part.stat().st_size == size:
+                break
             try:
                 done, nxt = _fetch_once(opener, url, part, bar, timeout, gdrive, chunk_size, cookies)
-                if done: break
-                if nxt != url: url, hops = nxt, hops + 1
-                else: hops += 1
-                if hops > 10: raise DownloadError(url, 'too many restarts or confirmation pages')
+                if done:
+                    break
+                if nxt != url:
+                    url, hops = nxt, hops + 1
+                else:
+                    hops += 1
+                if hops > 10:
+                    raise DownloadError(url, 'too many restarts or confirmation pages')
             except _Transient as e:
                 failures += 1
-                if failures > retries: raise DownloadError(url, f'gave up after {retries} retries: {e}') from None
+                if failures > retries:
+                    raise DownloadError(url, f'gave up after {retries} retries: {e}') from None
                 time.sleep(backoff * 2 ** (failures - 1))
-    finally: bar.close()
+    finally:
+        bar.close()
     got = part.stat().st_size if part.exists() else 0
     if size is not None and got != size:
         part.unlink(missing_ok=True)
@@ -368,56 +573,78 @@ def download_url(url:str, # where to fetch from (http, https or file)
             part.unlink(missing_ok=True)
             raise ChecksumError(dest, algo, expected, actual)
     else:
-        warnings.warn(f'{dest.name}: no published checksum, not verified; its sha256 is {file_digest(part)}', stacklevel=2)
-    with open(part, 'rb+') as f: os.fsync(f.fileno())
+        warnings.warn(
+            f'{dest.name}: no published checksum, not verified; its sha256 is {file_digest(part)}', stacklevel=2
+        )
+    with open(part, 'rb+') as f:
+        os.fsync(f.fileno())
     os.replace(part, dest)
     return dest
 
 # %% ../../nbs/05_data.download.ipynb #88d0d9f4
 @dataclass
 class _Member:
-    name:str; kind:str; link:str|None; mode:int; mtime:float; open:object  # kind: file, dir, symlink, hardlink
+    name: str
+    kind: str
+    link: str | None
+    mode: int
+    mtime: float
+    open: object  # kind: file, dir, symlink, hardlink
 
-def _clean_name(archive, name:str)->str:
+
+def _clean_name(archive, name: str) -> str:
     "Reject absolute and '..' member names; return the name with '/' separators and no leading './'."
     n = name.replace('\\', '/')
-    if n.startswith('/') or re.match(r'^[A-Za-z]:', n): raise UnsafeArchiveError(archive, name, 'absolute path')
+    if n.startswith('/') or re.match(r'^[A-Za-z]:', n):
+        raise UnsafeArchiveError(archive, name, 'absolute path')
     parts = [p for p in n.split('/') if p not in ('', '.')]
-    if '..' in parts: raise UnsafeArchiveError(archive, name, "path contains '..'")
-    if not parts: raise UnsafeArchiveError(archive, name, 'empty member name')
+    if '..' in parts:
+        raise UnsafeArchiveError(archive, name, "path contains '..'")
+    if not parts:
+        raise UnsafeArchiveError(archive, name, 'empty member name')
     return '/'.join(parts)
 
 # %% ../../nbs/05_data.download.ipynb #5393f1b7
-def _tar_members(archive:Path, tf:tarfile.TarFile)->list[_Member]:
+def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[_Member]:
     out = []
     for m in tf.getmembers():
         name = _clean_name(archive, m.name)
-        if m.isdir(): out.append(_Member(name, 'dir', None, m.mode, m.mtime, None))
-        elif m.isfile(): out.append(_Member(name, 'file', None, m.mode, m.mtime, lambda m=m: tf.extractfile(m)))
-        elif m.issym(): out.append(_Member(name, 'symlink', m.linkname, m.mode, m.mtime, None))
-        elif m.islnk(): out.append(_Member(name, 'hardlink', _clean_name(archive, m.linkname), m.mode, m.mtime, None))
-        else: raise UnsafeArchiveError(archive, m.name, 'device file, FIFO or other special member')
+        if m.isdir():
+            out.append(_Member(name, 'dir', None, m.mode, m.mtime, None))
+        elif m.isfile():
+            out.append(_Member(name, 'file', None, m.mode, m.mtime, lambda m=m: tf.extractfile(m)))
+        elif m.issym():
+            out.append(_Member(name, 'symlink', m.linkname, m.mode, m.mtime, None))
+        elif m.islnk():
+            out.append(_Member(name, 'hardlink', _clean_name(archive, m.linkname), m.mode, m.mtime, None))
+        else:
+            raise UnsafeArchiveError(archive, m.name, 'device file, FIFO or other special member')
     return out
 
-def _zip_members(archive:Path, zf:zipfile.ZipFile)->list[_Member]:
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[_Member]:
     out = []
     for i in zf.infolist():
         name, mode = _clean_name(archive, i.filename), i.external_attr >> 16
         mtime = time.mktime(i.date_time + (0, 0, -1))
-        if stat.S_ISLNK(mode): out.append(_Member(name, 'symlink', zf.read(i).decode(), mode, mtime, None))
+        if stat.S_ISLNK(mode):
+            out.append(_Member(name, 'symlink', zf.read(i).decode(), mode, mtime, None))
         elif stat.S_IFMT(mode) in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
             raise UnsafeArchiveError(archive, i.filename, 'device file, FIFO or other special member')
-        elif i.is_dir(): out.append(_Member(name, 'dir', None, mode or 0o755, mtime, None))
-        else: out.append(_Member(name, 'file', None, mode or 0o644, mtime, lambda i=i: zf.open(i)))
+        elif i.is_dir():
+            out.append(_Member(name, 'dir', None, mode or 0o755, mtime, None))
+        else:
+            out.append(_Member(name, 'file', None, mode or 0o644, mtime, lambda i=i: zf.open(i)))
     return out
 
 # %% ../../nbs/05_data.download.ipynb #c3e1ac26
-def _inside(path:str|Path, root:str)->bool:
+def _inside(path: str | Path, root: str) -> bool:
     "Whether `path`, with every existing link resolved, lies in the (resolved) folder `root`."
     p = os.path.realpath(path)
     return p == root or p.startswith(root.rstrip(os.sep) + os.sep)
 
-def _check_links(archive, members:list[_Member]):
+
+def _check_links(archive, members: list[_Member]):
     "Lexical checks of link targets, before anything is written."
     for m in members:
         if m.kind == 'symlink':
@@ -427,42 +654,54 @@ def _check_links(archive, members:list[_Member]):
             if joined == '..' or joined.startswith('../') or os.path.isabs(joined):
                 raise UnsafeArchiveError(archive, m.name, f"symlink to '{m.link}' points outside the target folder")
 
-def _write_member(archive, m:_Member, target:Path, root:str):
+
+def _write_member(archive, m: _Member, target: Path, root: str):
     "Extract one member with the realpath checks that see links already on disk."
     dest = target / m.name
     if not _inside(dest.parent, root) or (m.kind != 'symlink' and not _inside(dest, root)):
         raise UnsafeArchiveError(archive, m.name, 'would be written outside the target folder (through a link)')
-    if m.kind == 'dir': dest.mkdir(parents=True, exist_ok=True); return
+    if m.kind == 'dir':
+        dest.mkdir(parents=True, exist_ok=True)
+        return
     dest.parent.mkdir(parents=True, exist_ok=True)
     if m.kind == 'symlink':
         if not _inside(os.path.join(os.path.realpath(dest.parent), m.link), root):
             raise UnsafeArchiveError(archive, m.name, f"symlink to '{m.link}' points outside the target folder")
-        if dest.is_symlink() or dest.is_file(): dest.unlink()
-        os.symlink(m.link, dest); return
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        os.symlink(m.link, dest)
+        return
     if m.kind == 'hardlink':
         src = target / m.link
         if not _inside(src, root) or not src.is_file():
-            raise UnsafeArchiveError(archive, m.name, f"hard link to '{m.link}', which is not a file extracted inside the target")
+            raise UnsafeArchiveError(
+                archive, m.name, f"hard link to '{m.link}', which is not a file extracted inside the target"
+            )
         opener = lambda: open(src, 'rb')
-    else: opener = m.open
+    else:
+        opener = m.open
     fd, tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.part', dir=dest.parent)
     try:
-        with os.fdopen(fd, 'wb') as out, opener() as src_f: shutil.copyfileobj(src_f, out, 1 << 20)
+        with os.fdopen(fd, 'wb') as out, opener() as src_f:
+            shutil.copyfileobj(src_f, out, 1 << 20)
         os.chmod(tmp, (m.mode & 0o777) | 0o600)
         os.utime(tmp, (m.mtime, m.mtime))
         os.replace(tmp, dest)
     finally:
-        if os.path.exists(tmp): os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 # %% ../../nbs/05_data.download.ipynb #8c62010c
-def safe_extract(archive:str|Path, # tar (optionally gz/bz2/xz) or zip file
-                 target:str|Path, # folder to extract into (created)
-                 kind:str|None=None, # one of ARCHIVE_KINDS; None = from the file name, else by content
-                )->list[Path]: # paths of the extracted files, directories and links
+def safe_extract(
+    archive: str | Path,  # tar (optionally gz/bz2/xz) or zip file
+    target: str | Path,  # folder to extract into (created)
+    kind: str | None = None,  # one of ARCHIVE_KINDS; None = from the file name, else by content
+) -> list[Path]:  # paths of the extracted files, directories and links
     "Extract `archive` into `target`, refusing members that would escape it or that are special files."
     archive, target = Path(archive), Path(target)
     kind = kind or _archive_kind(archive.name) or ('zip' if zipfile.is_zipfile(archive) else 'tar')
-    if kind not in ARCHIVE_KINDS: raise ConfigError(f"{archive}: archive kind {kind!r} not in {ARCHIVE_KINDS}")
+    if kind not in ARCHIVE_KINDS:
+        raise ConfigError(f"{archive}: archive kind {kind!r} not in {ARCHIVE_KINDS}")
     target.mkdir(parents=True, exist_ok=True)
     try:
         ctx = zipfile.ZipFile(archive) if kind == 'zip' else tarfile.open(archive, 'r:*')
@@ -474,30 +713,38 @@ def safe_extract(archive:str|Path, # tar (optionally gz/bz2/xz) or zip file
             members = _zip_members(archive, a) if kind == 'zip' else _tar_members(archive, a)
             _check_links(archive, members)
             root = os.path.realpath(staging)
-            for m in members: _write_member(archive, m, staging, root)
+            for m in members:
+                _write_member(archive, m, staging, root)
         _merge_into(staging, target)
-    finally: shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return [target / m.name for m in members]
 
-def _merge_into(src:Path, dst:Path):
+
+def _merge_into(src: Path, dst: Path):
     "Move the tree `src` into `dst`: folders are merged, files and links replace what is there."
     for entry in sorted(src.iterdir()):
         out = dst / entry.name
         if entry.is_dir() and not entry.is_symlink():
-            if out.is_symlink() or (out.exists() and not out.is_dir()): out.unlink()
-            if out.is_dir(): _merge_into(entry, out); continue
-        elif out.is_dir() and not out.is_symlink(): shutil.rmtree(out)
+            if out.is_symlink() or (out.exists() and not out.is_dir()):
+                out.unlink()
+            if out.is_dir():
+                _merge_into(entry, out)
+                continue
+        elif out.is_dir() and not out.is_symlink():
+            shutil.rmtree(out)
         os.replace(entry, out)
 
 # %% ../../nbs/05_data.download.ipynb #4cf4efb0
-def download(name:str, # registry name, see list_datasets()
-             to:str|Path, # folder to put the files in (created)
-             files:Sequence[str]|None=None, # subset of file names; None = all registered files
-             mirror:str|None=None, # mirror base URL (<mirror>/<name>/<file>); None reads FJ_DOWNLOAD_MIRROR
-             extract:bool=True, # extract archives into `to`
-             progress:bool|None=None, # tqdm bars; None = only on a terminal
-             **kwargs, # passed to download_url (retries, backoff, timeout, chunk_size)
-            )->list[Path]: # the downloaded files
+def download(
+    name: str,  # registry name, see list_datasets()
+    to: str | Path,  # folder to put the files in (created)
+    files: Sequence[str] | None = None,  # subset of file names; None = all registered files
+    mirror: str | None = None,  # mirror base URL (<mirror>/<name>/<file>); None reads FJ_DOWNLOAD_MIRROR
+    extract: bool = True,  # extract archives into `to`
+    progress: bool | None = None,  # tqdm bars; None = only on a terminal
+    **kwargs,  # passed to download_url (retries, backoff, timeout, chunk_size)
+) -> list[Path]:  # the downloaded files
     "Download (and extract) the files of dataset `name` into folder `to`."
     ds, to = get_dataset(name), Path(to)
     chosen = [ds.file(f) for f in files] if files else list(ds.files)
@@ -514,8 +761,10 @@ def download(name:str, # registry name, see list_datasets()
     return out
 
 # %% ../../nbs/05_data.download.ipynb #eba6a4c8
-def _parser()->argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='fj download', description='Download a registered public dataset, verify it and extract it.')
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog='fj download', description='Download a registered public dataset, verify it and extract it.'
+    )
     p.add_argument('name', nargs='?', help='dataset name (see --list)')
     p.add_argument('--to', metavar='DIR', help='folder to put the files in')
     p.add_argument('--files', nargs='+', metavar='FILE', help='only these files of the dataset')
@@ -526,34 +775,60 @@ def _parser()->argparse.ArgumentParser:
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     return p
 
-def _describe(ds:Dataset)->str:
+
+def _describe(ds: Dataset) -> str:
     lines = [f'{ds.name}: {ds.description}', f'  cite: {ds.citation}', f'  licence: {ds.licence or "unknown"}']
-    if ds.note: lines.append(f'  note: {ds.note}')
+    if ds.note:
+        lines.append(f'  note: {ds.note}')
     for f in ds.files:
         size = f'{f.size:,} B' if f.size is not None else 'size unknown'
         lines.append(f'  {f.name}  [{size}; {f.checksum or "checksum unknown"}]  {f.url or "(no public URL)"}')
     return '\n'.join(lines)
 
-def cli_main(argv:list[str]|None=None, # arguments after `fj download`; None = sys.argv[1:]
-            )->int: # exit code: 0 ok, 1 download failed, 2 bad usage
+
+def cli_main(
+    argv: list[str] | None = None,  # arguments after `fj download`; None = sys.argv[1:]
+) -> int:  # exit code: 0 ok, 1 download failed, 2 bad usage
     "Entry point of `fj download`."
     p = _parser()
-    try: args = p.parse_args(argv)
-    except SystemExit as e: return int(e.code or 0)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
     if args.list:
         if args.name is None:
-            for n in list_datasets(): print(f'{n:18s} {REGISTRY[n].description}')
+            for n in list_datasets():
+                print(f'{n:18s} {REGISTRY[n].description}')
             return 0
-        try: print(_describe(get_dataset(args.name))); return 0
-        except ConfigError as e: print(f'fj download: error: {e}', file=sys.stderr); return 2
+        try:
+            print(_describe(get_dataset(args.name)))
+            return 0
+        except ConfigError as e:
+            print(f'fj download: error: {e}', file=sys.stderr)
+            return 2
     if args.name is None or args.to is None:
         p.print_usage(sys.stderr)
-        print('fj download: error: give a dataset NAME and --to DIR (or --list)', file=sys.stderr); return 2
-    if args.retries < 0: print('fj download: error: --retries must be >= 0', file=sys.stderr); return 2
+        print('fj download: error: give a dataset NAME and --to DIR (or --list)', file=sys.stderr)
+        return 2
+    if args.retries < 0:
+        print('fj download: error: --retries must be >= 0', file=sys.stderr)
+        return 2
     try:
-        paths = download(args.name, args.to, args.files, args.mirror, extract=not args.no_extract,
-                         progress=False if args.quiet else None, retries=args.retries)
-    except ConfigError as e: print(f'fj download: error: {e}', file=sys.stderr); return 2
-    except (DownloadError, ChecksumError, UnsafeArchiveError) as e: print(f'fj download: failed: {e}', file=sys.stderr); return 1
-    for path in paths: print(path)
+        paths = download(
+            args.name,
+            args.to,
+            args.files,
+            args.mirror,
+            extract=not args.no_extract,
+            progress=False if args.quiet else None,
+            retries=args.retries,
+        )
+    except ConfigError as e:
+        print(f'fj download: error: {e}', file=sys.stderr)
+        return 2
+    except (DownloadError, ChecksumError, UnsafeArchiveError) as e:
+        print(f'fj download: failed: {e}', file=sys.stderr)
+        return 1
+    for path in paths:
+        print(path)
     return 0

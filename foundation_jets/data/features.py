@@ -6,7 +6,8 @@ Docs: https://foundation-jets.github.io/foundation_jets/data.features.html.md"""
 
 # %% ../../nbs/03_data.features.ipynb #d687f520
 from __future__ import annotations
-import json, math
+import json
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Callable, ClassVar
 
@@ -26,29 +27,43 @@ __all__ = ['DERIVATIONS', 'COLUMN_ALIASES', 'ADC2021_TYPES', 'PART_PID', 'Step',
 # %% ../../nbs/03_data.features.ipynb #f40ad787
 _STEPS: dict[str, type] = {}
 
+
 def _register_step(cls):
     _STEPS[cls.kind] = cls
     return cls
 
+
 class Step:
     "One elementwise transform with its inverse; subclasses are frozen dataclasses."
+
     kind: ClassVar[str] = ''
     lossless: ClassVar[bool] = True
-    def forward(self, x:Tensor)->Tensor: raise NotImplementedError
-    def inverse(self, y:Tensor)->Tensor: raise NotImplementedError
-    def to_dict(self)->dict:
+
+    def forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def inverse(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
         "Plain dict `{'kind': ..., param: value, ...}` (JSON-ready)."
         return {'kind': self.kind, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
     def __post_init__(self):
         for f in fields(self):  # store numbers as Python floats so that JSON round trips compare equal
             v = getattr(self, f.name)
-            if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool): object.__setattr__(self, f.name, float(v))
+            if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+                object.__setattr__(self, f.name, float(v))
 
-def step_from_dict(d:dict, # a dict made by `Step.to_dict`
-                  )->Step:
+
+def step_from_dict(
+    d: dict,  # a dict made by `Step.to_dict`
+) -> Step:
     "Rebuild a step from its dict."
-    d = dict(d); kind = d.pop('kind', None)
-    if kind not in _STEPS: raise ConfigError(f"unknown feature step kind {kind!r}; known: {sorted(_STEPS)}")
+    d = dict(d)
+    kind = d.pop('kind', None)
+    if kind not in _STEPS:
+        raise ConfigError(f"unknown feature step kind {kind!r}; known: {sorted(_STEPS)}")
     return _STEPS[kind](**d)
 
 # %% ../../nbs/03_data.features.ipynb #b5b7f031
@@ -56,156 +71,250 @@ def step_from_dict(d:dict, # a dict made by `Step.to_dict`
 @dataclass(frozen=True)
 class Log(Step):
     "$y = \\log(x + \\epsilon)$"
-    eps: float = 0. # shift inside the log
+
+    eps: float = 0.0  # shift inside the log
     kind: ClassVar[str] = 'log'
-    def forward(self, x): return torch.log(x + self.eps)
-    def inverse(self, y): return torch.exp(y) - self.eps
+
+    def forward(self, x):
+        return torch.log(x + self.eps)
+
+    def inverse(self, y):
+        return torch.exp(y) - self.eps
+
 
 @_register_step
 @dataclass(frozen=True)
 class Affine(Step):
     "$y = (x - \\text{shift}) \\cdot \\text{scale}$ (the OmniJet-α and ParT convention)"
-    shift: float = 0. # subtracted first
-    scale: float = 1. # multiplied second
+
+    shift: float = 0.0  # subtracted first
+    scale: float = 1.0  # multiplied second
     kind: ClassVar[str] = 'affine'
+
     def __post_init__(self):
         super().__post_init__()
-        if self.scale == 0 or not math.isfinite(self.scale): raise ConfigError(f"Affine scale must be finite and non-zero, got {self.scale}")
-    def forward(self, x): return (x - self.shift) * self.scale
-    def inverse(self, y): return y / self.scale + self.shift
+        if self.scale == 0 or not math.isfinite(self.scale):
+            raise ConfigError(f"Affine scale must be finite and non-zero, got {self.scale}")
+
+    def forward(self, x):
+        return (x - self.shift) * self.scale
+
+    def inverse(self, y):
+        return y / self.scale + self.shift
+
 
 @_register_step
 @dataclass(frozen=True)
 class Clip(Step):
     "$y = \\min(\\max(x, lo), hi)$; lossy: the inverse is the identity."
-    lo: float|None = None # lower bound (None: unbounded)
-    hi: float|None = None # upper bound (None: unbounded)
+
+    lo: float | None = None  # lower bound (None: unbounded)
+    hi: float | None = None  # upper bound (None: unbounded)
     kind: ClassVar[str] = 'clip'
     lossless: ClassVar[bool] = False
-    def forward(self, x): return x.clamp(min=self.lo, max=self.hi)
-    def inverse(self, y): return y
+
+    def forward(self, x):
+        return x.clamp(min=self.lo, max=self.hi)
+
+    def inverse(self, y):
+        return y
+
 
 @_register_step
 @dataclass(frozen=True)
 class Tanh(Step):
     "$y = \\tanh x$ (ParT's track displacements); the inverse clamps to $|y| < 1$."
+
     kind: ClassVar[str] = 'tanh'
-    def forward(self, x): return torch.tanh(x)
+
+    def forward(self, x):
+        return torch.tanh(x)
+
     def inverse(self, y):
         lim = 1 - torch.finfo(y.dtype).eps
         return torch.atanh(y.clamp(-lim, lim))
+
 
 @_register_step
 @dataclass(frozen=True)
 class Standardize(Step):
     "$y = (x - \\mu) / \\sigma$ with $\\sigma$ fitted on real elements; $\\sigma <$ `min_std` is replaced by 1 (never divides by zero)."
-    mean: float|None = None # fitted mean (None until `FeatureSpec.fit`)
-    std: float|None = None # fitted standard deviation
-    min_std: float = 1e-6 # below this the feature is constant: only centre it
+
+    mean: float | None = None  # fitted mean (None until `FeatureSpec.fit`)
+    std: float | None = None  # fitted standard deviation
+    min_std: float = 1e-6  # below this the feature is constant: only centre it
     kind: ClassVar[str] = 'standardize'
+
     @property
-    def fitted(self)->bool: return self.mean is not None and self.std is not None
+    def fitted(self) -> bool:
+        return self.mean is not None and self.std is not None
+
     @property
-    def scale(self)->float: return self.std if self.std >= self.min_std else 1.
+    def scale(self) -> float:
+        return self.std if self.std >= self.min_std else 1.0
+
     def _check(self):
-        if not self.fitted: raise ConfigError("Standardize step is not fitted: call FeatureSpec.fit(sets) first")
-    def forward(self, x): self._check(); return (x - self.mean) / self.scale
-    def inverse(self, y): self._check(); return y * self.scale + self.mean
+        if not self.fitted:
+            raise ConfigError("Standardize step is not fitted: call FeatureSpec.fit(sets) first")
+
+    def forward(self, x):
+        self._check()
+        return (x - self.mean) / self.scale
+
+    def inverse(self, y):
+        self._check()
+        return y * self.scale + self.mean
+
 
 @_register_step
 @dataclass(frozen=True)
 class LogRange(Step):
     "PILArNet-M energy scale: $y = 2\\,\\frac{\\log_{10}(x+\\epsilon) - \\log_{10}\\epsilon}{\\log_{10}(\\epsilon + x_\\max) - \\log_{10}\\epsilon} - 1$, so $x = x_\\max \\mapsto 1$."
-    eps: float = 0.13 # offset inside the log (PoLAr-MAE's effective value, see below)
-    xmax: float = 20. # energy mapped to +1 (MeV); larger values go above 1, unclipped
+
+    eps: float = 0.13  # offset inside the log (PoLAr-MAE's effective value, see below)
+    xmax: float = 20.0  # energy mapped to +1 (MeV); larger values go above 1, unclipped
     kind: ClassVar[str] = 'log_range'
+
     @property
-    def _span(self)->float: return math.log10(self.eps + self.xmax) - math.log10(self.eps)
-    def forward(self, x): return 2 * (torch.log10(x + self.eps) - math.log10(self.eps)) / self._span - 1
-    def inverse(self, y): return torch.pow(10., (y + 1) / 2 * self._span + math.log10(self.eps)) - self.eps
+    def _span(self) -> float:
+        return math.log10(self.eps + self.xmax) - math.log10(self.eps)
+
+    def forward(self, x):
+        return 2 * (torch.log10(x + self.eps) - math.log10(self.eps)) / self._span - 1
+
+    def inverse(self, y):
+        return torch.pow(10.0, (y + 1) / 2 * self._span + math.log10(self.eps)) - self.eps
 
 # %% ../../nbs/03_data.features.ipynb #8f25139f
-def _ftuple(v): return None if v is None else tuple(None if b is None else float(b) for b in v)
+def _ftuple(v):
+    return None if v is None else tuple(None if b is None else float(b) for b in v)
+
 
 @dataclass(frozen=True)
 class Feature:
     "A named input: `steps` applied in order to the source column; `cut` keeps `lo < source < hi`."
-    name: str # column name in the transformed set
-    source: str = '' # column of the input set (or of the spec's derivation); default: `name`
-    steps: tuple = () # `Step`s applied in order
-    cut: tuple|None = None # (lo, hi) strict bounds on the raw source; None for an open side
+
+    name: str  # column name in the transformed set
+    source: str = ''  # column of the input set (or of the spec's derivation); default: `name`
+    steps: tuple = ()  # `Step`s applied in order
+    cut: tuple | None = None  # (lo, hi) strict bounds on the raw source; None for an open side
 
     def __post_init__(self):
-        if not self.source: object.__setattr__(self, 'source', self.name)
+        if not self.source:
+            object.__setattr__(self, 'source', self.name)
         object.__setattr__(self, 'steps', tuple(self.steps))
         if self.cut is not None:
-            if len(self.cut) != 2: raise ConfigError(f"feature {self.name!r}: cut must be (lo, hi), got {self.cut!r}")
+            if len(self.cut) != 2:
+                raise ConfigError(f"feature {self.name!r}: cut must be (lo, hi), got {self.cut!r}")
             object.__setattr__(self, 'cut', _ftuple(self.cut))
         for s in self.steps:
-            if not isinstance(s, Step): raise ConfigError(f"feature {self.name!r}: steps must be Step objects, got {s!r}")
+            if not isinstance(s, Step):
+                raise ConfigError(f"feature {self.name!r}: steps must be Step objects, got {s!r}")
 
     @property
-    def lossless(self)->bool: return all(s.lossless for s in self.steps)
-    def forward(self, x:Tensor)->Tensor:
-        for s in self.steps: x = s.forward(x)
+    def lossless(self) -> bool:
+        return all(s.lossless for s in self.steps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for s in self.steps:
+            x = s.forward(x)
         return x
-    def inverse(self, y:Tensor)->Tensor:
-        for s in reversed(self.steps): y = s.inverse(y)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        for s in reversed(self.steps):
+            y = s.inverse(y)
         return y
-    def keep(self, x:Tensor)->Tensor:
+
+    def keep(self, x: Tensor) -> Tensor:
         "Boolean tensor: True where the raw source value passes the cut."
         ok = torch.ones_like(x, dtype=torch.bool)
-        if self.cut is None: return ok
+        if self.cut is None:
+            return ok
         lo, hi = self.cut
-        if lo is not None: ok &= x > lo
-        if hi is not None: ok &= x < hi
+        if lo is not None:
+            ok &= x > lo
+        if hi is not None:
+            ok &= x < hi
         return ok
-    def to_dict(self)->dict:
-        return {'name': self.name, 'source': self.source, 'steps': [s.to_dict() for s in self.steps],
-                'cut': None if self.cut is None else list(self.cut)}
+
+    def to_dict(self) -> dict:
+        return {
+            'name': self.name,
+            'source': self.source,
+            'steps': [s.to_dict() for s in self.steps],
+            'cut': None if self.cut is None else list(self.cut),
+        }
+
     @classmethod
-    def from_dict(cls, d:dict)->Feature:
+    def from_dict(cls, d: dict) -> Feature:
         return cls(d['name'], d.get('source', ''), tuple(step_from_dict(s) for s in d.get('steps', ())), d.get('cut'))
 
 # %% ../../nbs/03_data.features.ipynb #be3466e1
 DERIVATIONS: dict[str, Callable] = {}
 
-def register_derivation(name:str # the name a FeatureSpec stores in `derive`
-                       ):
+
+def register_derivation(
+    name: str,  # the name a FeatureSpec stores in `derive`
+):
     "Decorator registering `f(columns: dict[str, Tensor], mask) -> dict[str, Tensor]` under `name`."
-    def deco(f): DERIVATIONS[name] = f; return f
+
+    def deco(f):
+        DERIVATIONS[name] = f
+        return f
+
     return deco
+
 
 def _need(cols, names, what):
     miss = [n for n in names if n not in cols]
-    if miss: raise DataFormatError('FeatureSpec', ', '.join(miss), f'input columns {list(names)} for the {what!r} derivation', got=sorted(cols))
+    if miss:
+        raise DataFormatError(
+            'FeatureSpec', ', '.join(miss), f'input columns {list(names)} for the {what!r} derivation', got=sorted(cols)
+        )
+
 
 @register_derivation('jet_constituents')
-def jet_constituent_columns(cols:dict, # input columns, needs px, py, pz, energy (GeV)
-                            mask:Tensor, # (batch, n) True for real constituents
-                           )->dict:
+def jet_constituent_columns(
+    cols: dict,  # input columns, needs px, py, pz, energy (GeV)
+    mask: Tensor,  # (batch, n) True for real constituents
+) -> dict:
     "Constituent kinematics relative to the jet axis, from four-vectors."
     _need(cols, ('px', 'py', 'pz', 'energy'), 'jet_constituents')
     p4 = torch.stack([cols['px'], cols['py'], cols['pz'], cols['energy']], -1)
     out = constituent_features(p4, mask)
-    sign = torch.where(pseudorapidity(jet_p4(p4, mask)) < 0, -1., 1.).to(p4.dtype)
+    sign = torch.where(pseudorapidity(jet_p4(p4, mask)) < 0, -1.0, 1.0).to(p4.dtype)
     out['deta'] = out['eta_rel'] * sign[..., None]
     return out
 
 # %% ../../nbs/03_data.features.ipynb #8d368f63
-COLUMN_ALIASES = {'part_px': 'px', 'part_py': 'py', 'part_pz': 'pz', 'part_energy': 'energy',
-                  'part_deta': 'eta_rel', 'part_dphi': 'phi_rel', 'part_charge': 'charge',
-                  'part_isChargedHadron': 'is_charged_hadron', 'part_isNeutralHadron': 'is_neutral_hadron',
-                  'part_isPhoton': 'is_photon', 'part_isElectron': 'is_electron', 'part_isMuon': 'is_muon',
-                  'part_d0val': 'd0val', 'part_d0err': 'd0err', 'part_dzval': 'dzval', 'part_dzerr': 'dzerr'}
+COLUMN_ALIASES = {
+    'part_px': 'px',
+    'part_py': 'py',
+    'part_pz': 'pz',
+    'part_energy': 'energy',
+    'part_deta': 'eta_rel',
+    'part_dphi': 'phi_rel',
+    'part_charge': 'charge',
+    'part_isChargedHadron': 'is_charged_hadron',
+    'part_isNeutralHadron': 'is_neutral_hadron',
+    'part_isPhoton': 'is_photon',
+    'part_isElectron': 'is_electron',
+    'part_isMuon': 'is_muon',
+    'part_d0val': 'd0val',
+    'part_d0err': 'd0err',
+    'part_dzval': 'dzval',
+    'part_dzerr': 'dzerr',
+}
 
 # %% ../../nbs/03_data.features.ipynb #a5b059cf
 ADC2021_TYPES = {1: 'is_met', 2: 'is_electron', 3: 'is_muon', 4: 'is_jet'}
 
+
 @register_derivation('l1_objects')
-def l1_object_columns(cols:dict, # input columns, needs type (1 MET, 2 e, 3 mu, 4 jet)
-                      mask:Tensor, # (batch, n) True for real objects
-                     )->dict:
+def l1_object_columns(
+    cols: dict,  # input columns, needs type (1 MET, 2 e, 3 mu, 4 jet)
+    mask: Tensor,  # (batch, n) True for real objects
+) -> dict:
     "One-hot object-type columns `is_met, is_electron, is_muon, is_jet`."
     _need(cols, ('type',), 'l1_objects')
     t = cols['type'].round()
@@ -214,179 +323,281 @@ def l1_object_columns(cols:dict, # input columns, needs type (1 MET, 2 e, 3 mu, 
 # %% ../../nbs/03_data.features.ipynb #1b09894c
 _FORMAT = 'foundation_jets.FeatureSpec'
 
-def compact_sets(sets:ParticleSet, # sets whose mask may have holes (after cuts)
-                )->ParticleSet:
+
+def compact_sets(
+    sets: ParticleSet,  # sets whose mask may have holes (after cuts)
+) -> ParticleSet:
     "Move the real elements of every set to the front, keeping their order; padding stays zero."
     order = torch.argsort((~sets.mask).to(torch.int8), dim=1, stable=True)
     g = lambda t: torch.gather(t, 1, order if t.ndim == 2 else order[..., None].expand_as(t))
     lab = g(sets.labels) if (sets.labels is not None and sets.labels.ndim == 2) else sets.labels
     return replace(sets, x=g(sets.x), mask=g(sets.mask), labels=lab)
 
+
 @dataclass(frozen=True)
 class FeatureSpec:
     "Ordered named features with forward/inverse transforms and cuts; serialisable to a plain dict/JSON."
-    features: tuple # the `Feature`s, in column order
-    derive: str|None = None # registered derivation computing missing source columns (see `DERIVATIONS`)
-    name: str = '' # preset name, for messages and provenance
+
+    features: tuple  # the `Feature`s, in column order
+    derive: str | None = None  # registered derivation computing missing source columns (see `DERIVATIONS`)
+    name: str = ''  # preset name, for messages and provenance
 
     def __post_init__(self):
         object.__setattr__(self, 'features', tuple(self.features))
         names = [f.name for f in self.features]
-        if len(set(names)) != len(names): raise ConfigError(f"FeatureSpec {self.name!r}: duplicate feature names {names}")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"FeatureSpec {self.name!r}: duplicate feature names {names}")
         if self.derive is not None and self.derive not in DERIVATIONS:
-            raise ConfigError(f"FeatureSpec {self.name!r}: unknown derivation {self.derive!r}; known: {sorted(DERIVATIONS)}")
+            raise ConfigError(
+                f"FeatureSpec {self.name!r}: unknown derivation {self.derive!r}; known: {sorted(DERIVATIONS)}"
+            )
 
     @property
-    def feature_names(self)->tuple: return tuple(f.name for f in self.features)
-    @property
-    def sources(self)->tuple: return tuple(dict.fromkeys(f.source for f in self.features))
-    @property
-    def lossless(self)->bool: return all(f.lossless for f in self.features)
-    def __len__(self): return len(self.features)
+    def feature_names(self) -> tuple:
+        return tuple(f.name for f in self.features)
 
-    def columns(self, sets:ParticleSet)->dict:
+    @property
+    def sources(self) -> tuple:
+        return tuple(dict.fromkeys(f.source for f in self.features))
+
+    @property
+    def lossless(self) -> bool:
+        return all(f.lossless for f in self.features)
+
+    def __len__(self):
+        return len(self.features)
+
+    def columns(self, sets: ParticleSet) -> dict:
         "Input columns by name, plus derived ones when sources are missing."
-        if not sets.feature_names: raise DataFormatError(self.name or 'FeatureSpec', 'feature_names', 'named input columns')
+        if not sets.feature_names:
+            raise DataFormatError(self.name or 'FeatureSpec', 'feature_names', 'named input columns')
         cols = {n: sets.x[..., i] for i, n in enumerate(sets.feature_names)}
         for n in sets.feature_names:
-            if n in COLUMN_ALIASES: cols.setdefault(COLUMN_ALIASES[n], cols[n])
+            if n in COLUMN_ALIASES:
+                cols.setdefault(COLUMN_ALIASES[n], cols[n])
         if any(s not in cols for s in self.sources) and self.derive is not None:
             cols = {**DERIVATIONS[self.derive](cols, sets.mask), **cols}
         miss = [s for s in self.sources if s not in cols]
-        if miss: raise DataFormatError(self.name or 'FeatureSpec', ', '.join(miss), f'source columns {list(self.sources)}', got=list(sets.feature_names))
+        if miss:
+            raise DataFormatError(
+                self.name or 'FeatureSpec',
+                ', '.join(miss),
+                f'source columns {list(self.sources)}',
+                got=list(sets.feature_names),
+            )
         return cols
 
     def _mask(self, cols, mask):
         mask = mask.clone()
         for f in self.features:
-            if f.cut is not None: mask &= f.keep(cols[f.source])
+            if f.cut is not None:
+                mask &= f.keep(cols[f.source])
         return mask
 
-    def apply(self,
-              sets:ParticleSet, # input sets with named columns
-              compact:bool=False, # move survivors of the cuts to the front of each set
-             )->ParticleSet: # sets with columns `feature_names`; cut elements have mask False
+    def apply(
+        self,
+        sets: ParticleSet,  # input sets with named columns
+        compact: bool = False,  # move survivors of the cuts to the front of each set
+    ) -> ParticleSet:  # sets with columns `feature_names`; cut elements have mask False
         "Transform the columns of `sets` into the spec's features."
-        cols = self.columns(sets); mask = self._mask(cols, sets.mask)
+        cols = self.columns(sets)
+        mask = self._mask(cols, sets.mask)
         out = sets.x.new_zeros(*sets.mask.shape, len(self.features))
         for i, f in enumerate(self.features):
             v = f.forward(cols[f.source][mask])
             if not torch.isfinite(v).all():
                 bad = cols[f.source][mask][~torch.isfinite(v)][:3].tolist()
-                raise DataFormatError(self.name or 'FeatureSpec', f.name, f'finite values after transforming {f.source!r}', got=f'non-finite for inputs {bad}')
+                raise DataFormatError(
+                    self.name or 'FeatureSpec',
+                    f.name,
+                    f'finite values after transforming {f.source!r}',
+                    got=f'non-finite for inputs {bad}',
+                )
             out[..., i][mask] = v
         res = ParticleSet(out, mask, sets.labels, dict(sets.meta), self.feature_names)
         return compact_sets(res) if compact else res
+
     __call__ = apply
 
-    def inverse(self,
-                sets:ParticleSet, # sets whose columns are this spec's features
-               )->ParticleSet: # sets with the source columns (first feature of each source)
+    def inverse(
+        self,
+        sets: ParticleSet,  # sets whose columns are this spec's features
+    ) -> ParticleSet:  # sets with the source columns (first feature of each source)
         "Map transformed features back to their physics source columns (lossy where a feature clips)."
         if sets.feature_names and sets.feature_names != self.feature_names:
-            raise DataFormatError(self.name or 'FeatureSpec', 'feature_names', f'{list(self.feature_names)}', got=list(sets.feature_names))
-        if sets.n_features != len(self.features): raise DataFormatError(self.name or 'FeatureSpec', 'x', f'{len(self.features)} feature columns', got=sets.n_features)
+            raise DataFormatError(
+                self.name or 'FeatureSpec', 'feature_names', f'{list(self.feature_names)}', got=list(sets.feature_names)
+            )
+        if sets.n_features != len(self.features):
+            raise DataFormatError(
+                self.name or 'FeatureSpec', 'x', f'{len(self.features)} feature columns', got=sets.n_features
+            )
         first = {}
-        for i, f in enumerate(self.features): first.setdefault(f.source, (i, f))
+        for i, f in enumerate(self.features):
+            first.setdefault(f.source, (i, f))
         out = sets.x.new_zeros(*sets.mask.shape, len(first))
-        for j, (i, f) in enumerate(first.values()): out[..., j][sets.mask] = f.inverse(sets.x[..., i][sets.mask])
+        for j, (i, f) in enumerate(first.values()):
+            out[..., j][sets.mask] = f.inverse(sets.x[..., i][sets.mask])
         return ParticleSet(out, sets.mask, sets.labels, dict(sets.meta), tuple(first))
 
-    def fit(self,
-            sets:ParticleSet, # representative sets (for example a training shard)
-           )->FeatureSpec: # a copy with every unfitted Standardize step fitted
+    def fit(
+        self,
+        sets: ParticleSet,  # representative sets (for example a training shard)
+    ) -> FeatureSpec:  # a copy with every unfitted Standardize step fitted
         "Fit `Standardize` steps on the real elements that pass the cuts."
-        cols = self.columns(sets); mask = self._mask(cols, sets.mask)
+        cols = self.columns(sets)
+        mask = self._mask(cols, sets.mask)
         feats = []
         for f in self.features:
             v, steps = cols[f.source][mask].double(), []
             for s in f.steps:
                 if isinstance(s, Standardize) and not s.fitted:
-                    if v.numel() == 0: raise DataFormatError(self.name or 'FeatureSpec', f.name, 'at least one real element to fit on', got=0)
+                    if v.numel() == 0:
+                        raise DataFormatError(
+                            self.name or 'FeatureSpec', f.name, 'at least one real element to fit on', got=0
+                        )
                     s = replace(s, mean=float(v.mean()), std=float(v.std(unbiased=False)))
-                steps.append(s); v = s.forward(v)
+                steps.append(s)
+                v = s.forward(v)
             feats.append(replace(f, steps=tuple(steps)))
         return replace(self, features=tuple(feats))
 
-    def to_dict(self)->dict:
+    def to_dict(self) -> dict:
         "Plain, JSON-ready dict (store it in checkpoints and tokenized datasets)."
-        return {'format': _FORMAT, 'version': 1, 'name': self.name, 'derive': self.derive, 'features': [f.to_dict() for f in self.features]}
+        return {
+            'format': _FORMAT,
+            'version': 1,
+            'name': self.name,
+            'derive': self.derive,
+            'features': [f.to_dict() for f in self.features],
+        }
+
     @classmethod
-    def from_dict(cls, d:dict)->FeatureSpec:
-        if d.get('format') != _FORMAT: raise DataFormatError('FeatureSpec dict', 'format', repr(_FORMAT), got=d.get('format'))
-        if d.get('version') != 1: raise DataFormatError('FeatureSpec dict', 'version', '1', got=d.get('version'))
+    def from_dict(cls, d: dict) -> FeatureSpec:
+        if d.get('format') != _FORMAT:
+            raise DataFormatError('FeatureSpec dict', 'format', repr(_FORMAT), got=d.get('format'))
+        if d.get('version') != 1:
+            raise DataFormatError('FeatureSpec dict', 'version', '1', got=d.get('version'))
         return cls(tuple(Feature.from_dict(f) for f in d['features']), d.get('derive'), d.get('name', ''))
-    def to_json(self, indent:int|None=None)->str: return json.dumps(self.to_dict(), indent=indent)
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
     @classmethod
-    def from_json(cls, s:str)->FeatureSpec: return cls.from_dict(json.loads(s))
+    def from_json(cls, s: str) -> FeatureSpec:
+        return cls.from_dict(json.loads(s))
 
     def __repr__(self):
         return f"FeatureSpec({self.name!r}, derive={self.derive!r}, features={list(self.feature_names)})"
 
 # %% ../../nbs/03_data.features.ipynb #254f12ee
-def omnijet_spec(cut:bool=True, # apply |eta_rel| < 0.8 and |phi_rel| < 0.8
-                )->FeatureSpec:
+def omnijet_spec(
+    cut: bool = True,  # apply |eta_rel| < 0.8 and |phi_rel| < 0.8
+) -> FeatureSpec:
     "OmniJet-α tokenizer inputs: log pT - 1.8, 3 eta_rel, 3 phi_rel."
     c = (-0.8, 0.8) if cut else None
-    return FeatureSpec((Feature('log_pt', 'pt', (Log(), Affine(1.8, 1.))),
-                        Feature('eta_rel', 'eta_rel', (Affine(0., 3.),), c),
-                        Feature('phi_rel', 'phi_rel', (Affine(0., 3.),), c)), 'jet_constituents', 'omnijet')
+    return FeatureSpec(
+        (
+            Feature('log_pt', 'pt', (Log(), Affine(1.8, 1.0))),
+            Feature('eta_rel', 'eta_rel', (Affine(0.0, 3.0),), c),
+            Feature('phi_rel', 'phi_rel', (Affine(0.0, 3.0),), c),
+        ),
+        'jet_constituents',
+        'omnijet',
+    )
 
 # %% ../../nbs/03_data.features.ipynb #ff78f416
 PART_PID = ('charge', 'is_charged_hadron', 'is_neutral_hadron', 'is_photon', 'is_electron', 'is_muon')
 
-def part_spec(kind:str='full', # 'kin' (7 features), 'kinpid' (13) or 'full' (17)
-             )->FeatureSpec:
+
+def part_spec(
+    kind: str = 'full',  # 'kin' (7 features), 'kinpid' (13) or 'full' (17)
+) -> FeatureSpec:
     "Particle Transformer input features with their published transforms."
-    if kind not in ('kin', 'kinpid', 'full'): raise ConfigError(f"ParT feature set must be 'kin', 'kinpid' or 'full', got {kind!r}")
-    c5 = Clip(-5., 5.)
-    kin = [Feature('log_pt', 'pt', (Log(), Affine(1.7, 0.7), c5)),
-           Feature('log_energy', 'energy', (Log(), Affine(2.0, 0.7), c5)),
-           Feature('log_pt_rel', 'pt_rel', (Log(), Affine(-4.7, 0.7), c5)),
-           Feature('log_energy_rel', 'e_rel', (Log(), Affine(-4.7, 0.7), c5)),
-           Feature('delta_r', 'delta_r', (Affine(0.2, 4.0), c5))]
+    if kind not in ('kin', 'kinpid', 'full'):
+        raise ConfigError(f"ParT feature set must be 'kin', 'kinpid' or 'full', got {kind!r}")
+    c5 = Clip(-5.0, 5.0)
+    kin = [
+        Feature('log_pt', 'pt', (Log(), Affine(1.7, 0.7), c5)),
+        Feature('log_energy', 'energy', (Log(), Affine(2.0, 0.7), c5)),
+        Feature('log_pt_rel', 'pt_rel', (Log(), Affine(-4.7, 0.7), c5)),
+        Feature('log_energy_rel', 'e_rel', (Log(), Affine(-4.7, 0.7), c5)),
+        Feature('delta_r', 'delta_r', (Affine(0.2, 4.0), c5)),
+    ]
     pid = [Feature(n) for n in PART_PID] if kind != 'kin' else []
-    trk = [Feature('tanh_d0', 'd0val', (Tanh(),)), Feature('d0_err', 'd0err', (Clip(0., 1.),)),
-           Feature('tanh_dz', 'dzval', (Tanh(),)), Feature('dz_err', 'dzerr', (Clip(0., 1.),))] if kind == 'full' else []
+    trk = (
+        [
+            Feature('tanh_d0', 'd0val', (Tanh(),)),
+            Feature('d0_err', 'd0err', (Clip(0.0, 1.0),)),
+            Feature('tanh_dz', 'dzval', (Tanh(),)),
+            Feature('dz_err', 'dzerr', (Clip(0.0, 1.0),)),
+        ]
+        if kind == 'full'
+        else []
+    )
     ang = [Feature('deta'), Feature('dphi', 'phi_rel')]
     return FeatureSpec(tuple(kin + pid + trk + ang), 'jet_constituents', f'part_{kind}')
 
 # %% ../../nbs/03_data.features.ipynb #16a888bf
-def adc2021_mask(particles, # (N, 19, 4) array of (pT, eta, phi, type)
-                 file='ADC2021', # file name for error messages
-                )->Tensor: # (N, 19) bool, True for a real object
+def adc2021_mask(
+    particles,  # (N, 19, 4) array of (pT, eta, phi, type)
+    file='ADC2021',  # file name for error messages
+) -> Tensor:  # (N, 19) bool, True for a real object
     "Mask of real L1 objects (type != 0); checks that empty slots carry no momentum."
     p = torch.as_tensor(np.asarray(particles) if not isinstance(particles, Tensor) else particles)
-    if p.ndim != 3 or p.shape[-1] != 4: raise DataFormatError(file, 'Particles', 'shape (N, 19, 4)', got=tuple(p.shape))
+    if p.ndim != 3 or p.shape[-1] != 4:
+        raise DataFormatError(file, 'Particles', 'shape (N, 19, 4)', got=tuple(p.shape))
     mask = p[..., 3] != 0
-    if (p[..., 0][~mask] != 0).any(): raise DataFormatError(file, 'Particles', 'pT = 0 in slots of type 0', got='non-zero pT in an empty slot')
+    if (p[..., 0][~mask] != 0).any():
+        raise DataFormatError(file, 'Particles', 'pT = 0 in slots of type 0', got='non-zero pT in an empty slot')
     return mask
 
-def adc2021_sets(particles, # (N, 19, 4) array of (pT, eta, phi, type)
-                 labels=None, # optional per-event labels
-                 file='ADC2021', # file name for error messages
-                )->ParticleSet:
+
+def adc2021_sets(
+    particles,  # (N, 19, 4) array of (pT, eta, phi, type)
+    labels=None,  # optional per-event labels
+    file='ADC2021',  # file name for error messages
+) -> ParticleSet:
     "ADC2021 events as a `ParticleSet` with columns (pt, eta, phi, type) and the correct mask."
     p = torch.as_tensor(np.asarray(particles) if not isinstance(particles, Tensor) else particles).float()
     mask = adc2021_mask(p, file)
-    return ParticleSet(torch.where(mask[..., None], p, 0.), mask, None if labels is None else torch.as_tensor(np.asarray(labels)),
-                       feature_names=('pt', 'eta', 'phi', 'type'))
+    return ParticleSet(
+        torch.where(mask[..., None], p, 0.0),
+        mask,
+        None if labels is None else torch.as_tensor(np.asarray(labels)),
+        feature_names=('pt', 'eta', 'phi', 'type'),
+    )
 
-def adc2021_spec(log_pt:bool=False, # standardise log(pT) instead of pT
-                 min_std:float=1e-6, # a fitted std below this is replaced by 1
-                )->FeatureSpec:
+
+def adc2021_spec(
+    log_pt: bool = False,  # standardise log(pT) instead of pT
+    min_std: float = 1e-6,  # a fitted std below this is replaced by 1
+) -> FeatureSpec:
     "ADC2021 inputs: standardised pT (fit on real objects), raw eta and phi, one-hot type; call `.fit` first."
     pt = Feature('log_pt' if log_pt else 'pt', 'pt', ((Log(),) if log_pt else ()) + (Standardize(min_std=min_std),))
-    return FeatureSpec((pt, Feature('eta'), Feature('phi')) + tuple(Feature(n) for n in ADC2021_TYPES.values()), 'l1_objects', 'adc2021')
+    return FeatureSpec(
+        (pt, Feature('eta'), Feature('phi')) + tuple(Feature(n) for n in ADC2021_TYPES.values()),
+        'l1_objects',
+        'adc2021',
+    )
 
 # %% ../../nbs/03_data.features.ipynb #67920b0e
-def pilarnet_spec(threshold:float=0.13, # keep voxels with E > threshold (MeV)
-                  eps:float=0.13, # LogRange epsilon (PoLAr-MAE's effective value)
-                  emax:float=20., # energy mapped to +1 (MeV)
-                  center:float=384., # grid centre (voxels)
-                  size:float=768., # grid side (voxels)
-                 )->FeatureSpec:
+def pilarnet_spec(
+    threshold: float = 0.13,  # keep voxels with E > threshold (MeV)
+    eps: float = 0.13,  # LogRange epsilon (PoLAr-MAE's effective value)
+    emax: float = 20.0,  # energy mapped to +1 (MeV)
+    center: float = 384.0,  # grid centre (voxels)
+    size: float = 768.0,  # grid side (voxels)
+) -> FeatureSpec:
     "PILArNet-M point inputs: centred and scaled xyz, log-range energy, energy threshold cut."
     a = Affine(center, 1 / (size * math.sqrt(3) / 2))
-    return FeatureSpec((Feature('x', steps=(a,)), Feature('y', steps=(a,)), Feature('z', steps=(a,)),
-                        Feature('log_energy', 'energy', (LogRange(eps, emax),), (threshold, None))), None, 'pilarnet')
+    return FeatureSpec(
+        (
+            Feature('x', steps=(a,)),
+            Feature('y', steps=(a,)),
+            Feature('z', steps=(a,)),
+            Feature('log_energy', 'energy', (LogRange(eps, emax),), (threshold, None)),
+        ),
+        None,
+        'pilarnet',
+    )

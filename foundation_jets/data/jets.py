@@ -6,7 +6,12 @@ Docs: https://foundation-jets.github.io/foundation_jets/data.jets.html.md"""
 
 # %% ../../nbs/02a_data.jets.ipynb #302cba31
 from __future__ import annotations
-import contextlib, datetime, hashlib, importlib, io, uuid
+import contextlib
+import datetime
+import hashlib
+import importlib
+import io
+import uuid
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -16,7 +21,17 @@ import numpy as np
 import torch
 import uproot
 
-from ..core import DataFormatError, ConfigError, ParticleSet, atomic_path, atomic_write_bytes, check_array, collate_sets, data_dir, shared_data_dir
+from foundation_jets.core import (
+    DataFormatError,
+    ConfigError,
+    ParticleSet,
+    atomic_path,
+    atomic_write_bytes,
+    check_array,
+    collate_sets,
+    data_dir,
+    shared_data_dir,
+)
 
 # %% auto #0
 __all__ = ['JETCLASS_LABELS', 'JETCLASS_FILE_PREFIXES', 'JETCLASS_LABEL_DTYPES', 'JETCLASS_PARTICLE_BRANCHES',
@@ -28,21 +43,50 @@ __all__ = ['JETCLASS_LABELS', 'JETCLASS_FILE_PREFIXES', 'JETCLASS_LABEL_DTYPES',
 # %% ../../nbs/02a_data.jets.ipynb #57c3292c
 JETCLASS_LABELS = ('QCD', 'Hbb', 'Hcc', 'Hgg', 'H4q', 'Hqql', 'Zqq', 'Wqq', 'Tbqq', 'Tbl')
 
-JETCLASS_FILE_PREFIXES = {'ZJetsToNuNu': 'QCD', 'HToBB': 'Hbb', 'HToCC': 'Hcc', 'HToGG': 'Hgg', 'HToWW4Q': 'H4q',
-                          'HToWW2Q1L': 'Hqql', 'ZToQQ': 'Zqq', 'WToQQ': 'Wqq', 'TTBar': 'Tbqq', 'TTBarLep': 'Tbl'}
+JETCLASS_FILE_PREFIXES = {
+    'ZJetsToNuNu': 'QCD',
+    'HToBB': 'Hbb',
+    'HToCC': 'Hcc',
+    'HToGG': 'Hgg',
+    'HToWW4Q': 'H4q',
+    'HToWW2Q1L': 'Hqql',
+    'ZToQQ': 'Zqq',
+    'WToQQ': 'Wqq',
+    'TTBar': 'Tbqq',
+    'TTBarLep': 'Tbl',
+}
 
-JETCLASS_LABEL_DTYPES = {'label_QCD': np.float32, **{f'label_{k}': np.bool_ for k in ('Hbb', 'Hcc', 'Hgg', 'H4q', 'Hqql')},
-                         **{f'label_{k}': np.int32 for k in ('Zqq', 'Wqq', 'Tbqq', 'Tbl')}}
+JETCLASS_LABEL_DTYPES = {
+    'label_QCD': np.float32,
+    **{f'label_{k}': np.bool_ for k in ('Hbb', 'Hcc', 'Hgg', 'H4q', 'Hqql')},
+    **{f'label_{k}': np.int32 for k in ('Zqq', 'Wqq', 'Tbqq', 'Tbl')},
+}
 
-JETCLASS_PARTICLE_BRANCHES = {**{f'part_{k}': np.float32 for k in ('px', 'py', 'pz', 'energy', 'deta', 'dphi', 'd0val', 'd0err',
-                                                                   'dzval', 'dzerr', 'charge')},
-                              **{f'part_is{k}': np.int32 for k in ('ChargedHadron', 'NeutralHadron', 'Photon', 'Electron', 'Muon')}}
+JETCLASS_PARTICLE_BRANCHES = {
+    **{
+        f'part_{k}': np.float32
+        for k in ('px', 'py', 'pz', 'energy', 'deta', 'dphi', 'd0val', 'd0err', 'dzval', 'dzerr', 'charge')
+    },
+    **{f'part_is{k}': np.int32 for k in ('ChargedHadron', 'NeutralHadron', 'Photon', 'Electron', 'Muon')},
+}
 
-JETCLASS_JET_BRANCHES = ('jet_pt', 'jet_eta', 'jet_phi', 'jet_energy', 'jet_nparticles', 'jet_sdmass',
-                         'jet_tau1', 'jet_tau2', 'jet_tau3', 'jet_tau4')
+JETCLASS_JET_BRANCHES = (
+    'jet_pt',
+    'jet_eta',
+    'jet_phi',
+    'jet_energy',
+    'jet_nparticles',
+    'jet_sdmass',
+    'jet_tau1',
+    'jet_tau2',
+    'jet_tau3',
+    'jet_tau4',
+)
 
-def jetclass_label_from_filename(path:str|Path, # a JetClass file such as `TTBarLep_003.root`
-                                )->int|None: # class index into `JETCLASS_LABELS`, None if the prefix is unknown
+
+def jetclass_label_from_filename(
+    path: str | Path,  # a JetClass file such as `TTBarLep_003.root`
+) -> int | None:  # class index into `JETCLASS_LABELS`, None if the prefix is unknown
     "Class index implied by the JetClass file-name prefix."
     name = JETCLASS_FILE_PREFIXES.get(Path(path).name.split('_')[0])
     return None if name is None else JETCLASS_LABELS.index(name)
@@ -50,19 +94,27 @@ def jetclass_label_from_filename(path:str|Path, # a JetClass file such as `TTBar
 # %% ../../nbs/02a_data.jets.ipynb #5fa84205
 def _pt_eta_phi(px, py, pz):
     pt = np.hypot(px, py)
-    with np.errstate(divide='ignore', invalid='ignore'): eta = np.arcsinh(pz / pt)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        eta = np.arcsinh(pz / pt)
     return pt, eta, np.arctan2(py, px)
 
-def _wrap_phi(dphi): return np.remainder(dphi + np.pi, 2 * np.pi) - np.pi
+
+def _wrap_phi(dphi):
+    return np.remainder(dphi + np.pi, 2 * np.pi) - np.pi
 
 # %% ../../nbs/02a_data.jets.ipynb #57d92250
 class _FixedClock(datetime.datetime):
     @classmethod
-    def now(cls, tz=None): return datetime.datetime(2000, 1, 1)
+    def now(cls, tz=None):
+        return datetime.datetime(2000, 1, 1)
+
 
 class _DatetimeShim:
     datetime = _FixedClock
-    def __getattr__(self, k): return getattr(datetime, k)
+
+    def __getattr__(self, k):
+        return getattr(datetime, k)
+
 
 @contextlib.contextmanager
 def _fixed_root_clock():
@@ -71,31 +123,48 @@ def _fixed_root_clock():
     for name in ('uproot.writing._cascade', 'uproot.writing._cascadetree'):
         try:
             m = importlib.import_module(name)
-            if hasattr(m, 'datetime'): mods.append((m, m.datetime)); m.datetime = _DatetimeShim()
-        except ImportError: pass
-    try: yield
+            if hasattr(m, 'datetime'):
+                mods.append((m, m.datetime))
+                m.datetime = _DatetimeShim()
+        except ImportError:
+            pass
+    try:
+        yield
     finally:
-        for m, old in mods: m.datetime = old
+        for m, old in mods:
+            m.datetime = old
+
 
 class _Buffer(io.BytesIO):
     "An in-memory file that keeps its bytes when uproot closes it."
-    def close(self): self.value = self.getvalue(); super().close()
+
+    def close(self):
+        self.value = self.getvalue()
+        super().close()
+
 
 def _open_tree(path):
     "Open `path` and return its TTree `tree`, turning every failure into a DataFormatError."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'{path}: no such file')
-    try: f = uproot.open(path)
-    except Exception as e: raise DataFormatError(path, 'tree', 'a readable ROOT file', got=f'{type(e).__name__}: {e}') from None
-    try: tree = f['tree']
-    except Exception as e: raise DataFormatError(path, 'tree', 'a TTree named "tree"', got=f'{type(e).__name__}: {e}'[:300]) from None
+    if not path.exists():
+        raise FileNotFoundError(f'{path}: no such file')
+    try:
+        f = uproot.open(path)
+    except Exception as e:
+        raise DataFormatError(path, 'tree', 'a readable ROOT file', got=f'{type(e).__name__}: {e}') from None
+    try:
+        tree = f['tree']
+    except Exception as e:
+        raise DataFormatError(path, 'tree', 'a TTree named "tree"', got=f'{type(e).__name__}: {e}'[:300]) from None
     if not isinstance(tree, uproot.behaviors.TTree.TTree):
         raise DataFormatError(path, 'tree', 'a TTree', got=type(tree).__name__)
     return tree
 
-def content_sha256(path:str|Path, # a ROOT file with a TTree "tree"
-                   chunk_size:int=100_000, # jets hashed at a time
-                  )->str: # hex digest
+
+def content_sha256(
+    path: str | Path,  # a ROOT file with a TTree "tree"
+    chunk_size: int = 100_000,  # jets hashed at a time
+) -> str:  # hex digest
     "Canonical hash of the branch arrays of `tree` (names, dtypes, jagged counts, little-endian values)."
     tree = _open_tree(path)
     counters = {b.count_branch.name for b in tree.values() if getattr(b, 'count_branch', None) is not None}
@@ -104,419 +173,812 @@ def content_sha256(path:str|Path, # a ROOT file with a TTree "tree"
         h.update(name.encode() + b'\0')
         for arrs in tree.iterate([name], step_size=chunk_size, library='ak', how=dict):
             a = arrs[name]
-            if a.ndim == 2: h.update(b'C' + np.asarray(ak.num(a), '<i8').tobytes()); a = ak.flatten(a)
-            v = ak.to_numpy(a); le = v.dtype.newbyteorder('<')
-            h.update(le.str.encode()); h.update(v.astype(le).tobytes())
+            if a.ndim == 2:
+                h.update(b'C' + np.asarray(ak.num(a), '<i8').tobytes())
+                a = ak.flatten(a)
+            v = ak.to_numpy(a)
+            le = v.dtype.newbyteorder('<')
+            h.update(le.str.encode())
+            h.update(v.astype(le).tobytes())
     return h.hexdigest()
 
 # %% ../../nbs/02a_data.jets.ipynb #869b142b
 def _per_jet_flat(path, name, seq, counts=None):
     "Concatenate a per-jet list of 1-D arrays (or a jagged awkward array); check lengths against `counts`."
     if isinstance(seq, ak.Array):
-        if seq.ndim != 2: raise DataFormatError(path, name, 'a jagged (n_jets, var) array', got=str(seq.type))
+        if seq.ndim != 2:
+            raise DataFormatError(path, name, 'a jagged (n_jets, var) array', got=str(seq.type))
         n, flat = ak.to_numpy(ak.num(seq)).astype(np.int64), ak.to_numpy(ak.flatten(seq))
         arrs = None
     else:
         arrs = [np.asarray(a) for a in seq]
-        if any(a.ndim != 1 for a in arrs): raise DataFormatError(path, name, 'a list of 1-D arrays, one per jet', got=sorted({a.ndim for a in arrs}))
+        if any(a.ndim != 1 for a in arrs):
+            raise DataFormatError(path, name, 'a list of 1-D arrays, one per jet', got=sorted({a.ndim for a in arrs}))
         n = np.array([len(a) for a in arrs], dtype=np.int64)
         flat = np.concatenate(arrs) if arrs else np.zeros(0)
     if counts is not None and (len(n) != len(counts) or (n != counts).any()):
-        raise DataFormatError(path, name, 'the same number of jets and constituents per jet as part_px', got=f'{len(n)} jets')
+        raise DataFormatError(
+            path, name, 'the same number of jets and constituents per jet as part_px', got=f'{len(n)} jets'
+        )
     check_array(flat, path, name, shape=(None,), kind='fiub')
     return flat, n
 
-def write_jetclass_root(path:str|Path, # destination .root file
-                        particles:dict, # part_* branch name -> per-jet list of 1-D arrays (part_px/py/pz/energy required)
-                        jets:dict|None=None, # jet_* branch name -> (n_jets,) array; missing ones are derived or -1
-                        labels:np.ndarray|int=0, # class index (or one per jet) into JETCLASS_LABELS
-                        basket_jets:int=10_000, # jets per ROOT basket
-                       )->Path:
+
+def write_jetclass_root(
+    path: str | Path,  # destination .root file
+    particles: dict,  # part_* branch name -> per-jet list of 1-D arrays (part_px/py/pz/energy required)
+    jets: dict | None = None,  # jet_* branch name -> (n_jets,) array; missing ones are derived or -1
+    labels: np.ndarray | int = 0,  # class index (or one per jet) into JETCLASS_LABELS
+    basket_jets: int = 10_000,  # jets per ROOT basket
+) -> Path:
     "Write jets in the JetClass ROOT schema (TTree `tree`), atomically and byte-deterministically."
     path, jets = Path(path), dict(jets or {})
     for b in ('part_px', 'part_py', 'part_pz', 'part_energy'):
-        if b not in particles: raise DataFormatError(path, b, 'a required particle branch', got='missing')
+        if b not in particles:
+            raise DataFormatError(path, b, 'a required particle branch', got='missing')
     for b in particles:
-        if b not in JETCLASS_PARTICLE_BRANCHES: raise DataFormatError(path, b, f'one of the JetClass particle branches {sorted(JETCLASS_PARTICLE_BRANCHES)}', got='unknown branch')
+        if b not in JETCLASS_PARTICLE_BRANCHES:
+            raise DataFormatError(
+                path,
+                b,
+                f'one of the JetClass particle branches {sorted(JETCLASS_PARTICLE_BRANCHES)}',
+                got='unknown branch',
+            )
     for b in jets:
-        if b not in JETCLASS_JET_BRANCHES: raise DataFormatError(path, b, f'one of the JetClass jet branches {list(JETCLASS_JET_BRANCHES)}', got='unknown branch')
+        if b not in JETCLASS_JET_BRANCHES:
+            raise DataFormatError(
+                path, b, f'one of the JetClass jet branches {list(JETCLASS_JET_BRANCHES)}', got='unknown branch'
+            )
     px, counts = _per_jet_flat(path, 'part_px', particles['part_px'])
-    if (counts == 0).any(): raise DataFormatError(path, 'part_px', 'at least one constituent per jet', got=f'jet {int(np.argmin(counts))} is empty')
+    if (counts == 0).any():
+        raise DataFormatError(
+            path, 'part_px', 'at least one constituent per jet', got=f'jet {int(np.argmin(counts))} is empty'
+        )
     flat = {'part_px': px}
     for b in particles:
-        if b != 'part_px': flat[b] = _per_jet_flat(path, b, particles[b], counts)[0]
+        if b != 'part_px':
+            flat[b] = _per_jet_flat(path, b, particles[b], counts)[0]
     flat = {b: v.astype(JETCLASS_PARTICLE_BRANCHES[b]) for b, v in flat.items()}  # derive from what is stored
     n_jets, starts = len(counts), np.concatenate([[0], np.cumsum(counts)[:-1]])
     pt, eta, phi = _pt_eta_phi(*(flat[b].astype(np.float64) for b in ('part_px', 'part_py', 'part_pz')))
-    if not (pt > 0).all(): raise DataFormatError(path, 'part_px', 'constituents with pT > 0', got=f'pT = 0 at constituent {int(np.argmin(pt > 0))}')
-    jet_p = [np.add.reduceat(flat[b].astype(np.float64), starts) for b in ('part_px', 'part_py', 'part_pz', 'part_energy')]
+    if not (pt > 0).all():
+        raise DataFormatError(
+            path, 'part_px', 'constituents with pT > 0', got=f'pT = 0 at constituent {int(np.argmin(pt > 0))}'
+        )
+    jet_p = [
+        np.add.reduceat(flat[b].astype(np.float64), starts) for b in ('part_px', 'part_py', 'part_pz', 'part_energy')
+    ]
     jpt, jeta, jphi = _pt_eta_phi(*jet_p[:3])
     derived = {'jet_pt': jpt, 'jet_eta': jeta, 'jet_phi': jphi, 'jet_energy': jet_p[3], 'jet_nparticles': counts}
     for b in JETCLASS_JET_BRANCHES:
         v = jets.get(b, derived.get(b, np.full(n_jets, -1.0)))
-        jets[b] = check_array(np.asarray(v, dtype=np.float32).reshape(-1) if np.ndim(v) else np.full(n_jets, v, np.float32), path, b, shape=(n_jets,), kind='f')
+        jets[b] = check_array(
+            np.asarray(v, dtype=np.float32).reshape(-1) if np.ndim(v) else np.full(n_jets, v, np.float32),
+            path,
+            b,
+            shape=(n_jets,),
+            kind='f',
+        )
     jet_of = np.repeat(np.arange(n_jets), counts)
-    flat.setdefault('part_deta', eta - jeta[jet_of]); flat.setdefault('part_dphi', _wrap_phi(phi - jphi[jet_of]))
+    flat.setdefault('part_deta', eta - jeta[jet_of])
+    flat.setdefault('part_dphi', _wrap_phi(phi - jphi[jet_of]))
     for b, dt in JETCLASS_PARTICLE_BRANCHES.items():
         flat[b] = check_array(np.asarray(flat.get(b, np.zeros(len(px))), dtype=dt), path, b, shape=(len(px),))
     lab = np.broadcast_to(np.asarray(labels), (n_jets,)) if np.ndim(labels) == 0 else np.asarray(labels)
     check_array(lab, path, 'labels', shape=(n_jets,), kind='iu')
-    if len(lab) and (lab.min() < 0 or lab.max() >= len(JETCLASS_LABELS)): raise DataFormatError(path, 'labels', f'class indices in [0, {len(JETCLASS_LABELS)})', got=f'range [{lab.min()}, {lab.max()}]')
-    data = {'part': ak.zip({b[5:]: ak.unflatten(flat[b], counts) for b in JETCLASS_PARTICLE_BRANCHES}),
-            **jets, **{b: (lab == i).astype(dt) for i, (b, dt) in enumerate(JETCLASS_LABEL_DTYPES.items())}}
-    types = {'part': ak.types.from_datashape('var * {' + ', '.join(f'{b[5:]}: {np.dtype(dt).name}' for b, dt in JETCLASS_PARTICLE_BRANCHES.items()) + '}', highlevel=False),
-             **{b: np.float32 for b in JETCLASS_JET_BRANCHES}, **JETCLASS_LABEL_DTYPES}
-    digest = hashlib.sha256(b''.join(np.ascontiguousarray(v).tobytes() for v in [*flat.values(), *jets.values(), lab.astype(np.int64)])).digest()
+    if len(lab) and (lab.min() < 0 or lab.max() >= len(JETCLASS_LABELS)):
+        raise DataFormatError(
+            path, 'labels', f'class indices in [0, {len(JETCLASS_LABELS)})', got=f'range [{lab.min()}, {lab.max()}]'
+        )
+    data = {
+        'part': ak.zip({b[5:]: ak.unflatten(flat[b], counts) for b in JETCLASS_PARTICLE_BRANCHES}),
+        **jets,
+        **{b: (lab == i).astype(dt) for i, (b, dt) in enumerate(JETCLASS_LABEL_DTYPES.items())},
+    }
+    types = {
+        'part': ak.types.from_datashape(
+            'var * {'
+            + ', '.join(f'{b[5:]}: {np.dtype(dt).name}' for b, dt in JETCLASS_PARTICLE_BRANCHES.items())
+            + '}',
+            highlevel=False,
+        ),
+        **{b: np.float32 for b in JETCLASS_JET_BRANCHES},
+        **JETCLASS_LABEL_DTYPES,
+    }
+    digest = hashlib.sha256(
+        b''.join(np.ascontiguousarray(v).tobytes() for v in [*flat.values(), *jets.values(), lab.astype(np.int64)])
+    ).digest()
     buf = _Buffer()
     with _fixed_root_clock(), uproot.recreate(buf, uuid_function=lambda: uuid.UUID(bytes=digest[:16])) as f:
         f.mktree('tree', types, counter_name=lambda counted: 'n' + counted)
         for s in range(0, n_jets, max(1, basket_jets)):
-            f['tree'].extend({k: v[s:s + basket_jets] for k, v in data.items()})
+            f['tree'].extend({k: v[s : s + basket_jets] for k, v in data.items()})
     return atomic_write_bytes(path, buf.value)
 
 # %% ../../nbs/02a_data.jets.ipynb #e054dc9b
 _PARTICLE_DEFAULT = ('part_px', 'part_py', 'part_pz', 'part_energy')
 
+
 def _float32(a, path, field):
     "`a` as float32, refusing values that overflow float32 to inf."
-    with np.errstate(over='ignore', invalid='ignore'): return check_array(np.asarray(a).astype(np.float32), path, field)
+    with np.errstate(over='ignore', invalid='ignore'):
+        return check_array(np.asarray(a).astype(np.float32), path, field)
+
 
 def _check_branch_kind(path, tree, name, jagged):
-    try: interp = tree[name].interpretation
-    except Exception as e: raise DataFormatError(path, name, 'a readable branch description', got=f'{type(e).__name__}: {e}'[:300]) from None
-    ok = isinstance(interp, uproot.interpretation.jagged.AsJagged) if jagged else isinstance(interp, uproot.interpretation.numerical.AsDtype)
-    if ok: ok = (interp.content.to_dtype if jagged else interp.to_dtype).kind in 'fiub' and (jagged or interp.to_dtype.shape == ())
-    if not ok: raise DataFormatError(path, name, 'a jagged numeric branch (one value per constituent)' if jagged else 'a numeric branch with one value per jet',
-                                     got=f'{tree[name].typename} ({type(interp).__name__})')
+    try:
+        interp = tree[name].interpretation
+    except Exception as e:
+        raise DataFormatError(
+            path, name, 'a readable branch description', got=f'{type(e).__name__}: {e}'[:300]
+        ) from None
+    ok = (
+        isinstance(interp, uproot.interpretation.jagged.AsJagged)
+        if jagged
+        else isinstance(interp, uproot.interpretation.numerical.AsDtype)
+    )
+    if ok:
+        ok = (interp.content.to_dtype if jagged else interp.to_dtype).kind in 'fiub' and (
+            jagged or interp.to_dtype.shape == ()
+        )
+    if not ok:
+        raise DataFormatError(
+            path,
+            name,
+            'a jagged numeric branch (one value per constituent)'
+            if jagged
+            else 'a numeric branch with one value per jet',
+            got=f'{tree[name].typename} ({type(interp).__name__})',
+        )
 
-def _jetclass_chunk(path, arrs, particle_features, jet_features, label_branches, file_label, max_particles, offset, n_jets):
+
+def _jetclass_chunk(
+    path, arrs, particle_features, jet_features, label_branches, file_label, max_particles, offset, n_jets
+):
     for b, a in arrs.items():
-        if len(a) != n_jets: raise DataFormatError(path, b, f'{n_jets} entries for jets {offset}..{offset + n_jets}', got=len(a))
+        if len(a) != n_jets:
+            raise DataFormatError(path, b, f'{n_jets} entries for jets {offset}..{offset + n_jets}', got=len(a))
     counts = None
     for b in particle_features:
-        a = arrs[b]; n = ak.to_numpy(ak.num(a))
+        a = arrs[b]
+        n = ak.to_numpy(ak.num(a))
         if counts is None:
             counts = n
-            if (n == 0).any(): raise DataFormatError(path, b, 'at least one constituent per jet', got=f'jet {offset + int(np.argmin(n))} is empty')
-        elif (n != counts).any(): raise DataFormatError(path, b, f'as many constituents per jet as {particle_features[0]}', got=f'a mismatch at jet {offset + int(np.argmax(n != counts))}')
+            if (n == 0).any():
+                raise DataFormatError(
+                    path, b, 'at least one constituent per jet', got=f'jet {offset + int(np.argmin(n))} is empty'
+                )
+        elif (n != counts).any():
+            raise DataFormatError(
+                path,
+                b,
+                f'as many constituents per jet as {particle_features[0]}',
+                got=f'a mismatch at jet {offset + int(np.argmax(n != counts))}',
+            )
         check_array(ak.to_numpy(ak.flatten(a)), path, b, shape=(None,), kind='fiub')
-    x = np.stack([_float32(ak.to_numpy(ak.fill_none(ak.pad_none(arrs[b], max_particles, clip=True), 0)), path, b) for b in particle_features], -1)
+    x = np.stack(
+        [
+            _float32(ak.to_numpy(ak.fill_none(ak.pad_none(arrs[b], max_particles, clip=True), 0)), path, b)
+            for b in particle_features
+        ],
+        -1,
+    )
     mask = np.arange(max_particles) < counts[:, None]
-    meta = {b: torch.from_numpy(_float32(check_array(ak.to_numpy(arrs[b]), path, b, shape=(len(counts),), kind='fiub'), path, b)) for b in jet_features}
+    meta = {
+        b: torch.from_numpy(
+            _float32(check_array(ak.to_numpy(arrs[b]), path, b, shape=(len(counts),), kind='fiub'), path, b)
+        )
+        for b in jet_features
+    }
     if label_branches:
-        onehot = np.stack([check_array(ak.to_numpy(arrs[b]), path, b, shape=(len(counts),), kind='fiub').astype(np.float64) for b in label_branches], -1)
-        bad = ~np.isin(onehot, (0., 1.)).all(-1) | (onehot.sum(-1) != 1)
+        onehot = np.stack(
+            [
+                check_array(ak.to_numpy(arrs[b]), path, b, shape=(len(counts),), kind='fiub').astype(np.float64)
+                for b in label_branches
+            ],
+            -1,
+        )
+        bad = ~np.isin(onehot, (0.0, 1.0)).all(-1) | (onehot.sum(-1) != 1)
         if bad.any():
             i = int(np.argmax(bad))
-            raise DataFormatError(path, 'label_*', 'exactly one of the ten label branches set to 1', got=f'{onehot[i].tolist()} at jet {offset + i}')
+            raise DataFormatError(
+                path,
+                'label_*',
+                'exactly one of the ten label branches set to 1',
+                got=f'{onehot[i].tolist()} at jet {offset + i}',
+            )
         labels = torch.from_numpy(onehot.argmax(-1))
-    else: labels = None if file_label is None else torch.full((len(counts),), file_label, dtype=torch.int64)
+    else:
+        labels = None if file_label is None else torch.full((len(counts),), file_label, dtype=torch.int64)
     return ParticleSet(torch.from_numpy(x), torch.from_numpy(mask), labels, meta, tuple(particle_features))
 
-def read_jetclass(path:str|Path, # a JetClass ROOT file (TTree "tree")
-                  chunk_size:int=10_000, # jets per yielded batch
-                  max_particles:int=128, # constituents kept per jet (the leading ones)
-                  particle_features:Sequence[str]=_PARTICLE_DEFAULT, # part_* branches, the columns of x
-                  jet_features:Sequence[str]=JETCLASS_JET_BRANCHES, # jet_* branches returned in meta
-                  entry_start:int|None=None, # first jet to read
-                  entry_stop:int|None=None, # one past the last jet to read
-                 )->Iterator[ParticleSet]:
+
+def read_jetclass(
+    path: str | Path,  # a JetClass ROOT file (TTree "tree")
+    chunk_size: int = 10_000,  # jets per yielded batch
+    max_particles: int = 128,  # constituents kept per jet (the leading ones)
+    particle_features: Sequence[str] = _PARTICLE_DEFAULT,  # part_* branches, the columns of x
+    jet_features: Sequence[str] = JETCLASS_JET_BRANCHES,  # jet_* branches returned in meta
+    entry_start: int | None = None,  # first jet to read
+    entry_stop: int | None = None,  # one past the last jet to read
+) -> Iterator[ParticleSet]:
     "Stream a JetClass ROOT file as `ParticleSet` chunks (labels = class index into `JETCLASS_LABELS`)."
-    path = Path(path); particle_features, jet_features = tuple(particle_features), tuple(jet_features)
-    if not particle_features: raise ConfigError('read_jetclass: particle_features must name at least one part_* branch')
-    if chunk_size < 1 or max_particles < 1: raise ConfigError(f'read_jetclass: chunk_size and max_particles must be >= 1, got {chunk_size}, {max_particles}')
+    path = Path(path)
+    particle_features, jet_features = tuple(particle_features), tuple(jet_features)
+    if not particle_features:
+        raise ConfigError('read_jetclass: particle_features must name at least one part_* branch')
+    if chunk_size < 1 or max_particles < 1:
+        raise ConfigError(
+            f'read_jetclass: chunk_size and max_particles must be >= 1, got {chunk_size}, {max_particles}'
+        )
     tree = _open_tree(path)
     try:
-        try: keys = set(tree.keys())
-        except Exception as e: raise DataFormatError(path, 'tree', 'a readable list of branches', got=f'{type(e).__name__}: {e}'[:300]) from None
+        try:
+            keys = set(tree.keys())
+        except Exception as e:
+            raise DataFormatError(
+                path, 'tree', 'a readable list of branches', got=f'{type(e).__name__}: {e}'[:300]
+            ) from None
         for b in (*particle_features, *jet_features):
-            if b not in keys: raise DataFormatError(path, b, 'a branch of the file', got='missing')
+            if b not in keys:
+                raise DataFormatError(path, b, 'a branch of the file', got='missing')
         label_branches = tuple(JETCLASS_LABEL_DTYPES)
         present = [b for b in label_branches if b in keys]
         if present and len(present) < len(label_branches):
-            raise DataFormatError(path, next(b for b in label_branches if b not in keys), 'all ten label_* branches or none', got='missing')
-        if not present: label_branches = ()
-        for b in particle_features: _check_branch_kind(path, tree, b, jagged=True)
-        for b in (*jet_features, *label_branches): _check_branch_kind(path, tree, b, jagged=False)
+            raise DataFormatError(
+                path,
+                next(b for b in label_branches if b not in keys),
+                'all ten label_* branches or none',
+                got='missing',
+            )
+        if not present:
+            label_branches = ()
+        for b in particle_features:
+            _check_branch_kind(path, tree, b, jagged=True)
+        for b in (*jet_features, *label_branches):
+            _check_branch_kind(path, tree, b, jagged=False)
         file_label = jetclass_label_from_filename(path)
         branches = list(dict.fromkeys((*particle_features, *jet_features, *label_branches)))
-        try: it = tree.iterate(branches, step_size=chunk_size, entry_start=entry_start, entry_stop=entry_stop, library='ak', how=dict, report=True)
-        except Exception as e: _raise_unreadable(path, tree, branches, entry_start or 0, chunk_size, e)
+        try:
+            it = tree.iterate(
+                branches,
+                step_size=chunk_size,
+                entry_start=entry_start,
+                entry_stop=entry_stop,
+                library='ak',
+                how=dict,
+                report=True,
+            )
+        except Exception as e:
+            _raise_unreadable(path, tree, branches, entry_start or 0, chunk_size, e)
         start = min(max(0, entry_start or 0), tree.num_entries)
         while True:
-            try: arrs, report = next(it)
-            except StopIteration: return
-            except Exception as e: _raise_unreadable(path, tree, branches, start, chunk_size, e)
-            try: chunk = _jetclass_chunk(path, arrs, particle_features, jet_features, label_branches, file_label, max_particles, report.start, report.stop - report.start)
-            except DataFormatError: raise
+            try:
+                arrs, report = next(it)
+            except StopIteration:
+                return
+            except Exception as e:
+                _raise_unreadable(path, tree, branches, start, chunk_size, e)
+            try:
+                chunk = _jetclass_chunk(
+                    path,
+                    arrs,
+                    particle_features,
+                    jet_features,
+                    label_branches,
+                    file_label,
+                    max_particles,
+                    report.start,
+                    report.stop - report.start,
+                )
+            except DataFormatError:
+                raise
             except Exception as e:  # corrupted content that uproot decoded into something inconsistent
-                raise DataFormatError(path, 'tree', f'consistent branch data for jets {report.start}..{report.stop}', got=f'{type(e).__name__}: {e}'[:300]) from None
+                raise DataFormatError(
+                    path,
+                    'tree',
+                    f'consistent branch data for jets {report.start}..{report.stop}',
+                    got=f'{type(e).__name__}: {e}'[:300],
+                ) from None
             yield chunk
             start = report.stop
-    finally: tree.file.close()  # release the file handle now, not at garbage collection
+    finally:
+        tree.file.close()  # release the file handle now, not at garbage collection
+
 
 def _raise_unreadable(path, tree, branches, start, chunk_size, err):
     "Name the branch whose baskets fail to read in the chunk starting at `start`."
     for b in branches:
-        try: tree[b].array(entry_start=start, entry_stop=start + chunk_size, library='ak')
-        except Exception as e: raise DataFormatError(path, b, f'readable data for jets {start}..{start + chunk_size}', got=f'{type(e).__name__}: {e}'[:300]) from None
-    raise DataFormatError(path, ','.join(branches), f'readable data for jets {start}..{start + chunk_size}', got=f'{type(err).__name__}: {err}'[:300]) from None
+        try:
+            tree[b].array(entry_start=start, entry_stop=start + chunk_size, library='ak')
+        except Exception as e:
+            raise DataFormatError(
+                path, b, f'readable data for jets {start}..{start + chunk_size}', got=f'{type(e).__name__}: {e}'[:300]
+            ) from None
+    raise DataFormatError(
+        path,
+        ','.join(branches),
+        f'readable data for jets {start}..{start + chunk_size}',
+        got=f'{type(err).__name__}: {err}'[:300],
+    ) from None
 
-def load_jetclass(path:str|Path, # a JetClass ROOT file
-                  **kwargs, # passed on to `read_jetclass`
-                 )->ParticleSet:
+
+def load_jetclass(
+    path: str | Path,  # a JetClass ROOT file
+    **kwargs,  # passed on to `read_jetclass`
+) -> ParticleSet:
     "Read a whole JetClass file (or an entry range) into one `ParticleSet`."
     chunks = list(read_jetclass(path, **kwargs))
-    if chunks: return collate_sets(chunks)
-    f = tuple(kwargs.get('particle_features', _PARTICLE_DEFAULT)); n = kwargs.get('max_particles', 128)
-    return ParticleSet(torch.zeros(0, n, len(f)), torch.zeros(0, n, dtype=torch.bool), torch.zeros(0, dtype=torch.int64),
-                       {b: torch.zeros(0) for b in kwargs.get('jet_features', JETCLASS_JET_BRANCHES)}, f)
+    if chunks:
+        return collate_sets(chunks)
+    f = tuple(kwargs.get('particle_features', _PARTICLE_DEFAULT))
+    n = kwargs.get('max_particles', 128)
+    return ParticleSet(
+        torch.zeros(0, n, len(f)),
+        torch.zeros(0, n, dtype=torch.bool),
+        torch.zeros(0, dtype=torch.int64),
+        {b: torch.zeros(0) for b in kwargs.get('jet_features', JETCLASS_JET_BRANCHES)},
+        f,
+    )
 
 # %% ../../nbs/02a_data.jets.ipynb #6f2cec7f
-def jetclass_npy_to_root(src_dir:str|Path, # folder with pf_vectors.npy, pf_mask.npy, labels.npy
-                         dst:str|Path, # destination .root file
-                        )->Path:
+def jetclass_npy_to_root(
+    src_dir: str | Path,  # folder with pf_vectors.npy, pf_mask.npy, labels.npy
+    dst: str | Path,  # destination .root file
+) -> Path:
     "Convert ParT-style JetClass arrays (`pf_vectors`, `pf_mask`, one-hot `labels`) into a JetClass ROOT file."
     src = Path(src_dir)
-    try: v, m, lab = (np.load(src / f'{k}.npy') for k in ('pf_vectors', 'pf_mask', 'labels'))
-    except (OSError, ValueError) as e: raise DataFormatError(src, 'pf_vectors/pf_mask/labels', 'readable .npy files', got=str(e)) from None
+    try:
+        v, m, lab = (np.load(src / f'{k}.npy') for k in ('pf_vectors', 'pf_mask', 'labels'))
+    except (OSError, ValueError) as e:
+        raise DataFormatError(src, 'pf_vectors/pf_mask/labels', 'readable .npy files', got=str(e)) from None
     check_array(v, src / 'pf_vectors.npy', 'pf_vectors', shape=(None, 4, None), kind='f')
     check_array(m, src / 'pf_mask.npy', 'pf_mask', shape=(len(v), 1, v.shape[-1]))
     check_array(lab, src / 'labels.npy', 'labels', shape=(len(v), len(JETCLASS_LABELS)))
-    if not (lab.sum(-1) == 1).all(): raise DataFormatError(src / 'labels.npy', 'labels', 'one-hot rows')
+    if not (lab.sum(-1) == 1).all():
+        raise DataFormatError(src / 'labels.npy', 'labels', 'one-hot rows')
     mask = m[:, 0] > 0
     names = ('part_px', 'part_py', 'part_pz', 'part_energy')
     particles = {b: [v[i, k][mask[i]] for i in range(len(v))] for k, b in enumerate(names)}
     return write_jetclass_root(dst, particles, labels=lab.argmax(-1))
 
 # %% ../../nbs/02a_data.jets.ipynb #1e91b681
-def load_embedded_jets(classes:Sequence[str]|None=None, # class names of `JETCLASS_LABELS` or file prefixes (default: all 10)
-                       folder:str|Path|None=None, # folder of `<prefix>_000.root` files (default: `data_dir()/'jets'`)
-                       **kwargs, # passed on to `read_jetclass` (e.g. `max_particles`)
-                      )->ParticleSet: # all jets of the classes, class by class; labels index `JETCLASS_LABELS`
+def load_embedded_jets(
+    classes: Sequence[str] | None = None,  # class names of `JETCLASS_LABELS` or file prefixes (default: all 10)
+    folder: str | Path | None = None,  # folder of `<prefix>_000.root` files (default: `data_dir()/'jets'`)
+    **kwargs,  # passed on to `read_jetclass` (e.g. `max_particles`)
+) -> ParticleSet:  # all jets of the classes, class by class; labels index `JETCLASS_LABELS`
     "The embedded simulated JetClass-like jets of some classes."
     folder = Path(folder) if folder is not None else data_dir() / 'jets'
     prefix_of = {v: k for k, v in JETCLASS_FILE_PREFIXES.items()}
     sets = []
-    for c in (classes if classes is not None else JETCLASS_LABELS):
+    for c in classes if classes is not None else JETCLASS_LABELS:
         prefix = prefix_of.get(c, c)
         if prefix not in JETCLASS_FILE_PREFIXES:
-            raise ConfigError(f'unknown JetClass class {c!r}; use one of {JETCLASS_LABELS} or {tuple(JETCLASS_FILE_PREFIXES)}')
+            raise ConfigError(
+                f'unknown JetClass class {c!r}; use one of {JETCLASS_LABELS} or {tuple(JETCLASS_FILE_PREFIXES)}'
+            )
         path = folder / f'{prefix}_000.root'
-        if not path.is_file(): raise ConfigError(f'{path}: embedded jet file not found')
+        if not path.is_file():
+            raise ConfigError(f'{path}: embedded jet file not found')
         sets.append(load_jetclass(path, **kwargs))
-    if not sets: raise ConfigError('load_embedded_jets needs at least one class')
+    if not sets:
+        raise ConfigError('load_embedded_jets needs at least one class')
     return collate_sets(sets)
 
 # %% ../../nbs/02a_data.jets.ipynb #668c1e12
 def _open_h5(path, field):
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'{path}: no such file')
-    try: return h5py.File(path, 'r')
-    except Exception as e: raise DataFormatError(path, field, 'a readable HDF5 file', got=f'{type(e).__name__}: {e}'[:300]) from None
+    if not path.exists():
+        raise FileNotFoundError(f'{path}: no such file')
+    try:
+        return h5py.File(path, 'r')
+    except Exception as e:
+        raise DataFormatError(path, field, 'a readable HDF5 file', got=f'{type(e).__name__}: {e}'[:300]) from None
+
 
 def _read_rows(path, ds, field, start, stop):
     "Rows `start:stop` of an h5py dataset; read errors become DataFormatError."
-    try: return ds[start:stop]
-    except Exception as e: raise DataFormatError(path, field, f'readable rows {start}..{stop}', got=f'{type(e).__name__}: {e}'[:300]) from None
+    try:
+        return ds[start:stop]
+    except Exception as e:
+        raise DataFormatError(
+            path, field, f'readable rows {start}..{stop}', got=f'{type(e).__name__}: {e}'[:300]
+        ) from None
+
 
 def _dense_mask(path, field, p4, offset):
     "Mask of real slots (E > 0) of (batch, n, 4) px, py, pz, E momenta, after checking the padding."
     check_array(p4, path, field, shape=(None, None, 4), kind='f')
     e = p4[..., 3]
     if (e < 0).any():
-        i = np.argwhere(e < 0)[0]; raise DataFormatError(path, field, 'energies >= 0', got=f'E = {e[tuple(i)]} at jet {offset + i[0]}, slot {i[1]}')
+        i = np.argwhere(e < 0)[0]
+        raise DataFormatError(
+            path, field, 'energies >= 0', got=f'E = {e[tuple(i)]} at jet {offset + i[0]}, slot {i[1]}'
+        )
     mask = e > 0
     if (p4[~mask] != 0).any():
-        i = np.argwhere((p4 != 0).any(-1) & ~mask)[0]; raise DataFormatError(path, field, 'zero padding (px = py = pz = 0 where E = 0)', got=f'jet {offset + i[0]}, slot {i[1]}')
+        i = np.argwhere((p4 != 0).any(-1) & ~mask)[0]
+        raise DataFormatError(
+            path, field, 'zero padding (px = py = pz = 0 where E = 0)', got=f'jet {offset + i[0]}, slot {i[1]}'
+        )
     n = mask.sum(-1)
-    if (n == 0).any(): raise DataFormatError(path, field, 'at least one constituent per jet', got=f'jet {offset + int(np.argmin(n))} is empty')
+    if (n == 0).any():
+        raise DataFormatError(
+            path, field, 'at least one constituent per jet', got=f'jet {offset + int(np.argmin(n))} is empty'
+        )
     if (mask != (np.arange(mask.shape[1]) < n[:, None])).any():
-        raise DataFormatError(path, field, 'real constituents before the padding', got=f'a gap in jet {offset + int(np.argmax((mask != (np.arange(mask.shape[1]) < n[:, None])).any(-1)))}')
+        raise DataFormatError(
+            path,
+            field,
+            'real constituents before the padding',
+            got=f'a gap in jet {offset + int(np.argmax((mask != (np.arange(mask.shape[1]) < n[:, None])).any(-1)))}',
+        )
     return mask
+
 
 def _pad_to(a, n):
     "Cut or zero-pad axis 1 of `a` to length n."
-    if a.shape[1] >= n: return a[:, :n]
+    if a.shape[1] >= n:
+        return a[:, :n]
     return np.concatenate([a, np.zeros((a.shape[0], n - a.shape[1], *a.shape[2:]), a.dtype)], 1)
 
 # %% ../../nbs/02a_data.jets.ipynb #878a5acc
 TOP_META_COLUMNS = ('truthE', 'truthPX', 'truthPY', 'truthPZ', 'ttv')
 
-def _h5_str(v): return v.decode() if isinstance(v, bytes) else str(v)
+
+def _h5_str(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
 
 def _fixed_frame_columns(path, f, key):
     "Map column name -> (block dataset, column index) of a pandas fixed-format frame."
-    try: return _fixed_frame_columns_(path, f, key)
-    except DataFormatError: raise
-    except Exception as e: raise DataFormatError(path, key, 'readable HDF5 metadata of a pandas frame', got=f'{type(e).__name__}: {e}'[:300]) from None
+    try:
+        return _fixed_frame_columns_(path, f, key)
+    except DataFormatError:
+        raise
+    except Exception as e:
+        raise DataFormatError(
+            path, key, 'readable HDF5 metadata of a pandas frame', got=f'{type(e).__name__}: {e}'[:300]
+        ) from None
+
 
 def _fixed_frame_columns_(path, f, key):
-    if key not in f: raise DataFormatError(path, key, 'a pandas DataFrame stored under this key', got=f'keys {sorted(f.keys())[:10]}')
+    if key not in f:
+        raise DataFormatError(
+            path, key, 'a pandas DataFrame stored under this key', got=f'keys {sorted(f.keys())[:10]}'
+        )
     g = f[key]
     if not isinstance(g, h5py.Group) or _h5_str(g.attrs.get('pandas_type', b'')) != 'frame' or 'table' in g:
-        raise DataFormatError(path, key, 'a pandas DataFrame in the "fixed" layout (to_hdf default)', got=_h5_str(g.attrs.get('pandas_type', type(g).__name__)))
+        raise DataFormatError(
+            path,
+            key,
+            'a pandas DataFrame in the "fixed" layout (to_hdf default)',
+            got=_h5_str(g.attrs.get('pandas_type', type(g).__name__)),
+        )
     cols = {}
     try:
         for k in range(int(g.attrs['nblocks'])):
             items, values = g[f'block{k}_items'], g[f'block{k}_values']
             names = [_h5_str(x) for x in items[:]]
-            if values.ndim != 2 or values.shape[1] != len(names): raise DataFormatError(path, f'{key}/block{k}_values', f'shape (rows, {len(names)})', got=values.shape)
+            if values.ndim != 2 or values.shape[1] != len(names):
+                raise DataFormatError(path, f'{key}/block{k}_values', f'shape (rows, {len(names)})', got=values.shape)
             cols.update({n: (values, i) for i, n in enumerate(names)})
-    except DataFormatError: raise
-    except Exception as e: raise DataFormatError(path, f'{key}/block*', 'readable block items and values', got=f'{type(e).__name__}: {e}'[:300]) from None
+    except DataFormatError:
+        raise
+    except Exception as e:
+        raise DataFormatError(
+            path, f'{key}/block*', 'readable block items and values', got=f'{type(e).__name__}: {e}'[:300]
+        ) from None
     nrows = {v.shape[0] for v, _ in cols.values()}
-    if len(nrows) > 1: raise DataFormatError(path, f'{key}/block*_values', 'the same number of rows in every block', got=sorted(nrows))
+    if len(nrows) > 1:
+        raise DataFormatError(path, f'{key}/block*_values', 'the same number of rows in every block', got=sorted(nrows))
     return cols, (nrows.pop() if nrows else 0)
 
-def read_top_tagging(path:str|Path, # a top-tagging reference file (train.h5, val.h5, test.h5)
-                     chunk_size:int=10_000, # jets per yielded batch
-                     max_particles:int=200, # constituents kept per jet (the leading ones)
-                     key:str='table', # pandas key of the DataFrame
-                     entry_start:int=0, # first jet to read
-                     entry_stop:int|None=None, # one past the last jet to read
-                    )->Iterator[ParticleSet]:
+
+def read_top_tagging(
+    path: str | Path,  # a top-tagging reference file (train.h5, val.h5, test.h5)
+    chunk_size: int = 10_000,  # jets per yielded batch
+    max_particles: int = 200,  # constituents kept per jet (the leading ones)
+    key: str = 'table',  # pandas key of the DataFrame
+    entry_start: int = 0,  # first jet to read
+    entry_stop: int | None = None,  # one past the last jet to read
+) -> Iterator[ParticleSet]:
     "Stream the top-tagging reference HDF5 as `ParticleSet`s: x = (px, py, pz, E), labels = is_signal_new."
     path = Path(path)
-    if chunk_size < 1 or max_particles < 1: raise ConfigError(f'read_top_tagging: chunk_size and max_particles must be >= 1, got {chunk_size}, {max_particles}')
+    if chunk_size < 1 or max_particles < 1:
+        raise ConfigError(
+            f'read_top_tagging: chunk_size and max_particles must be >= 1, got {chunk_size}, {max_particles}'
+        )
     with _open_h5(path, key) as f:
         cols, nrows = _fixed_frame_columns(path, f, key)
         n_const = 0
-        while f'E_{n_const}' in cols: n_const += 1
-        if n_const == 0: raise DataFormatError(path, 'E_0', 'constituent columns E_i, PX_i, PY_i, PZ_i', got='missing')
-        stray = sorted(c for c in cols if c.split('_')[0] in ('E', 'PX', 'PY', 'PZ') and c.split('_')[-1].isdigit() and int(c.split('_')[-1]) >= n_const)
-        if stray: raise DataFormatError(path, f'E_{n_const}', f'consecutive constituent columns (found {stray[0]})', got='missing')
+        while f'E_{n_const}' in cols:
+            n_const += 1
+        if n_const == 0:
+            raise DataFormatError(path, 'E_0', 'constituent columns E_i, PX_i, PY_i, PZ_i', got='missing')
+        stray = sorted(
+            c
+            for c in cols
+            if c.split('_')[0] in ('E', 'PX', 'PY', 'PZ')
+            and c.split('_')[-1].isdigit()
+            and int(c.split('_')[-1]) >= n_const
+        )
+        if stray:
+            raise DataFormatError(
+                path, f'E_{n_const}', f'consecutive constituent columns (found {stray[0]})', got='missing'
+            )
         need = [f'{c}_{i}' for i in range(n_const) for c in ('PX', 'PY', 'PZ', 'E')] + ['is_signal_new']
         for c in need:
-            if c not in cols: raise DataFormatError(path, c, 'a column of the top-tagging table', got='missing')
+            if c not in cols:
+                raise DataFormatError(path, c, 'a column of the top-tagging table', got='missing')
         meta_cols = [c for c in TOP_META_COLUMNS if c in cols]
         stop = nrows if entry_stop is None else min(entry_stop, nrows)
         for s in range(max(0, entry_start), stop, chunk_size):
             e, blocks = min(s + chunk_size, stop), {}
+
             def col(c):
                 ds, i = cols[c]
-                if id(ds) not in blocks: blocks[id(ds)] = _read_rows(path, ds, f'{key}/{ds.name.split("/")[-1]}', s, e)
+                if id(ds) not in blocks:
+                    blocks[id(ds)] = _read_rows(path, ds, f'{key}/{ds.name.split("/")[-1]}', s, e)
                 return blocks[id(ds)][:, i]
+
             p4 = np.stack([np.stack([col(f'{c}_{i}') for c in ('PX', 'PY', 'PZ', 'E')], -1) for i in range(n_const)], 1)
-            try: mask = _dense_mask(path, 'E_i/PX_i/PY_i/PZ_i', p4, s)
+            try:
+                mask = _dense_mask(path, 'E_i/PX_i/PY_i/PZ_i', p4, s)
             except DataFormatError as err:  # name the exact column
-                bad = [f'{c}_{i}' for i in range(n_const) for k, c in enumerate(('PX', 'PY', 'PZ', 'E')) if not np.isfinite(p4[:, i, k]).all()]
-                if bad: raise DataFormatError(path, bad[0], 'finite values') from None
+                bad = [
+                    f'{c}_{i}'
+                    for i in range(n_const)
+                    for k, c in enumerate(('PX', 'PY', 'PZ', 'E'))
+                    if not np.isfinite(p4[:, i, k]).all()
+                ]
+                if bad:
+                    raise DataFormatError(path, bad[0], 'finite values') from None
                 raise err
             lab = check_array(col('is_signal_new'), path, 'is_signal_new', kind='fiub')
-            if not np.isin(lab, (0, 1)).all(): raise DataFormatError(path, 'is_signal_new', 'labels 0 or 1', got=np.unique(lab)[:5].tolist())
-            meta = {c: torch.from_numpy(check_array(col(c), path, c, kind='fiub').astype(np.int64) if c == 'ttv' else _float32(check_array(col(c), path, c, kind='fiub'), path, c)) for c in meta_cols}
-            yield ParticleSet(torch.from_numpy(_float32(_pad_to(p4 * mask[..., None], max_particles), path, 'E_i/PX_i/PY_i/PZ_i')), torch.from_numpy(_pad_to(mask, max_particles)),
-                              torch.from_numpy(lab.astype(np.int64)), meta, _PARTICLE_DEFAULT)
+            if not np.isin(lab, (0, 1)).all():
+                raise DataFormatError(path, 'is_signal_new', 'labels 0 or 1', got=np.unique(lab)[:5].tolist())
+            meta = {
+                c: torch.from_numpy(
+                    check_array(col(c), path, c, kind='fiub').astype(np.int64)
+                    if c == 'ttv'
+                    else _float32(check_array(col(c), path, c, kind='fiub'), path, c)
+                )
+                for c in meta_cols
+            }
+            yield ParticleSet(
+                torch.from_numpy(_float32(_pad_to(p4 * mask[..., None], max_particles), path, 'E_i/PX_i/PY_i/PZ_i')),
+                torch.from_numpy(_pad_to(mask, max_particles)),
+                torch.from_numpy(lab.astype(np.int64)),
+                meta,
+                _PARTICLE_DEFAULT,
+            )
+
 
 def _pytables_attrs(obj, **attrs):
     "Set string attributes the way PyTables does (UTF-8, fixed length; empty strings as null dataspaces)."
     for k, v in attrs.items():
         b = v.encode()
-        obj.attrs[k] = h5py.Empty(h5py.string_dtype('utf-8', 1)) if not b else np.array(b, dtype=h5py.string_dtype('utf-8', len(b)))
+        obj.attrs[k] = (
+            h5py.Empty(h5py.string_dtype('utf-8', 1))
+            if not b
+            else np.array(b, dtype=h5py.string_dtype('utf-8', len(b)))
+        )
 
-def write_top_tagging_h5(path:str|Path, # destination .h5 file
-                         p4:np.ndarray, # (n_jets, n, 4) constituent (px, py, pz, E), pT-ordered, zero padded
-                         is_signal:np.ndarray, # (n_jets,) 1 = top, 0 = QCD
-                         truth_p4:np.ndarray|None=None, # (n_jets, 4) truth (E, px, py, pz); zeros if None
-                         ttv:np.ndarray|int=0, # split flag per jet (0 train, 1 test, 2 validation)
-                         n_constituents:int=200, # number of constituent column groups E_i..PZ_i
-                         key:str='table', # pandas key
-                        )->Path:
+
+def write_top_tagging_h5(
+    path: str | Path,  # destination .h5 file
+    p4: np.ndarray,  # (n_jets, n, 4) constituent (px, py, pz, E), pT-ordered, zero padded
+    is_signal: np.ndarray,  # (n_jets,) 1 = top, 0 = QCD
+    truth_p4: np.ndarray | None = None,  # (n_jets, 4) truth (E, px, py, pz); zeros if None
+    ttv: np.ndarray | int = 0,  # split flag per jet (0 train, 1 test, 2 validation)
+    n_constituents: int = 200,  # number of constituent column groups E_i..PZ_i
+    key: str = 'table',  # pandas key
+) -> Path:
     "Write jets as a pandas fixed-format DataFrame in the top-tagging layout, with h5py (no PyTables needed)."
     path = Path(path)
-    p4 = check_array(p4, path, 'p4', shape=(None, None, 4), kind='f'); n = len(p4)
+    p4 = check_array(p4, path, 'p4', shape=(None, None, 4), kind='f')
+    n = len(p4)
     _dense_mask(path, 'p4', p4, 0)
-    if p4.shape[1] > n_constituents: raise DataFormatError(path, 'p4', f'at most {n_constituents} constituents per jet', got=p4.shape[1])
+    if p4.shape[1] > n_constituents:
+        raise DataFormatError(path, 'p4', f'at most {n_constituents} constituents per jet', got=p4.shape[1])
     lab = check_array(is_signal, path, 'is_signal_new', shape=(n,), kind='iub')
-    if not np.isin(lab, (0, 1)).all(): raise DataFormatError(path, 'is_signal_new', 'labels 0 or 1', got=np.unique(lab)[:5].tolist())
-    truth = np.zeros((n, 4), np.float32) if truth_p4 is None else check_array(truth_p4, path, 'truth_p4', shape=(n, 4), kind='f')
+    if not np.isin(lab, (0, 1)).all():
+        raise DataFormatError(path, 'is_signal_new', 'labels 0 or 1', got=np.unique(lab)[:5].tolist())
+    truth = (
+        np.zeros((n, 4), np.float32)
+        if truth_p4 is None
+        else check_array(truth_p4, path, 'truth_p4', shape=(n, 4), kind='f')
+    )
     p = _pad_to(p4, n_constituents)[..., [3, 0, 1, 2]].reshape(n, -1)  # E_i, PX_i, PY_i, PZ_i interleaved
-    names = [f'{c}_{i}' for i in range(n_constituents) for c in ('E', 'PX', 'PY', 'PZ')] + ['truthE', 'truthPX', 'truthPY', 'truthPZ']
+    names = [f'{c}_{i}' for i in range(n_constituents) for c in ('E', 'PX', 'PY', 'PZ')] + [
+        'truthE',
+        'truthPX',
+        'truthPY',
+        'truthPZ',
+    ]
     floats = np.concatenate([p, truth], 1).astype(np.float32)
     ints = np.stack([np.broadcast_to(np.asarray(ttv, np.int64), (n,)), lab.astype(np.int64)], 1)
     with atomic_path(path) as tmp, h5py.File(tmp, 'w') as f:
         _pytables_attrs(f, CLASS='GROUP', PYTABLES_FORMAT_VERSION='2.1', TITLE='', VERSION='1.0')
         g = f.create_group(key)
-        _pytables_attrs(g, CLASS='GROUP', TITLE='', VERSION='1.0', pandas_type='frame', encoding='UTF-8', errors='strict', axis0_variety='regular',
-                        axis1_variety='regular', block0_items_variety='regular', block1_items_variety='regular')
-        g.attrs['ndim'] = np.int64(2); g.attrs['nblocks'] = np.int64(2)
+        _pytables_attrs(
+            g,
+            CLASS='GROUP',
+            TITLE='',
+            VERSION='1.0',
+            pandas_type='frame',
+            encoding='UTF-8',
+            errors='strict',
+            axis0_variety='regular',
+            axis1_variety='regular',
+            block0_items_variety='regular',
+            block1_items_variety='regular',
+        )
+        g.attrs['ndim'] = np.int64(2)
+        g.attrs['nblocks'] = np.int64(2)
+
         def put(name, data, kind=None):
             d = g.create_dataset(name, data=data, track_times=False)
             _pytables_attrs(d, CLASS='ARRAY', FLAVOR='numpy', TITLE='', VERSION='2.4')
             d.attrs['transposed'] = np.uint8(1)
-            if kind: _pytables_attrs(d, kind=kind); d.attrs['name'] = np.bytes_(b'N.')  # pickled None: an unnamed axis
-            if kind == 'string': _pytables_attrs(d, nan_rep='')
+            if kind:
+                _pytables_attrs(d, kind=kind)
+                d.attrs['name'] = np.bytes_(b'N.')  # pickled None: an unnamed axis
+            if kind == 'string':
+                _pytables_attrs(d, nan_rep='')
+
         put('axis0', np.array(names + ['ttv', 'is_signal_new'], dtype='S'), 'string')
         put('axis1', np.arange(n, dtype=np.int64), 'integer')
-        put('block0_items', np.array(names, dtype='S'), 'string'); put('block0_values', floats)
-        put('block1_items', np.array(['ttv', 'is_signal_new'], dtype='S'), 'string'); put('block1_values', ints)
+        put('block0_items', np.array(names, dtype='S'), 'string')
+        put('block0_values', floats)
+        put('block1_items', np.array(['ttv', 'is_signal_new'], dtype='S'), 'string')
+        put('block1_values', ints)
     return path
 
 # %% ../../nbs/02a_data.jets.ipynb #e1acfd26
-AOJ_PARTICLE_FEATURES = ('part_px', 'part_py', 'part_pz', 'part_energy', 'part_d0val', 'part_d0err', 'part_dzval', 'part_dzerr',
-                         'part_charge', 'part_pdgid', 'part_puppiweight')
+AOJ_PARTICLE_FEATURES = (
+    'part_px',
+    'part_py',
+    'part_pz',
+    'part_energy',
+    'part_d0val',
+    'part_d0err',
+    'part_dzval',
+    'part_dzerr',
+    'part_charge',
+    'part_pdgid',
+    'part_puppiweight',
+)
 AOJ_JET_KINEMATICS = ('jet_pt', 'jet_eta', 'jet_phi', 'jet_sdmass')
-AOJ_JET_TAGGING = ('jet_nparticles', 'jet_tau1', 'jet_tau2', 'jet_tau3', 'jet_tau4', 'pnet_H4q_vs_QCD', 'pnet_Hbb_vs_QCD', 'pnet_Hcc_vs_QCD',
-                   'pnet_QCD', 'pnet_T_vs_QCD', 'pnet_W_vs_QCD', 'pnet_Z_vs_QCD', 'pnet_mass')
+AOJ_JET_TAGGING = (
+    'jet_nparticles',
+    'jet_tau1',
+    'jet_tau2',
+    'jet_tau3',
+    'jet_tau4',
+    'pnet_H4q_vs_QCD',
+    'pnet_Hbb_vs_QCD',
+    'pnet_Hcc_vs_QCD',
+    'pnet_QCD',
+    'pnet_T_vs_QCD',
+    'pnet_W_vs_QCD',
+    'pnet_Z_vs_QCD',
+    'pnet_mass',
+)
 AOJ_EVENT_INFO = ('run', 'lumiblock', 'event')
-_AOJ_LAYOUT = {'PFCands': (None, None, len(AOJ_PARTICLE_FEATURES)), 'jet_kinematics': (None, len(AOJ_JET_KINEMATICS)),
-               'jet_tagging': (None, len(AOJ_JET_TAGGING)), 'event_info': (None, len(AOJ_EVENT_INFO))}
+_AOJ_LAYOUT = {
+    'PFCands': (None, None, len(AOJ_PARTICLE_FEATURES)),
+    'jet_kinematics': (None, len(AOJ_JET_KINEMATICS)),
+    'jet_tagging': (None, len(AOJ_JET_TAGGING)),
+    'event_info': (None, len(AOJ_EVENT_INFO)),
+}
 
-def read_aspen(path:str|Path, # an Aspen Open Jets file such as RunG_batch0.h5
-               chunk_size:int=10_000, # jets per yielded batch
-               max_particles:int=150, # constituents kept per jet (the leading ones)
-               particle_features:Sequence[str]=_PARTICLE_DEFAULT, # columns of x, from AOJ_PARTICLE_FEATURES
-               entry_start:int=0, # first jet to read
-               entry_stop:int|None=None, # one past the last jet to read
-              )->Iterator[ParticleSet]:
+
+def read_aspen(
+    path: str | Path,  # an Aspen Open Jets file such as RunG_batch0.h5
+    chunk_size: int = 10_000,  # jets per yielded batch
+    max_particles: int = 150,  # constituents kept per jet (the leading ones)
+    particle_features: Sequence[str] = _PARTICLE_DEFAULT,  # columns of x, from AOJ_PARTICLE_FEATURES
+    entry_start: int = 0,  # first jet to read
+    entry_stop: int | None = None,  # one past the last jet to read
+) -> Iterator[ParticleSet]:
     "Stream an Aspen Open Jets HDF5 file as unlabelled `ParticleSet`s with the jet and event columns in `meta`."
-    path = Path(path); particle_features = tuple(particle_features)
+    path = Path(path)
+    particle_features = tuple(particle_features)
     for c in particle_features:
-        if c not in AOJ_PARTICLE_FEATURES: raise ConfigError(f'read_aspen: unknown particle feature {c!r}; choose from {AOJ_PARTICLE_FEATURES}')
-    if chunk_size < 1 or max_particles < 1: raise ConfigError(f'read_aspen: chunk_size and max_particles must be >= 1, got {chunk_size}, {max_particles}')
+        if c not in AOJ_PARTICLE_FEATURES:
+            raise ConfigError(f'read_aspen: unknown particle feature {c!r}; choose from {AOJ_PARTICLE_FEATURES}')
+    if chunk_size < 1 or max_particles < 1:
+        raise ConfigError(f'read_aspen: chunk_size and max_particles must be >= 1, got {chunk_size}, {max_particles}')
     cols = [AOJ_PARTICLE_FEATURES.index(c) for c in particle_features]
     with _open_h5(path, 'PFCands') as f:
         ds = {}
         for k, shape in _AOJ_LAYOUT.items():
             want = 'a numeric dataset of shape (' + ', '.join('N' if a is None else str(a) for a in shape) + ')'
             try:
-                if k not in f or not isinstance(f[k], h5py.Dataset): raise DataFormatError(path, k, want, got='missing')
+                if k not in f or not isinstance(f[k], h5py.Dataset):
+                    raise DataFormatError(path, k, want, got='missing')
                 d = ds[k] = f[k]
-                if d.ndim != len(shape) or any(a is not None and a != b for a, b in zip(shape, d.shape)) or d.dtype.kind not in 'fiu':
+                if (
+                    d.ndim != len(shape)
+                    or any(a is not None and a != b for a, b in zip(shape, d.shape))
+                    or d.dtype.kind not in 'fiu'
+                ):
                     raise DataFormatError(path, k, want, got=f'{d.shape} {d.dtype}')
-            except DataFormatError: raise
-            except Exception as e: raise DataFormatError(path, k, f'{want} with readable metadata', got=f'{type(e).__name__}: {e}'[:300]) from None
+            except DataFormatError:
+                raise
+            except Exception as e:
+                raise DataFormatError(
+                    path, k, f'{want} with readable metadata', got=f'{type(e).__name__}: {e}'[:300]
+                ) from None
         n = {d.shape[0] for d in ds.values()}
-        if len(n) > 1: raise DataFormatError(path, 'jet_kinematics', 'one row per jet in every dataset', got={k: d.shape[0] for k, d in ds.items()})
-        n = n.pop(); stop = n if entry_stop is None else min(entry_stop, n)
+        if len(n) > 1:
+            raise DataFormatError(
+                path, 'jet_kinematics', 'one row per jet in every dataset', got={k: d.shape[0] for k, d in ds.items()}
+            )
+        n = n.pop()
+        stop = n if entry_stop is None else min(entry_stop, n)
         for s in range(max(0, entry_start), stop, chunk_size):
             e = min(s + chunk_size, stop)
             pf = check_array(_read_rows(path, ds['PFCands'], 'PFCands', s, e), path, 'PFCands', kind='f')
             mask = _dense_mask(path, 'PFCands', pf[..., :4], s)
             meta = {}
-            for k, names in (('jet_kinematics', AOJ_JET_KINEMATICS), ('jet_tagging', AOJ_JET_TAGGING), ('event_info', AOJ_EVENT_INFO)):
+            for k, names in (
+                ('jet_kinematics', AOJ_JET_KINEMATICS),
+                ('jet_tagging', AOJ_JET_TAGGING),
+                ('event_info', AOJ_EVENT_INFO),
+            ):
                 v = check_array(_read_rows(path, ds[k], k, s, e), path, k, kind='fiu')
-                meta.update({c: torch.from_numpy(v[:, j].astype(np.int64) if k == 'event_info' else _float32(v[:, j], path, k)) for j, c in enumerate(names)})
+                meta.update(
+                    {
+                        c: torch.from_numpy(
+                            v[:, j].astype(np.int64) if k == 'event_info' else _float32(v[:, j], path, k)
+                        )
+                        for j, c in enumerate(names)
+                    }
+                )
             x = _float32(pf[..., cols] * mask[..., None], path, 'PFCands')
-            yield ParticleSet(torch.from_numpy(_pad_to(x, max_particles)), torch.from_numpy(_pad_to(mask, max_particles)), None, meta, particle_features)
+            yield ParticleSet(
+                torch.from_numpy(_pad_to(x, max_particles)),
+                torch.from_numpy(_pad_to(mask, max_particles)),
+                None,
+                meta,
+                particle_features,
+            )
 
-def write_aspen_h5(path:str|Path, # destination .h5 file
-                   pfcands:np.ndarray, # (n_jets, n, 11) candidates in AOJ_PARTICLE_FEATURES order, zero padded
-                   jet_kinematics:np.ndarray, # (n_jets, 4) pT, eta, phi, soft-drop mass
-                   jet_tagging:np.ndarray|None=None, # (n_jets, 13); zeros if None
-                   event_info:np.ndarray|None=None, # (n_jets, 3) run, lumiblock, event; 0, 0, row number if None
-                   compression:str|None='gzip', # h5py compression of the datasets
-                  )->Path:
+
+def write_aspen_h5(
+    path: str | Path,  # destination .h5 file
+    pfcands: np.ndarray,  # (n_jets, n, 11) candidates in AOJ_PARTICLE_FEATURES order, zero padded
+    jet_kinematics: np.ndarray,  # (n_jets, 4) pT, eta, phi, soft-drop mass
+    jet_tagging: np.ndarray | None = None,  # (n_jets, 13); zeros if None
+    event_info: np.ndarray | None = None,  # (n_jets, 3) run, lumiblock, event; 0, 0, row number if None
+    compression: str | None = 'gzip',  # h5py compression of the datasets
+) -> Path:
     "Write jets in the Aspen Open Jets HDF5 layout, atomically and byte-deterministically."
     path = Path(path)
-    pf = check_array(pfcands, path, 'PFCands', shape=_AOJ_LAYOUT['PFCands'], kind='f'); n = len(pf)
+    pf = check_array(pfcands, path, 'PFCands', shape=_AOJ_LAYOUT['PFCands'], kind='f')
+    n = len(pf)
     _dense_mask(path, 'PFCands', pf[..., :4], 0)
-    data = {'PFCands': pf.astype(np.float32),
-            'jet_kinematics': check_array(jet_kinematics, path, 'jet_kinematics', shape=(n, 4), kind='f').astype(np.float32),
-            'jet_tagging': check_array(np.zeros((n, 13)) if jet_tagging is None else jet_tagging, path, 'jet_tagging', shape=(n, 13), kind='fiu').astype(np.float32),
-            'event_info': check_array(np.stack([np.zeros(n), np.zeros(n), np.arange(n)], 1) if event_info is None else event_info,
-                                      path, 'event_info', shape=(n, 3), kind='fiu').astype(np.int64)}
+    data = {
+        'PFCands': pf.astype(np.float32),
+        'jet_kinematics': check_array(jet_kinematics, path, 'jet_kinematics', shape=(n, 4), kind='f').astype(
+            np.float32
+        ),
+        'jet_tagging': check_array(
+            np.zeros((n, 13)) if jet_tagging is None else jet_tagging, path, 'jet_tagging', shape=(n, 13), kind='fiu'
+        ).astype(np.float32),
+        'event_info': check_array(
+            np.stack([np.zeros(n), np.zeros(n), np.arange(n)], 1) if event_info is None else event_info,
+            path,
+            'event_info',
+            shape=(n, 3),
+            kind='fiu',
+        ).astype(np.int64),
+    }
     with atomic_path(path) as tmp, h5py.File(tmp, 'w') as f:
-        for k, v in data.items(): f.create_dataset(k, data=v, track_times=False, compression=compression if v.size else None)
+        for k, v in data.items():
+            f.create_dataset(k, data=v, track_times=False, compression=compression if v.size else None)
     return path

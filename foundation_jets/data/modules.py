@@ -6,7 +6,10 @@ Docs: https://foundation-jets.github.io/foundation_jets/data.modules.html.md"""
 
 # %% ../../nbs/04_data.modules.ipynb #30a81dad
 from __future__ import annotations
-import hashlib, importlib, json, warnings
+import hashlib
+import importlib
+import json
+import warnings
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -27,16 +30,29 @@ __all__ = ['SPLITS', 'SetDataset', 'EpochShuffleSampler', 'SetDataModule', 'writ
 # %% ../../nbs/04_data.modules.ipynb #7cc8d198
 class SetDataset(Dataset):
     "Map-style dataset over the sets of one `ParticleSet`; items are single-set `ParticleSet`s."
-    def __init__(self, sets:ParticleSet): self.sets = sets
-    def __len__(self): return len(self.sets)
-    def __getitem__(self, i:int)->ParticleSet: return self.sets[int(i)]
+
+    def __init__(self, sets: ParticleSet):
+        self.sets = sets
+
+    def __len__(self):
+        return len(self.sets)
+
+    def __getitem__(self, i: int) -> ParticleSet:
+        return self.sets[int(i)]
 
 # %% ../../nbs/04_data.modules.ipynb #feb6dfd1
 class EpochShuffleSampler(Sampler):
     "A random permutation of `range(n)` that depends only on `(seed, epoch)`; resumable."
-    def __init__(self, n:int, seed:int=0): self.n, self.seed, self.epoch = n, seed, 0
-    def set_epoch(self, epoch:int): self.epoch = epoch
-    def __len__(self): return self.n
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.n
+
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed + self.epoch)  # as torch's DistributedSampler
         return iter(torch.randperm(self.n, generator=g).tolist())
@@ -44,324 +60,454 @@ class EpochShuffleSampler(Sampler):
 # %% ../../nbs/04_data.modules.ipynb #74da00f3
 class SetDataModule(L.LightningDataModule):
     "A LightningDataModule over in-memory `ParticleSet` splits, with resumable shuffling."
-    def __init__(self,
-                 train:ParticleSet, # training sets
-                 val:ParticleSet|None=None, # validation sets
-                 test:ParticleSet|None=None, # test sets
-                 batch_size:int=64, # sets per batch
-                 num_workers:int=0, # DataLoader worker processes
-                 shuffle:bool=True, # shuffle the training split each epoch (`EpochShuffleSampler`)
-                 seed:int=0, # seed of the training shuffle
-                ):
+
+    def __init__(
+        self,
+        train: ParticleSet,  # training sets
+        val: ParticleSet | None = None,  # validation sets
+        test: ParticleSet | None = None,  # test sets
+        batch_size: int = 64,  # sets per batch
+        num_workers: int = 0,  # DataLoader worker processes
+        shuffle: bool = True,  # shuffle the training split each epoch (`EpochShuffleSampler`)
+        seed: int = 0,  # seed of the training shuffle
+    ):
         super().__init__()
         self.splits = {'train': train, 'val': val, 'test': test}
         self.batch_size, self.num_workers, self.shuffle, self.seed = batch_size, num_workers, shuffle, seed
 
-    def _loader(self, split:str, shuffle:bool=False)->DataLoader:
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         sets = self.splits[split]
-        if sets is None: raise DataFormatError('SetDataModule', split, 'a ParticleSet for this split')
+        if sets is None:
+            raise DataFormatError('SetDataModule', split, 'a ParticleSet for this split')
         sampler = EpochShuffleSampler(len(sets), self.seed) if shuffle else None
-        return DataLoader(SetDataset(sets), batch_size=self.batch_size, sampler=sampler,
-                          num_workers=self.num_workers, collate_fn=collate_sets, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            SetDataset(sets),
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_sets,
+            persistent_workers=self.num_workers > 0,
+        )
 
-    def train_dataloader(self): return self._loader('train', self.shuffle)
-    def val_dataloader(self): return [] if self.splits['val'] is None else self._loader('val')
-    def test_dataloader(self): return self._loader('test')
-    def predict_dataloader(self): return self._loader('test')
+    def train_dataloader(self):
+        return self._loader('train', self.shuffle)
+
+    def val_dataloader(self):
+        return [] if self.splits['val'] is None else self._loader('val')
+
+    def test_dataloader(self):
+        return self._loader('test')
+
+    def predict_dataloader(self):
+        return self._loader('test')
 
 # %% ../../nbs/04_data.modules.ipynb #f24aa4f1
 _SHARD_FORMAT = 'foundation_jets.sets'
 
-def write_h5_shard(path:str|Path, # destination .h5 file
-                   sets:ParticleSet, # the sets to store
-                   attrs:dict|None=None, # extra JSON-ready attributes (e.g. {'feature_spec': spec.to_dict()})
-                   chunk_sets:int=1024, # HDF5 chunk length along the set axis
-                  )->Path:
+
+def write_h5_shard(
+    path: str | Path,  # destination .h5 file
+    sets: ParticleSet,  # the sets to store
+    attrs: dict | None = None,  # extra JSON-ready attributes (e.g. {'feature_spec': spec.to_dict()})
+    chunk_sets: int = 1024,  # HDF5 chunk length along the set axis
+) -> Path:
     "Write a `ParticleSet` to an HDF5 shard, atomically and without timestamps."
-    path = Path(path); n = len(sets)
+    path = Path(path)
+    n = len(sets)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, 'w', track_order=True) as f:
             ch = lambda a: (min(chunk_sets, max(n, 1)),) + tuple(a.shape[1:])
             f.create_dataset('x', data=sets.x.cpu().numpy(), chunks=ch(sets.x) if n else None, track_times=False)
-            f.create_dataset('mask', data=sets.mask.cpu().numpy(), chunks=ch(sets.mask) if n else None, track_times=False)
-            if sets.labels is not None: f.create_dataset('labels', data=sets.labels.cpu().numpy(), track_times=False)
-            for k, v in sets.meta.items(): f.create_dataset(f'meta/{k}', data=v.cpu().numpy(), track_times=False)
+            f.create_dataset(
+                'mask', data=sets.mask.cpu().numpy(), chunks=ch(sets.mask) if n else None, track_times=False
+            )
+            if sets.labels is not None:
+                f.create_dataset('labels', data=sets.labels.cpu().numpy(), track_times=False)
+            for k, v in sets.meta.items():
+                f.create_dataset(f'meta/{k}', data=v.cpu().numpy(), track_times=False)
             f.attrs['format'] = _SHARD_FORMAT
             f.attrs['feature_names'] = json.dumps(list(sets.feature_names))
-            for k, v in (attrs or {}).items(): f.attrs[k] = json.dumps(v)
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = json.dumps(v)
     return path
 
-def read_h5_attrs(path:str|Path)->dict:
-    "The JSON attributes of a shard (without `format`)."
-    with h5py.File(path, 'r') as f: return {k: json.loads(v) for k, v in f.attrs.items() if k != 'format'}
 
-def read_h5_shard(path:str|Path, # a shard written by `write_h5_shard`
-                  chunk_size:int=4096, # sets per yielded chunk
-                 )->Iterator[ParticleSet]:
+def read_h5_attrs(path: str | Path) -> dict:
+    "The JSON attributes of a shard (without `format`)."
+    with h5py.File(path, 'r') as f:
+        return {k: json.loads(v) for k, v in f.attrs.items() if k != 'format'}
+
+
+def read_h5_shard(
+    path: str | Path,  # a shard written by `write_h5_shard`
+    chunk_size: int = 4096,  # sets per yielded chunk
+) -> Iterator[ParticleSet]:
     "Stream an HDF5 set shard as `ParticleSet` chunks."
-    if chunk_size < 1: raise ConfigError(f'read_h5_shard: chunk_size must be >= 1, got {chunk_size}')
-    try: f = h5py.File(path, 'r')
-    except OSError as e: raise DataFormatError(path, '(file)', 'a readable HDF5 file', got=str(e)[:200]) from None
+    if chunk_size < 1:
+        raise ConfigError(f'read_h5_shard: chunk_size must be >= 1, got {chunk_size}')
+    try:
+        f = h5py.File(path, 'r')
+    except OSError as e:
+        raise DataFormatError(path, '(file)', 'a readable HDF5 file', got=str(e)[:200]) from None
     with f:
-        if f.attrs.get('format') != _SHARD_FORMAT: raise DataFormatError(path, 'format', repr(_SHARD_FORMAT), got=f.attrs.get('format'))
+        if f.attrs.get('format') != _SHARD_FORMAT:
+            raise DataFormatError(path, 'format', repr(_SHARD_FORMAT), got=f.attrs.get('format'))
         for k in ('x', 'mask'):
-            if k not in f: raise DataFormatError(path, k, 'a dataset of the shard', got='missing')
+            if k not in f:
+                raise DataFormatError(path, k, 'a dataset of the shard', got='missing')
         x, mask = f['x'], f['mask']
-        if x.ndim != 3 or mask.shape != x.shape[:2]: raise DataFormatError(path, 'mask', f'shape {x.shape[:2]} matching x {x.shape}', got=mask.shape)
+        if x.ndim != 3 or mask.shape != x.shape[:2]:
+            raise DataFormatError(path, 'mask', f'shape {x.shape[:2]} matching x {x.shape}', got=mask.shape)
         names = tuple(json.loads(f.attrs['feature_names']))
         labels = f['labels'] if 'labels' in f else None
         meta = dict(f['meta']) if 'meta' in f else {}
         for k, d in [('labels', labels)] + [(f'meta/{k}', v) for k, v in meta.items()]:
-            if d is not None and len(d) != len(x): raise DataFormatError(path, k, f'length {len(x)}', got=len(d))
+            if d is not None and len(d) != len(x):
+                raise DataFormatError(path, k, f'length {len(x)}', got=len(d))
         for s in range(0, len(x), chunk_size):
             e = min(s + chunk_size, len(x))
             xs = check_array(x[s:e], path, 'x', kind='f')
-            yield ParticleSet(torch.from_numpy(xs), torch.from_numpy(mask[s:e]).bool(),
-                              None if labels is None else torch.from_numpy(labels[s:e]),
-                              {k: torch.from_numpy(v[s:e]) for k, v in meta.items()}, names)
+            yield ParticleSet(
+                torch.from_numpy(xs),
+                torch.from_numpy(mask[s:e]).bool(),
+                None if labels is None else torch.from_numpy(labels[s:e]),
+                {k: torch.from_numpy(v[s:e]) for k, v in meta.items()},
+                names,
+            )
 
 # %% ../../nbs/04_data.modules.ipynb #7895a589
-def _dist_info(rank:int|None=None, world_size:int|None=None)->tuple[int, int]:
+def _dist_info(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
     "(rank, world_size) from the arguments, else from an initialised torch.distributed, else (0, 1)."
     if rank is None or world_size is None:
         import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized(): r, w = dist.get_rank(), dist.get_world_size()
-        else: r, w = 0, 1
-        rank = r if rank is None else rank; world_size = w if world_size is None else world_size
-    if world_size < 1 or not 0 <= rank < world_size: raise ConfigError(f'rank must be in [0, world_size), got rank={rank}, world_size={world_size}')
+
+        if dist.is_available() and dist.is_initialized():
+            r, w = dist.get_rank(), dist.get_world_size()
+        else:
+            r, w = 0, 1
+        rank = r if rank is None else rank
+        world_size = w if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(f'rank must be in [0, world_size), got rank={rank}, world_size={world_size}')
     return int(rank), int(world_size)
 
-def _seed(*parts)->int:
+
+def _seed(*parts) -> int:
     "A 63-bit seed from integers, stable across processes and Python versions."
     return int.from_bytes(hashlib.sha256(repr(tuple(int(p) for p in parts)).encode()).digest()[:8], 'little') >> 1
 
-def resolve_reader(read_chunks:Callable|str, # a callable, or "package.module:function"
-                   **kwargs, # bound as keyword arguments (e.g. chunk_size)
-                  )->Callable:
+
+def resolve_reader(
+    read_chunks: Callable | str,  # a callable, or "package.module:function"
+    **kwargs,  # bound as keyword arguments (e.g. chunk_size)
+) -> Callable:
     "A reader callable from a callable or an import string (for YAML configs); picklable for spawned workers."
     if isinstance(read_chunks, str):
         mod, _, name = read_chunks.partition(':')
-        try: fn = getattr(importlib.import_module(mod), name)
-        except (ImportError, AttributeError, ValueError) as e: raise ConfigError(f"cannot import reader {read_chunks!r}: {e}") from None
-    else: fn = read_chunks
-    if not callable(fn): raise ConfigError(f'read_chunks must be callable, got {fn!r}')
+        try:
+            fn = getattr(importlib.import_module(mod), name)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ConfigError(f"cannot import reader {read_chunks!r}: {e}") from None
+    else:
+        fn = read_chunks
+    if not callable(fn):
+        raise ConfigError(f'read_chunks must be callable, got {fn!r}')
     return partial(fn, **kwargs) if kwargs else fn
 
 # %% ../../nbs/04_data.modules.ipynb #ab74f29c
 class ShuffleBuffer:
     "Fixed-capacity random-replacement shuffle buffer over `ParticleSet` chunks."
-    def __init__(self,
-                 size:int, # capacity in sets (0: pass chunks through unchanged)
-                 generator:torch.Generator|None=None, # source of randomness
-                ):
+
+    def __init__(
+        self,
+        size: int,  # capacity in sets (0: pass chunks through unchanged)
+        generator: torch.Generator | None = None,  # source of randomness
+    ):
         self.size, self.gen, self.sets = int(size), generator, None
 
-    def __len__(self): return 0 if self.sets is None else len(self.sets)
+    def __len__(self):
+        return 0 if self.sets is None else len(self.sets)
 
-    def push(self, chunk:ParticleSet)->list[ParticleSet]:
+    def push(self, chunk: ParticleSet) -> list[ParticleSet]:
         "Add a chunk; returns the sets it evicts (a list of ParticleSets, possibly empty)."
-        if self.size <= 0: return [chunk] if len(chunk) else []
+        if self.size <= 0:
+            return [chunk] if len(chunk) else []
         room = self.size - len(self)
         if room > 0:
             head, chunk = chunk[:room], chunk[room:]
             self.sets = collate_sets([head] if self.sets is None else [self.sets, head])  # always a copy
         outs = []
         for s in range(0, len(chunk), self.size):
-            piece = chunk[s:s + self.size]
-            idx = torch.randperm(self.size, generator=self.gen)[:len(piece)]
+            piece = chunk[s : s + self.size]
+            idx = torch.randperm(self.size, generator=self.gen)[: len(piece)]
             outs.append(self.sets[idx])
             self._put(idx, piece)
         return outs
 
-    def _put(self, idx:Tensor, piece:ParticleSet):
-        if piece.x.shape[1] > self.sets.x.shape[1]: self.sets = collate_sets([self.sets, piece[:0]])  # widen the pool
-        elif piece.x.shape[1] < self.sets.x.shape[1]: piece = collate_sets([self.sets[:0], piece])  # pad the piece
+    def _put(self, idx: Tensor, piece: ParticleSet):
+        if piece.x.shape[1] > self.sets.x.shape[1]:
+            self.sets = collate_sets([self.sets, piece[:0]])  # widen the pool
+        elif piece.x.shape[1] < self.sets.x.shape[1]:
+            piece = collate_sets([self.sets[:0], piece])  # pad the piece
         if (piece.labels is None) != (self.sets.labels is None) or set(piece.meta) != set(self.sets.meta):
             raise DataFormatError('ShuffleBuffer', 'labels/meta', 'the same labels and meta keys in every chunk')
-        self.sets.x[idx] = piece.x; self.sets.mask[idx] = piece.mask
+        self.sets.x[idx] = piece.x
+        self.sets.mask[idx] = piece.mask
         if piece.labels is not None:
-            if self.sets.labels.ndim == 2 and piece.labels.shape[1] != self.sets.labels.shape[1]: piece = collate_sets([self.sets[:0], piece])
+            if self.sets.labels.ndim == 2 and piece.labels.shape[1] != self.sets.labels.shape[1]:
+                piece = collate_sets([self.sets[:0], piece])
             self.sets.labels[idx] = piece.labels
-        for k, v in piece.meta.items(): self.sets.meta[k][idx] = v
+        for k, v in piece.meta.items():
+            self.sets.meta[k][idx] = v
 
-    def drain(self)->ParticleSet|None:
+    def drain(self) -> ParticleSet | None:
         "Everything still held, in random order; the buffer is empty afterwards."
         out, self.sets = self.sets, None
-        if out is None or not len(out): return None
+        if out is None or not len(out):
+            return None
         return out[torch.randperm(len(out), generator=self.gen)]
 
 # %% ../../nbs/04_data.modules.ipynb #e7446e6e
 class StreamingSetDataset(IterableDataset):
     "Iterable dataset streaming sets from many files, sharded over DataLoader workers and DDP ranks, with a shuffle buffer."
-    def __init__(self,
-                 files:Sequence[str|Path], # the files of this split
-                 read_chunks:Callable|str, # path -> iterator of ParticleSet chunks (or "module:function")
-                 shuffle_buffer:int=0, # examples held for shuffling (0: no example shuffle)
-                 seed:int=0, # seed of file order and buffer shuffles
-                 transform:Callable|None=None, # ParticleSet -> ParticleSet applied to each chunk (e.g. a FeatureSpec)
-                 batch_size:int|None=None, # yield batches of this size instead of single sets
-                 drop_last:bool=False, # drop each shard's last incomplete batch
-                 shard:str='files', # 'files' or 'chunks': the unit dealt out to ranks x workers
-                 shuffle_files:bool=True, # permute the file order every epoch
-                 rank:int|None=None, # DDP rank (default: torch.distributed, else 0)
-                 world_size:int|None=None, # DDP world size (default: torch.distributed, else 1)
-                ):
+
+    def __init__(
+        self,
+        files: Sequence[str | Path],  # the files of this split
+        read_chunks: Callable | str,  # path -> iterator of ParticleSet chunks (or "module:function")
+        shuffle_buffer: int = 0,  # examples held for shuffling (0: no example shuffle)
+        seed: int = 0,  # seed of file order and buffer shuffles
+        transform: Callable | None = None,  # ParticleSet -> ParticleSet applied to each chunk (e.g. a FeatureSpec)
+        batch_size: int | None = None,  # yield batches of this size instead of single sets
+        drop_last: bool = False,  # drop each shard's last incomplete batch
+        shard: str = 'files',  # 'files' or 'chunks': the unit dealt out to ranks x workers
+        shuffle_files: bool = True,  # permute the file order every epoch
+        rank: int | None = None,  # DDP rank (default: torch.distributed, else 0)
+        world_size: int | None = None,  # DDP world size (default: torch.distributed, else 1)
+    ):
         super().__init__()
         self.files = [str(f) for f in files]
-        if not self.files: raise ConfigError('StreamingSetDataset needs at least one file')
-        if shard not in ('files', 'chunks'): raise ConfigError(f"shard must be 'files' or 'chunks', got {shard!r}")
-        if shuffle_buffer < 0 or (batch_size is not None and batch_size < 1): raise ConfigError('shuffle_buffer must be >= 0 and batch_size >= 1')
+        if not self.files:
+            raise ConfigError('StreamingSetDataset needs at least one file')
+        if shard not in ('files', 'chunks'):
+            raise ConfigError(f"shard must be 'files' or 'chunks', got {shard!r}")
+        if shuffle_buffer < 0 or (batch_size is not None and batch_size < 1):
+            raise ConfigError('shuffle_buffer must be >= 0 and batch_size >= 1')
         self.read_chunks = resolve_reader(read_chunks)
         self.shuffle_buffer, self.seed, self.transform = int(shuffle_buffer), int(seed), transform
         self.batch_size, self.drop_last, self.shard, self.shuffle_files = batch_size, drop_last, shard, shuffle_files
         self.rank, self.world_size = rank, world_size
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self.max_held = 0 # most examples held at once by the last iteration in this process (a memory probe)
+        self.max_held = 0  # most examples held at once by the last iteration in this process (a memory probe)
 
-    def set_epoch(self, epoch:int):
+    def set_epoch(self, epoch: int):
         "Select the epoch whose file order and shuffles the next iteration uses."
         self._epoch.fill_(int(epoch))
+
     @property
-    def epoch(self)->int: return int(self._epoch)
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def resolve_rank(self):
         "Fix rank and world size now (call in the main process before workers start; DataLoaders made by the data module do)."
         self.rank, self.world_size = _dist_info(self.rank, self.world_size)
 
-    def file_order(self, epoch:int|None=None)->list[str]:
+    def file_order(self, epoch: int | None = None) -> list[str]:
         "The epoch's file order (identical on every rank and worker)."
         epoch = self.epoch if epoch is None else epoch
-        if not self.shuffle_files: return list(self.files)
+        if not self.shuffle_files:
+            return list(self.files)
         perm = np.random.default_rng(_seed(self.seed, epoch, -1)).permutation(len(self.files))
         return [self.files[i] for i in perm]
 
-    def shard_info(self)->tuple[int, int]:
+    def shard_info(self) -> tuple[int, int]:
         "(this shard's index, number of shards) = (rank x workers + worker id, world size x workers)."
         rank, world = _dist_info(self.rank, self.world_size)
-        wi = get_worker_info(); wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
+        wi = get_worker_info()
+        wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
         return rank * nw + wid, world * nw
 
     def _chunks(self, files, g, total):
         if self.shard == 'files':
-            for f in files[g::total]: yield from self.read_chunks(f)
+            for f in files[g::total]:
+                yield from self.read_chunks(f)
         else:
             k = 0
             for f in files:
                 for c in self.read_chunks(f):
-                    if k % total == g: yield c
+                    if k % total == g:
+                        yield c
                     k += 1
 
-    def __iter__(self)->Iterator[ParticleSet]:
-        epoch = self.epoch; g, total = self.shard_info()
+    def __iter__(self) -> Iterator[ParticleSet]:
+        epoch = self.epoch
+        g, total = self.shard_info()
         files = self.file_order(epoch)
         if self.shard == 'files' and len(files) < total:
-            warnings.warn(f'{len(files)} files for {total} shards (ranks x workers): some shards get no data; use shard="chunks"')
+            warnings.warn(
+                f'{len(files)} files for {total} shards (ranks x workers): some shards get no data; use shard="chunks"'
+            )
         buf = ShuffleBuffer(self.shuffle_buffer, torch.Generator().manual_seed(_seed(self.seed, epoch, g)))
         carry = None
         self.max_held = 0
         for c in self._chunks(files, g, total):
-            if self.transform is not None: c = self.transform(c)
+            if self.transform is not None:
+                c = self.transform(c)
             self.max_held = max(self.max_held, len(buf) + len(c) + (0 if carry is None else len(carry)))
-            for out in buf.push(c): carry = yield from self._emit(out, carry)
+            for out in buf.push(c):
+                carry = yield from self._emit(out, carry)
         out = buf.drain()
-        if out is not None: carry = yield from self._emit(out, carry)
-        if carry is not None and len(carry) and not self.drop_last: yield carry.trim()
+        if out is not None:
+            carry = yield from self._emit(out, carry)
+        if carry is not None and len(carry) and not self.drop_last:
+            yield carry.trim()
 
-    def _emit(self, out:ParticleSet, carry:ParticleSet|None):
+    def _emit(self, out: ParticleSet, carry: ParticleSet | None):
         "Yield single sets, or full batches (returning the incomplete remainder)."
         if self.batch_size is None:
-            for i in range(len(out)): yield out[i].trim()
+            for i in range(len(out)):
+                yield out[i].trim()
             return None
-        if carry is not None and len(carry): out = collate_sets([carry, out])
+        if carry is not None and len(carry):
+            out = collate_sets([carry, out])
         bs, n = self.batch_size, len(out)
-        for s in range(0, n - n % bs, bs): yield out[s:s + bs].trim()
-        return out[n - n % bs:]
+        for s in range(0, n - n % bs, bs):
+            yield out[s : s + bs].trim()
+        return out[n - n % bs :]
 
     def __repr__(self):
-        return (f'StreamingSetDataset({len(self.files)} files, shard={self.shard!r}, shuffle_buffer={self.shuffle_buffer}, '
-                f'batch_size={self.batch_size}, seed={self.seed}, epoch={self.epoch})')
+        return (
+            f'StreamingSetDataset({len(self.files)} files, shard={self.shard!r}, shuffle_buffer={self.shuffle_buffer}, '
+            f'batch_size={self.batch_size}, seed={self.seed}, epoch={self.epoch})'
+        )
 
 # %% ../../nbs/04_data.modules.ipynb #34cd6680
 SPLITS = ('train', 'val', 'test')
 
-def split_files(files:Sequence[str|Path], # all files
-                fractions:Sequence[float]=(0.8, 0.1, 0.1), # train, val, test shares (normalised)
-                seed:int=0, # seed of the permutation
-               )->dict[str, list[str]]:
+
+def split_files(
+    files: Sequence[str | Path],  # all files
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),  # train, val, test shares (normalised)
+    seed: int = 0,  # seed of the permutation
+) -> dict[str, list[str]]:
     "Deterministic split of files into train/val/test lists, no file in two splits."
     names = sorted(dict.fromkeys(str(f) for f in files))
     fr = np.asarray(fractions, dtype=np.float64)
-    if fr.shape != (3,) or (fr < 0).any() or fr.sum() <= 0: raise ConfigError(f'fractions must be three non-negative numbers, got {fractions!r}')
-    fr = fr / fr.sum(); n = len(names)
+    if fr.shape != (3,) or (fr < 0).any() or fr.sum() <= 0:
+        raise ConfigError(f'fractions must be three non-negative numbers, got {fractions!r}')
+    fr = fr / fr.sum()
+    n = len(names)
     counts = np.floor(fr * n).astype(int)
-    for i in np.argsort(-(fr * n - counts), kind='stable')[: n - counts.sum()]: counts[i] += 1
+    for i in np.argsort(-(fr * n - counts), kind='stable')[: n - counts.sum()]:
+        counts[i] += 1
     for i in np.flatnonzero((fr > 0) & (counts == 0)):  # give an empty wanted split a file from the largest
         j = int(np.argmax(counts))
-        if counts[j] > 1: counts[j] -= 1; counts[i] += 1
+        if counts[j] > 1:
+            counts[j] -= 1
+            counts[i] += 1
     perm = np.random.default_rng(_seed(seed, 0xF11E5)).permutation(n)
     cut = np.concatenate([[0], np.cumsum(counts)])
-    return {s: sorted(names[k] for k in perm[cut[i]:cut[i + 1]]) for i, s in enumerate(SPLITS)}
+    return {s: sorted(names[k] for k in perm[cut[i] : cut[i + 1]]) for i, s in enumerate(SPLITS)}
 
 # %% ../../nbs/04_data.modules.ipynb #63f6af4f
 class _EpochLoader(DataLoader):
     "DataLoader that, on each `iter`, fixes the dataset's rank and sets its epoch before workers start."
-    def __init__(self, *args, epoch_fn:Callable|None=None, **kwargs):
-        super().__init__(*args, **kwargs); self._epoch_fn, self._count = epoch_fn, 0
+
+    def __init__(self, *args, epoch_fn: Callable | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._epoch_fn, self._count = epoch_fn, 0
+
     def __iter__(self):
-        ds = self.dataset; ds.resolve_rank()
+        ds = self.dataset
+        ds.resolve_rank()
         e = self._epoch_fn() if self._epoch_fn is not None else None
-        ds.set_epoch(self._count if e is None else e); self._count += 1
+        ds.set_epoch(self._count if e is None else e)
+        self._count += 1
         return super().__iter__()
+
 
 class StreamingDataModule(L.LightningDataModule):
     "A LightningDataModule streaming sets from file lists, sharded over workers and ranks."
-    def __init__(self,
-                 files:Sequence[str]|None=None, # all files, split by `fractions` and `seed`
-                 read_chunks:Callable|str='foundation_jets.data.modules:read_h5_shard', # path -> iterator of ParticleSet
-                 reader_kwargs:dict|None=None, # keyword arguments bound to the reader (e.g. chunk_size)
-                 fractions:Sequence[float]=(0.8, 0.1, 0.1), # train/val/test shares of `files`
-                 train_files:Sequence[str]|None=None, # explicit training files (override the split)
-                 val_files:Sequence[str]|None=None, # explicit validation files
-                 test_files:Sequence[str]|None=None, # explicit test files
-                 batch_size:int=256, # sets per batch
-                 num_workers:int=0, # DataLoader worker processes per rank
-                 shuffle_buffer:int=10_000, # training shuffle buffer (examples per worker)
-                 seed:int=0, # seed of the split, file order and shuffles
-                 transform:Callable|None=None, # applied to each chunk (e.g. a FeatureSpec)
-                 shard:str='files', # 'files' or 'chunks'
-                 pin_memory:bool=False, # page-locked batches for faster host-to-GPU copies
-                ):
+
+    def __init__(
+        self,
+        files: Sequence[str] | None = None,  # all files, split by `fractions` and `seed`
+        read_chunks: Callable | str = 'foundation_jets.data.modules:read_h5_shard',  # path -> iterator of ParticleSet
+        reader_kwargs: dict | None = None,  # keyword arguments bound to the reader (e.g. chunk_size)
+        fractions: Sequence[float] = (0.8, 0.1, 0.1),  # train/val/test shares of `files`
+        train_files: Sequence[str] | None = None,  # explicit training files (override the split)
+        val_files: Sequence[str] | None = None,  # explicit validation files
+        test_files: Sequence[str] | None = None,  # explicit test files
+        batch_size: int = 256,  # sets per batch
+        num_workers: int = 0,  # DataLoader worker processes per rank
+        shuffle_buffer: int = 10_000,  # training shuffle buffer (examples per worker)
+        seed: int = 0,  # seed of the split, file order and shuffles
+        transform: Callable | None = None,  # applied to each chunk (e.g. a FeatureSpec)
+        shard: str = 'files',  # 'files' or 'chunks'
+        pin_memory: bool = False,  # page-locked batches for faster host-to-GPU copies
+    ):
         super().__init__()
         self.read_chunks = resolve_reader(read_chunks, **(reader_kwargs or {}))
-        self.batch_size, self.num_workers, self.shuffle_buffer, self.seed = batch_size, num_workers, shuffle_buffer, seed
+        self.batch_size, self.num_workers, self.shuffle_buffer, self.seed = (
+            batch_size,
+            num_workers,
+            shuffle_buffer,
+            seed,
+        )
         self.transform, self.shard, self.pin_memory = transform, shard, pin_memory
         explicit = {'train': train_files, 'val': val_files, 'test': test_files}
         if files is not None:
             self.split = split_files(files, fractions, seed)
             self.split.update({k: [str(f) for f in v] for k, v in explicit.items() if v is not None})
-        else: self.split = {k: [str(f) for f in (v or [])] for k, v in explicit.items()}
+        else:
+            self.split = {k: [str(f) for f in (v or [])] for k, v in explicit.items()}
         seen = {}
         for k, v in self.split.items():
             for f in v:
-                if seen.setdefault(f, k) != k: raise ConfigError(f'file {f} is in both the {seen[f]!r} and {k!r} splits')
+                if seen.setdefault(f, k) != k:
+                    raise ConfigError(f'file {f} is in both the {seen[f]!r} and {k!r} splits')
 
     def _rank(self):
         t = getattr(self, 'trainer', None)
         return (t.global_rank, t.world_size) if t is not None else (None, None)
 
-    def dataset(self, split:str)->StreamingSetDataset:
+    def dataset(self, split: str) -> StreamingSetDataset:
         "The streaming dataset of one split."
-        if not self.split.get(split): raise DataFormatError('StreamingDataModule', split, 'at least one file in this split', got=0)
-        train = split == 'train'; rank, world = self._rank()
-        return StreamingSetDataset(self.split[split], self.read_chunks, self.shuffle_buffer if train else 0, self.seed, self.transform,
-                                   self.batch_size, False, self.shard, train, rank, world)
+        if not self.split.get(split):
+            raise DataFormatError('StreamingDataModule', split, 'at least one file in this split', got=0)
+        train = split == 'train'
+        rank, world = self._rank()
+        return StreamingSetDataset(
+            self.split[split],
+            self.read_chunks,
+            self.shuffle_buffer if train else 0,
+            self.seed,
+            self.transform,
+            self.batch_size,
+            False,
+            self.shard,
+            train,
+            rank,
+            world,
+        )
 
-    def _loader(self, split:str)->DataLoader:
+    def _loader(self, split: str) -> DataLoader:
         t = getattr(self, 'trainer', None)
         fn = (lambda: t.current_epoch) if (split == 'train' and t is not None) else None
-        return _EpochLoader(self.dataset(split), batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                            persistent_workers=self.num_workers > 0, epoch_fn=fn)
+        return _EpochLoader(
+            self.dataset(split),
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            epoch_fn=fn,
+        )
 
-    def train_dataloader(self): return self._loader('train')
-    def val_dataloader(self): return self._loader('val')
-    def test_dataloader(self): return self._loader('test')
+    def train_dataloader(self):
+        return self._loader('train')
+
+    def val_dataloader(self):
+        return self._loader('val')
+
+    def test_dataloader(self):
+        return self._loader('test')

@@ -14,57 +14,68 @@ from ..core import ConfigError, DataFormatError
 __all__ = ['mlp', 'DeepSets']
 
 # %% ../../nbs/12_models.deepsets.ipynb #37ec4878
-def mlp(dims:list[int], # layer widths, input first: [d_in, h_1, ..., d_out]
-        activation:type[nn.Module]=nn.ReLU, # non-linearity between layers
-        final_activation:bool=False, # also apply `activation` after the last layer
-        dropout:float=0.0, # dropout probability after each hidden activation
-       )->nn.Sequential:
+def mlp(
+    dims: list[int],  # layer widths, input first: [d_in, h_1, ..., d_out]
+    activation: type[nn.Module] = nn.ReLU,  # non-linearity between layers
+    final_activation: bool = False,  # also apply `activation` after the last layer
+    dropout: float = 0.0,  # dropout probability after each hidden activation
+) -> nn.Sequential:
     "A plain multilayer perceptron acting on the last axis."
-    if len(dims) < 2: raise ConfigError(f"mlp: need at least an input and an output width, got {dims}")
+    if len(dims) < 2:
+        raise ConfigError(f"mlp: need at least an input and an output width, got {dims}")
     layers = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
         layers.append(nn.Linear(a, b))
         last = i == len(dims) - 2
         if not last or final_activation:
             layers.append(activation())
-            if dropout and not last: layers.append(nn.Dropout(dropout))
+            if dropout and not last:
+                layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
 # %% ../../nbs/12_models.deepsets.ipynb #803a1c0c
 class DeepSets(nn.Module):
     "Particle Flow Network: `F(pool_i Phi(x_i))` over the real elements of each set; returns logits."
-    def __init__(self,
-                 n_features:int=7, # input features per element
-                 n_classes:int=2, # number of output logits
-                 phi_dims:list[int]=[64, 64, 64], # hidden widths of Phi; the last one is the latent size
-                 f_dims:list[int]=[64, 64], # hidden widths of F
-                 pooling:str='sum', # 'sum' (PFN) or 'mean' over the real elements
-                 dropout:float=0.0, # dropout in F
-                ):
+
+    def __init__(
+        self,
+        n_features: int = 7,  # input features per element
+        n_classes: int = 2,  # number of output logits
+        phi_dims: list[int] = [64, 64, 64],  # hidden widths of Phi; the last one is the latent size
+        f_dims: list[int] = [64, 64],  # hidden widths of F
+        pooling: str = 'sum',  # 'sum' (PFN) or 'mean' over the real elements
+        dropout: float = 0.0,  # dropout in F
+    ):
         super().__init__()
-        if pooling not in ('sum', 'mean'): raise ConfigError(f"DeepSets: pooling must be 'sum' or 'mean', got {pooling!r}")
-        if n_classes < 1 or n_features < 1: raise ConfigError(f"DeepSets: n_features and n_classes must be >= 1, got {n_features}, {n_classes}")
+        if pooling not in ('sum', 'mean'):
+            raise ConfigError(f"DeepSets: pooling must be 'sum' or 'mean', got {pooling!r}")
+        if n_classes < 1 or n_features < 1:
+            raise ConfigError(f"DeepSets: n_features and n_classes must be >= 1, got {n_features}, {n_classes}")
         self.n_features, self.n_classes, self.pooling = n_features, n_classes, pooling
         self.phi = mlp([n_features, *phi_dims], final_activation=True)
         self.f = mlp([phi_dims[-1], *f_dims, n_classes], dropout=dropout)
 
-    def embed(self,
-              x:Tensor, # (batch, n, n_features) element features, any padding values
-              mask:Tensor, # (batch, n) bool, True for a real element
-             )->Tensor: # (batch, latent) pooled set representation
+    def embed(
+        self,
+        x: Tensor,  # (batch, n, n_features) element features, any padding values
+        mask: Tensor,  # (batch, n) bool, True for a real element
+    ) -> Tensor:  # (batch, latent) pooled set representation
         "The pooled latent `pool_i Phi(x_i)` of each set."
         if x.ndim != 3 or x.shape[-1] != self.n_features:
             raise DataFormatError('DeepSets input', 'x', f'shape (batch, n, {self.n_features})', got=tuple(x.shape))
-        if mask.shape != x.shape[:2]: raise DataFormatError('DeepSets input', 'mask', f'shape {tuple(x.shape[:2])}', got=tuple(mask.shape))
+        if mask.shape != x.shape[:2]:
+            raise DataFormatError('DeepSets input', 'mask', f'shape {tuple(x.shape[:2])}', got=tuple(mask.shape))
         m = mask.to(x.dtype).unsqueeze(-1)
         # where() rather than a product alone: a NaN or inf in a padded slot must not leak (0 * inf = NaN)
-        latent = torch.where(mask.unsqueeze(-1), self.phi(torch.where(mask.unsqueeze(-1), x, 0.)), 0.)
+        latent = torch.where(mask.unsqueeze(-1), self.phi(torch.where(mask.unsqueeze(-1), x, 0.0)), 0.0)
         pooled = latent.sum(1)
-        if self.pooling == 'mean': pooled = pooled / m.sum(1).clamp(min=1.)
+        if self.pooling == 'mean':
+            pooled = pooled / m.sum(1).clamp(min=1.0)
         return pooled
 
-    def forward(self,
-                x:Tensor, # (batch, n, n_features) element features
-                mask:Tensor, # (batch, n) bool, True for a real element
-               )->Tensor: # (batch, n_classes) logits
+    def forward(
+        self,
+        x: Tensor,  # (batch, n, n_features) element features
+        mask: Tensor,  # (batch, n) bool, True for a real element
+    ) -> Tensor:  # (batch, n_classes) logits
         return self.f(self.embed(x, mask))

@@ -26,41 +26,55 @@ __all__ = ['TokenVocab', 'sinusoidal_positions', 'GPTBackbone', 'NextTokenHead',
 @dataclass(frozen=True)
 class TokenVocab:
     "Token ids of the OmniJet-α language: start 0, code c -> c + 1, stop K + 1, then one start id per class."
-    num_codes:int # codebook size K
-    num_classes:int=0 # class-conditional start tokens (0: unconditional only)
 
-    start = START_TOKEN # the unconditional start id
-    @property
-    def stop(self)->int: return stop_token(self.num_codes)
-    @property
-    def size(self)->int: return self.num_codes + 2 + self.num_classes # vocabulary size
-    @property
-    def start_ids(self)->list[int]: return [self.start] + [self.num_codes + 2 + c for c in range(self.num_classes)]
+    num_codes: int  # codebook size K
+    num_classes: int = 0  # class-conditional start tokens (0: unconditional only)
 
-    def class_start(self, labels:Tensor # (B,) class labels in [0, num_classes)
-                   )->Tensor: # (B,) start ids
+    start = START_TOKEN  # the unconditional start id
+
+    @property
+    def stop(self) -> int:
+        return stop_token(self.num_codes)
+
+    @property
+    def size(self) -> int:
+        return self.num_codes + 2 + self.num_classes  # vocabulary size
+
+    @property
+    def start_ids(self) -> list[int]:
+        return [self.start] + [self.num_codes + 2 + c for c in range(self.num_classes)]
+
+    def class_start(
+        self,
+        labels: Tensor,  # (B,) class labels in [0, num_classes)
+    ) -> Tensor:  # (B,) start ids
         "The start id of each class."
         labels = torch.as_tensor(labels)
         if self.num_classes == 0 or labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise DataFormatError('TokenVocab', 'labels', f'class labels in [0, {self.num_classes})', got=labels.tolist()[:8])
+            raise DataFormatError(
+                'TokenVocab', 'labels', f'class labels in [0, {self.num_classes})', got=labels.tolist()[:8]
+            )
         return labels.long() + self.num_codes + 2
 
-    def encode(self,
-               codes:Tensor, # (B, N) codebook indices in [0, K)
-               mask:Tensor, # (B, N) bool, True = real constituent (real ones first)
-               labels:Tensor|None=None, # (B,) class labels for conditional start ids; None = unconditional
-              )->tuple: # (tokens (B, N + 2) long, mask (B, N + 2) bool): start, codes + 1, stop, zeros
+    def encode(
+        self,
+        codes: Tensor,  # (B, N) codebook indices in [0, K)
+        mask: Tensor,  # (B, N) bool, True = real constituent (real ones first)
+        labels: Tensor | None = None,  # (B,) class labels for conditional start ids; None = unconditional
+    ) -> tuple:  # (tokens (B, N + 2) long, mask (B, N + 2) bool): start, codes + 1, stop, zeros
         "Token sentences of padded code sets (the convention of `tokenize.tokenizers.codes_to_tokens`)."
         tokens = codes_to_tokens(codes, mask, self.num_codes)
         out_mask = tokens != IGNORE_INDEX
         tokens = tokens.masked_fill(~out_mask, 0)  # padding: a valid embedding id, masked everywhere
-        if labels is not None: tokens[:, 0] = self.class_start(labels).to(tokens.device)
+        if labels is not None:
+            tokens[:, 0] = self.class_start(labels).to(tokens.device)
         return tokens, out_mask
 
-    def decode(self,
-               tokens:Tensor, # (B, T) token sentences (as `encode` or `generate` return them)
-               mask:Tensor, # (B, T) bool, True = real token (start and stop included)
-              )->tuple: # (codes (B, T) long, mask (B, T) bool): the codes between start and stop, zero padded
+    def decode(
+        self,
+        tokens: Tensor,  # (B, T) token sentences (as `encode` or `generate` return them)
+        mask: Tensor,  # (B, T) bool, True = real token (start and stop included)
+    ) -> tuple:  # (codes (B, T) long, mask (B, T) bool): the codes between start and stop, zero padded
         "Codebook indices of token sentences: drop the start and stop ids and subtract 1."
         is_code = mask & (tokens >= 1) & (tokens <= self.num_codes)
         is_code[:, 0] = False
@@ -71,39 +85,47 @@ class TokenVocab:
         return codes.masked_fill(~out_mask, 0), out_mask
 
 # %% ../../nbs/13_models.gpt.ipynb #29ef488a
-def sinusoidal_positions(max_len:int, # number of positions
-                         dim:int, # embedding width (even)
-                        )->Tensor: # (max_len, dim): sin on even, cos on odd channels
+def sinusoidal_positions(
+    max_len: int,  # number of positions
+    dim: int,  # embedding width (even)
+) -> Tensor:  # (max_len, dim): sin on even, cos on odd channels
     "The fixed sinusoidal position table of arXiv 1706.03762, Sec. 3.5."
-    if dim % 2: raise ConfigError(f'sinusoidal positions need an even dim, got {dim}')
+    if dim % 2:
+        raise ConfigError(f'sinusoidal positions need an even dim, got {dim}')
     pos = torch.arange(max_len, dtype=torch.float64)[:, None]
-    freq = torch.exp(-math.log(10000.) * torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, dtype=torch.float64) / dim)
     table = torch.zeros(max_len, dim, dtype=torch.float64)
     table[:, 0::2], table[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
     return table.float()
 
 # %% ../../nbs/13_models.gpt.ipynb #09e951d1
-def _check_tokens(tokens:Tensor, vocab_size:int, where:str):
+def _check_tokens(tokens: Tensor, vocab_size: int, where: str):
     if tokens.ndim != 2 or tokens.dtype not in (torch.long, torch.int32, torch.int64):
-        raise DataFormatError(where, 'tokens', 'an integer tensor of shape (B, T)', got=f'{tokens.dtype} {tuple(tokens.shape)}')
+        raise DataFormatError(
+            where, 'tokens', 'an integer tensor of shape (B, T)', got=f'{tokens.dtype} {tuple(tokens.shape)}'
+        )
     if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):
         raise DataFormatError(where, 'tokens', f'ids in [0, {vocab_size})', got=(int(tokens.min()), int(tokens.max())))
 
+
 class GPTBackbone(nn.Module):
     "Causal transformer over token ids: embeddings (+ positions), a causal stack, a final LayerNorm."
+
     positional_kinds = ('learned', 'sinusoidal', 'none')
-    def __init__(self,
-                 vocab_size:int, # number of token ids (reference: 8194)
-                 dim:int=256, # model width (reference: 256)
-                 num_heads:int=8, # attention heads (reference: 8)
-                 num_layers:int=3, # transformer blocks (reference: 3)
-                 max_len:int=130, # most positions the model reads (start + 128 codes + stop)
-                 positional:str='learned', # 'learned', 'sinusoidal' or 'none' (the reference)
-                 block:str='preln', # 'preln' or 'normformer'
-                 mlp_ratio:float=4., # MLP inner width = mlp_ratio * dim
-                 dropout:float=0., # dropout on embeddings, residual branches and MLP
-                 attn_dropout:float=0., # dropout on attention weights
-                ):
+
+    def __init__(
+        self,
+        vocab_size: int,  # number of token ids (reference: 8194)
+        dim: int = 256,  # model width (reference: 256)
+        num_heads: int = 8,  # attention heads (reference: 8)
+        num_layers: int = 3,  # transformer blocks (reference: 3)
+        max_len: int = 130,  # most positions the model reads (start + 128 codes + stop)
+        positional: str = 'learned',  # 'learned', 'sinusoidal' or 'none' (the reference)
+        block: str = 'preln',  # 'preln' or 'normformer'
+        mlp_ratio: float = 4.0,  # MLP inner width = mlp_ratio * dim
+        dropout: float = 0.0,  # dropout on embeddings, residual branches and MLP
+        attn_dropout: float = 0.0,  # dropout on attention weights
+    ):
         super().__init__()
         if positional not in self.positional_kinds:
             raise ConfigError(f'positional must be one of {self.positional_kinds}, got {positional!r}')
@@ -114,136 +136,180 @@ class GPTBackbone(nn.Module):
         if positional == 'learned':
             self.pos = nn.Embedding(max_len, dim)
             nn.init.normal_(self.pos.weight, std=0.02)
-        elif positional == 'sinusoidal': self.register_buffer('pos_table', sinusoidal_positions(max_len, dim), persistent=False)
+        elif positional == 'sinusoidal':
+            self.register_buffer('pos_table', sinusoidal_positions(max_len, dim), persistent=False)
         self.drop = nn.Dropout(dropout)
-        self.stack = TransformerStack(dim, num_heads, num_layers, block=block, mlp_ratio=mlp_ratio, dropout=dropout,
-                                      attn_dropout=attn_dropout, causal=True, final_norm=True)
+        self.stack = TransformerStack(
+            dim,
+            num_heads,
+            num_layers,
+            block=block,
+            mlp_ratio=mlp_ratio,
+            dropout=dropout,
+            attn_dropout=attn_dropout,
+            causal=True,
+            final_norm=True,
+        )
 
-    def new_cache(self)->list[KVCache]:
+    def new_cache(self) -> list[KVCache]:
         "An empty KV cache, one `KVCache` per block."
         return self.stack.new_cache()
 
-    def forward(self,
-                tokens:Tensor, # (B, T) token ids (with a cache: the new positions only)
-                mask:Tensor|None=None, # (B, T) bool, True = real token; None = all real
-                cache:list[KVCache]|None=None, # from `new_cache()`; extended in place
-               )->Tensor: # (B, T, dim) hidden states, zero at padded positions
+    def forward(
+        self,
+        tokens: Tensor,  # (B, T) token ids (with a cache: the new positions only)
+        mask: Tensor | None = None,  # (B, T) bool, True = real token; None = all real
+        cache: list[KVCache] | None = None,  # from `new_cache()`; extended in place
+    ) -> Tensor:  # (B, T, dim) hidden states, zero at padded positions
         _check_tokens(tokens, self.vocab_size, 'GPTBackbone')
         offset = 0 if not cache else len(cache[0])
         T = tokens.shape[1]
         if self.positional != 'none' and offset + T > self.max_len:
             raise DataFormatError('GPTBackbone', 'tokens', f'at most max_len={self.max_len} positions', got=offset + T)
         x = self.embed(tokens)
-        if self.positional == 'learned': x = x + self.pos(torch.arange(offset, offset + T, device=tokens.device))
-        elif self.positional == 'sinusoidal': x = x + self.pos_table[offset:offset + T].to(x.dtype)
+        if self.positional == 'learned':
+            x = x + self.pos(torch.arange(offset, offset + T, device=tokens.device))
+        elif self.positional == 'sinusoidal':
+            x = x + self.pos_table[offset : offset + T].to(x.dtype)
         return self.stack(self.drop(x), mask=mask, cache=cache)
 
 # %% ../../nbs/13_models.gpt.ipynb #505285fe
 class NextTokenHead(nn.Module):
     "Linear map from hidden states to next-token logits."
-    def __init__(self,
-                 dim:int, # model width
-                 vocab_size:int, # number of token ids
-                ):
+
+    def __init__(
+        self,
+        dim: int,  # model width
+        vocab_size: int,  # number of token ids
+    ):
         super().__init__()
         self.proj = nn.Linear(dim, vocab_size)
 
-    def forward(self, hidden:Tensor # (..., dim)
-               )->Tensor: # (..., vocab_size) logits
+    def forward(
+        self,
+        hidden: Tensor,  # (..., dim)
+    ) -> Tensor:  # (..., vocab_size) logits
         return self.proj(hidden)
+
 
 class GPTLanguageModel(nn.Module):
     "`GPTBackbone` + `NextTokenHead`: logits for every position, the masked next-token loss, and a KV cache."
-    def __init__(self,
-                 vocab_size:int, # number of token ids (reference: 8194 = 8192 codes + start + stop)
-                 dim:int=256, # model width
-                 num_heads:int=8, # attention heads
-                 num_layers:int=3, # transformer blocks
-                 max_len:int=130, # most positions the model reads
-                 positional:str='learned', # 'learned', 'sinusoidal' or 'none' (the reference)
-                 block:str='preln', # 'preln' or 'normformer'
-                 mlp_ratio:float=4., # MLP inner width = mlp_ratio * dim
-                 dropout:float=0., # dropout
-                 attn_dropout:float=0., # attention dropout
-                ):
+
+    def __init__(
+        self,
+        vocab_size: int,  # number of token ids (reference: 8194 = 8192 codes + start + stop)
+        dim: int = 256,  # model width
+        num_heads: int = 8,  # attention heads
+        num_layers: int = 3,  # transformer blocks
+        max_len: int = 130,  # most positions the model reads
+        positional: str = 'learned',  # 'learned', 'sinusoidal' or 'none' (the reference)
+        block: str = 'preln',  # 'preln' or 'normformer'
+        mlp_ratio: float = 4.0,  # MLP inner width = mlp_ratio * dim
+        dropout: float = 0.0,  # dropout
+        attn_dropout: float = 0.0,  # attention dropout
+    ):
         super().__init__()
-        self.backbone = GPTBackbone(vocab_size, dim, num_heads, num_layers, max_len, positional, block, mlp_ratio,
-                                    dropout, attn_dropout)
+        self.backbone = GPTBackbone(
+            vocab_size, dim, num_heads, num_layers, max_len, positional, block, mlp_ratio, dropout, attn_dropout
+        )
         self.head = NextTokenHead(dim, vocab_size)
 
     @property
-    def vocab_size(self)->int: return self.backbone.vocab_size
+    def vocab_size(self) -> int:
+        return self.backbone.vocab_size
+
     @property
-    def max_len(self)->int: return self.backbone.max_len
+    def max_len(self) -> int:
+        return self.backbone.max_len
+
     @property
-    def max_positions(self)->int|None: # most positions the model can read; None without position encoding
+    def max_positions(self) -> int | None:  # most positions the model can read; None without position encoding
         return None if self.backbone.positional == 'none' else self.backbone.max_len
 
-    def new_cache(self)->list[KVCache]: return self.backbone.new_cache()
+    def new_cache(self) -> list[KVCache]:
+        return self.backbone.new_cache()
 
-    def forward(self,
-                tokens:Tensor, # (B, T) token ids (with a cache: the new positions only)
-                mask:Tensor|None=None, # (B, T) bool, True = real
-                cache:list[KVCache]|None=None, # from `new_cache()`; extended in place
-               )->Tensor: # (B, T, vocab_size) next-token logits
+    def forward(
+        self,
+        tokens: Tensor,  # (B, T) token ids (with a cache: the new positions only)
+        mask: Tensor | None = None,  # (B, T) bool, True = real
+        cache: list[KVCache] | None = None,  # from `new_cache()`; extended in place
+    ) -> Tensor:  # (B, T, vocab_size) next-token logits
         return self.head(self.backbone(tokens, mask=mask, cache=cache))
 
-    def loss(self,
-             tokens:Tensor, # (B, T) token sentences: start, codes, stop, padding
-             mask:Tensor|None=None, # (B, T) bool, True = real token; None = all real
-            )->Tensor: # scalar mean cross entropy over the real targets
+    def loss(
+        self,
+        tokens: Tensor,  # (B, T) token sentences: start, codes, stop, padding
+        mask: Tensor | None = None,  # (B, T) bool, True = real token; None = all real
+    ) -> Tensor:  # scalar mean cross entropy over the real targets
         "Next-token cross entropy with padded targets ignored."
         _check_tokens(tokens, self.vocab_size, 'GPTLanguageModel.loss')
         if mask is not None and (mask.dtype != torch.bool or mask.shape != tokens.shape):
-            raise DataFormatError('GPTLanguageModel.loss', 'mask', f'a bool tensor of shape {tuple(tokens.shape)}',
-                                  got=f'{mask.dtype} {tuple(mask.shape)}')
+            raise DataFormatError(
+                'GPTLanguageModel.loss',
+                'mask',
+                f'a bool tensor of shape {tuple(tokens.shape)}',
+                got=f'{mask.dtype} {tuple(mask.shape)}',
+            )
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         in_mask = None
-        if mask is not None: targets, in_mask = targets.masked_fill(~mask[:, 1:], -100), mask[:, :-1]
+        if mask is not None:
+            targets, in_mask = targets.masked_fill(~mask[:, 1:], -100), mask[:, :-1]
         logits = self(inputs, mask=in_mask)
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
 # %% ../../nbs/13_models.gpt.ipynb #8cf249ce
 class StaticKVCache(KVCache):
     "A `KVCache` with preallocated buffers of a fixed capacity: appending writes in place, nothing is re-copied."
-    def __init__(self, capacity:int # most positions the cache will hold
-                ):
+
+    def __init__(
+        self,
+        capacity: int,  # most positions the cache will hold
+    ):
         super().__init__()
         self.capacity, self._n = capacity, 0
         self._k = self._v = self._mask = None
 
-    def __len__(self): return self._n
+    def __len__(self):
+        return self._n
 
-    def append(self,
-               k:Tensor, # (B, H, T_new, d) new keys
-               v:Tensor, # (B, H, T_new, d) new values
-               mask:Tensor|None=None, # (B, T_new) bool mask of the new positions; None = all real
-              )->tuple: # (k, v, mask) views of every position so far
+    def append(
+        self,
+        k: Tensor,  # (B, H, T_new, d) new keys
+        v: Tensor,  # (B, H, T_new, d) new values
+        mask: Tensor | None = None,  # (B, T_new) bool mask of the new positions; None = all real
+    ) -> tuple:  # (k, v, mask) views of every position so far
         "Write the new positions into the buffers and return views of the filled part."
         B, H, T, d = k.shape
         n = self._n
-        if n + T > self.capacity: raise ConfigError(f'StaticKVCache: {n} + {T} positions exceed the capacity {self.capacity}')
-        if self._k is None: self._k, self._v = k.new_empty(B, H, self.capacity, d), v.new_empty(B, H, self.capacity, d)
-        self._k[:, :, n:n + T], self._v[:, :, n:n + T] = k, v
+        if n + T > self.capacity:
+            raise ConfigError(f'StaticKVCache: {n} + {T} positions exceed the capacity {self.capacity}')
+        if self._k is None:
+            self._k, self._v = k.new_empty(B, H, self.capacity, d), v.new_empty(B, H, self.capacity, d)
+        self._k[:, :, n : n + T], self._v[:, :, n : n + T] = k, v
         if mask is not None and self._mask is None:
             self._mask = torch.ones(B, self.capacity, dtype=torch.bool, device=k.device)
-        if self._mask is not None: self._mask[:, n:n + T] = True if mask is None else mask
+        if self._mask is not None:
+            self._mask[:, n : n + T] = True if mask is None else mask
         self._n = n + T
-        self.k, self.v = self._k[:, :, :self._n], self._v[:, :, :self._n]
-        self.mask = None if self._mask is None else self._mask[:, :self._n]
+        self.k, self.v = self._k[:, :, : self._n], self._v[:, :, : self._n]
+        self.mask = None if self._mask is None else self._mask[:, : self._n]
         return self.k, self.v, self.mask
 
-def static_cache(model:nn.Module, # a model with `new_cache()` returning one cache per block
-                 capacity:int, # most positions to be cached
-                )->list[StaticKVCache]:
+
+def static_cache(
+    model: nn.Module,  # a model with `new_cache()` returning one cache per block
+    capacity: int,  # most positions to be cached
+) -> list[StaticKVCache]:
     "One `StaticKVCache` per block of `model`."
     return [StaticKVCache(capacity) for _ in model.new_cache()]
 
 # %% ../../nbs/13_models.gpt.ipynb #edf1fec1
-def filter_logits(logits:Tensor, # (B, V) logits (already divided by the temperature)
-                  top_k:int|None=None, # keep the k largest logits per row; None = all
-                  top_p:float|None=None, # keep the smallest prefix of the sorted distribution with mass >= top_p
-                 )->Tensor: # (B, V) logits with the removed ids at -inf
+def filter_logits(
+    logits: Tensor,  # (B, V) logits (already divided by the temperature)
+    top_k: int | None = None,  # keep the k largest logits per row; None = all
+    top_p: float | None = None,  # keep the smallest prefix of the sorted distribution with mass >= top_p
+) -> Tensor:  # (B, V) logits with the removed ids at -inf
     "Top-k, then top-p (nucleus) filtering."
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]
@@ -256,17 +322,21 @@ def filter_logits(logits:Tensor, # (B, V) logits (already divided by the tempera
         logits = logits.scatter(-1, idx, srt.masked_fill(remove, float('-inf')))
     return logits
 
-def sample_next(logits:Tensor, # (B, V) next-token logits
-                temperature:float=1.0, # softmax temperature; 0 = greedy argmax
-                top_k:int|None=None, # top-k filtering
-                top_p:float|None=None, # nucleus filtering
-                generator:torch.Generator|None=None, # random stream (any device); None = torch's default
-                suppress:Sequence[int]|None=None, # ids that are never sampled (e.g. the start ids)
-               )->Tensor: # (B,) sampled ids
+
+def sample_next(
+    logits: Tensor,  # (B, V) next-token logits
+    temperature: float = 1.0,  # softmax temperature; 0 = greedy argmax
+    top_k: int | None = None,  # top-k filtering
+    top_p: float | None = None,  # nucleus filtering
+    generator: torch.Generator | None = None,  # random stream (any device); None = torch's default
+    suppress: Sequence[int] | None = None,  # ids that are never sampled (e.g. the start ids)
+) -> Tensor:  # (B,) sampled ids
     "Draw one id per row: suppression, temperature, top-k/top-p, then an inverse-CDF draw in fp32."
     logits = logits.float()
-    if suppress: logits = logits.index_fill(-1, torch.as_tensor(list(suppress), device=logits.device), float('-inf'))
-    if temperature == 0: return logits.argmax(-1)
+    if suppress:
+        logits = logits.index_fill(-1, torch.as_tensor(list(suppress), device=logits.device), float('-inf'))
+    if temperature == 0:
+        return logits.argmax(-1)
     probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
     dev = generator.device if generator is not None else logits.device
     u = torch.rand(logits.shape[0], 1, generator=generator, device=dev).to(logits.device)
@@ -277,37 +347,45 @@ def sample_next(logits:Tensor, # (B, V) next-token logits
 # %% ../../nbs/13_models.gpt.ipynb #7ef3f1b7
 class Generation(NamedTuple):
     "Sampled token sentences."
-    tokens: Tensor # (n, 1 + steps) start id, sampled ids, `pad_token` after the stop
-    mask: Tensor # (n, 1 + steps) bool, True up to and including the stop
-    lengths: Tensor # (n,) real ids per sentence (start and stop included)
-    steps: int # sampling steps taken (< max_len when every sentence stopped early)
+
+    tokens: Tensor  # (n, 1 + steps) start id, sampled ids, `pad_token` after the stop
+    mask: Tensor  # (n, 1 + steps) bool, True up to and including the stop
+    lengths: Tensor  # (n,) real ids per sentence (start and stop included)
+    steps: int  # sampling steps taken (< max_len when every sentence stopped early)
+
 
 @torch.no_grad()
-def generate(model:nn.Module, # `GPTLanguageModel` (or any module with forward(tokens, cache=) and new_cache())
-             n:int, # number of sentences
-             max_len:int, # most ids sampled after the start id
-             temperature:float=1.0, # softmax temperature; 0 = greedy
-             top_k:int|None=None, # top-k filtering
-             top_p:float|None=None, # nucleus filtering
-             stop_token:int|None=None, # id that ends a sentence (OmniJet-α: K + 1); None = always max_len ids
-             start_tokens:int|Tensor=0, # start id, or (n,) start ids (class-conditional generation)
-             suppress:Sequence[int]|None=None, # ids never sampled (e.g. `TokenVocab.start_ids`)
-             generator:torch.Generator|None=None, # random stream; the same stream gives the same sentences
-             use_cache:bool=True, # KV cache (True) or full recomputation at every step (False)
-             pad_token:int=0, # id written after the stop
-            )->Generation:
+def generate(
+    model: nn.Module,  # `GPTLanguageModel` (or any module with forward(tokens, cache=) and new_cache())
+    n: int,  # number of sentences
+    max_len: int,  # most ids sampled after the start id
+    temperature: float = 1.0,  # softmax temperature; 0 = greedy
+    top_k: int | None = None,  # top-k filtering
+    top_p: float | None = None,  # nucleus filtering
+    stop_token: int | None = None,  # id that ends a sentence (OmniJet-α: K + 1); None = always max_len ids
+    start_tokens: int | Tensor = 0,  # start id, or (n,) start ids (class-conditional generation)
+    suppress: Sequence[int] | None = None,  # ids never sampled (e.g. `TokenVocab.start_ids`)
+    generator: torch.Generator | None = None,  # random stream; the same stream gives the same sentences
+    use_cache: bool = True,  # KV cache (True) or full recomputation at every step (False)
+    pad_token: int = 0,  # id written after the stop
+) -> Generation:
     "Autoregressive sampling with a KV cache, stop-token handling and early exit."
-    if n < 1 or max_len < 1: raise ConfigError(f'generate needs n >= 1 and max_len >= 1, got n={n}, max_len={max_len}')
-    if temperature < 0: raise ConfigError(f'temperature must be >= 0, got {temperature}')
-    if top_k is not None and top_k < 1: raise ConfigError(f'top_k must be >= 1, got {top_k}')
-    if top_p is not None and not 0 < top_p <= 1: raise ConfigError(f'top_p must be in (0, 1], got {top_p}')
+    if n < 1 or max_len < 1:
+        raise ConfigError(f'generate needs n >= 1 and max_len >= 1, got n={n}, max_len={max_len}')
+    if temperature < 0:
+        raise ConfigError(f'temperature must be >= 0, got {temperature}')
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f'top_k must be >= 1, got {top_k}')
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ConfigError(f'top_p must be in (0, 1], got {top_p}')
     cap = getattr(model, 'max_positions', None)
     if cap is not None and max_len > cap:
         raise ConfigError(f'max_len={max_len} needs {max_len} positions but the model reads at most {cap}')
     device = next(model.parameters()).device
     start = torch.as_tensor(start_tokens, dtype=torch.long, device=device)
     start = start.expand(n) if start.ndim == 0 else start
-    if start.shape != (n,): raise DataFormatError('generate', 'start_tokens', f'an int or a tensor of shape ({n},)', got=tuple(start.shape))
+    if start.shape != (n,):
+        raise DataFormatError('generate', 'start_tokens', f'an int or a tensor of shape ({n},)', got=tuple(start.shape))
     was_training = model.training
     model.eval()
     try:
@@ -323,29 +401,33 @@ def generate(model:nn.Module, # `GPTLanguageModel` (or any module with forward(t
                 newly = (nxt == stop_token) & ~done
                 lengths = torch.where(newly, step + 2, lengths)
                 done = done | newly
-                if bool(done.all()): break
-    finally: model.train(was_training)
+                if bool(done.all()):
+                    break
+    finally:
+        model.train(was_training)
     lengths = lengths.clamp(max=seq.shape[1])
     mask = torch.arange(seq.shape[1], device=device) < lengths[:, None]
     return Generation(seq.masked_fill(~mask, pad_token), mask, lengths, steps)
 
 # %% ../../nbs/13_models.gpt.ipynb #1bb52512
-def toy_sentences(n:int, # number of sentences
-                  K:int, # codebook size
-                  generator:torch.Generator|None=None, # random stream
-                 )->tuple: # codes (n, N) long, mask (n, N) bool, Bayes cross entropy per target (float)
+def toy_sentences(
+    n: int,  # number of sentences
+    K: int,  # codebook size
+    generator: torch.Generator | None = None,  # random stream
+) -> tuple:  # codes (n, N) long, mask (n, N) bool, Bayes cross entropy per target (float)
     "Strictly decreasing code runs ending in 0, as padded codes, mask and the Bayes -log p of each target."
     runs = []
     for _ in range(n):
         c = int(torch.randint(0, K, (1,), generator=generator))
         run = [c]
         while c > 0:
-            c = int(torch.randint(0, c, (1,), generator=generator)); run.append(c)
+            c = int(torch.randint(0, c, (1,), generator=generator))
+            run.append(c)
         runs.append(run)
     N = max(map(len, runs))
     codes, mask = torch.zeros(n, N, dtype=torch.long), torch.zeros(n, N, dtype=torch.bool)
     nll = []
     for i, r in enumerate(runs):
-        codes[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), True
-        nll += [math.log(K)] + [math.log(c) for c in r[:-1]] + [0.]  # first code, next codes, stop
+        codes[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), True
+        nll += [math.log(K)] + [math.log(c) for c in r[:-1]] + [0.0]  # first code, next codes, stop
     return codes, mask, sum(nll) / len(nll)

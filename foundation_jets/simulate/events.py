@@ -6,7 +6,11 @@ Docs: https://foundation-jets.github.io/foundation_jets/simulate.events.html.md"
 
 # %% ../../nbs/06b_simulate.events.ipynb #835ab23c
 from __future__ import annotations
-import argparse, hashlib, multiprocessing as mp, os, sys
+import argparse
+import hashlib
+import multiprocessing as mp
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,68 +27,129 @@ __all__ = ['EVENT_PROCESSES', 'BACKGROUND_SHARES', 'SIGNALS', 'EventProcess', 'L
            'simulate_events', 'write_events', 'events_parser', 'cli_main']
 
 # %% ../../nbs/06b_simulate.events.ipynb #b5110377
-_BASE = ('Beams:eCM = 13000.', 'Next:numberCount = 0', 'Print:quiet = on', 'ParticleDecays:limitTau0 = on', 'ParticleDecays:tau0Max = 10')
+_BASE = (
+    'Beams:eCM = 13000.',
+    'Next:numberCount = 0',
+    'Print:quiet = on',
+    'ParticleDecays:limitTau0 = on',
+    'ParticleDecays:tau0Max = 10',
+)
 _SEMILEP_B = tuple(f'{i}:{s}' for i in (511, 521, 531, 5122) for s in ('onMode = off', 'onIfAny = 11 13'))
+
 
 @dataclass(frozen=True)
 class EventProcess:
     "One L1 event process: name, Pythia settings, MPI choice."
-    name:str
-    settings:tuple
-    mpi:bool=True
 
-EVENT_PROCESSES = {p.name: p for p in [
-    EventProcess('WToLNu', ('WeakSingleBoson:ffbar2W = on', '24:onMode = off', '24:onIfAny = 11 13 15')),
-    EventProcess('QCD', ('HardQCD:hardbbbar = on', 'PhaseSpace:pTHatMin = 50', *_SEMILEP_B), mpi=False),
-    EventProcess('ZToLL', ('WeakSingleBoson:ffbar2gmZ = on', 'WeakZ0:gmZmode = 2', '23:onMode = off', '23:onIfAny = 11 13 15')),
-    EventProcess('TTbar', ('Top:gg2ttbar = on', 'Top:qqbar2ttbar = on')),
-    EventProcess('Ato4l', ('HiggsSM:gg2H = on', '25:m0 = 50', '25:mMin = 45', '25:mMax = 55', '25:onMode = off',
-                           '25:onIfMatch = 23 23', '23:mMin = 1', '23:onMode = off', '23:onIfAny = 11 13')),
-    EventProcess('leptoquark', ('LeptoQuark:all = on', '42:m0 = 80', '42:mMin = 70', '42:mMax = 90',
-                                '42:chargeType = 2', '42:0:products = 5 -15')),
-    EventProcess('hToTauTau', ('HiggsSM:gg2H = on', '25:m0 = 60', '25:onMode = off', '25:onIfAny = 15')),
-    EventProcess('hChToTauNu', ('Higgs:useBSM = on', 'HiggsBSM:bg2H+-t = on', '37:m0 = 60', '37:onMode = off', '37:onIfAny = 15')),
-]}
+    name: str
+    settings: tuple
+    mpi: bool = True
 
-BACKGROUND_SHARES = {'WToLNu': 0.592, 'QCD': 0.338, 'ZToLL': 0.067, 'TTbar': 0.003} # ADC2021 background composition
+
+EVENT_PROCESSES = {
+    p.name: p
+    for p in [
+        EventProcess('WToLNu', ('WeakSingleBoson:ffbar2W = on', '24:onMode = off', '24:onIfAny = 11 13 15')),
+        EventProcess('QCD', ('HardQCD:hardbbbar = on', 'PhaseSpace:pTHatMin = 50', *_SEMILEP_B), mpi=False),
+        EventProcess(
+            'ZToLL',
+            ('WeakSingleBoson:ffbar2gmZ = on', 'WeakZ0:gmZmode = 2', '23:onMode = off', '23:onIfAny = 11 13 15'),
+        ),
+        EventProcess('TTbar', ('Top:gg2ttbar = on', 'Top:qqbar2ttbar = on')),
+        EventProcess(
+            'Ato4l',
+            (
+                'HiggsSM:gg2H = on',
+                '25:m0 = 50',
+                '25:mMin = 45',
+                '25:mMax = 55',
+                '25:onMode = off',
+                '25:onIfMatch = 23 23',
+                '23:mMin = 1',
+                '23:onMode = off',
+                '23:onIfAny = 11 13',
+            ),
+        ),
+        EventProcess(
+            'leptoquark',
+            (
+                'LeptoQuark:all = on',
+                '42:m0 = 80',
+                '42:mMin = 70',
+                '42:mMax = 90',
+                '42:chargeType = 2',
+                '42:0:products = 5 -15',
+            ),
+        ),
+        EventProcess('hToTauTau', ('HiggsSM:gg2H = on', '25:m0 = 60', '25:onMode = off', '25:onIfAny = 15')),
+        EventProcess(
+            'hChToTauNu',
+            ('Higgs:useBSM = on', 'HiggsBSM:bg2H+-t = on', '37:m0 = 60', '37:onMode = off', '37:onIfAny = 15'),
+        ),
+    ]
+}
+
+BACKGROUND_SHARES = {'WToLNu': 0.592, 'QCD': 0.338, 'ZToLL': 0.067, 'TTbar': 0.003}  # ADC2021 background composition
 SIGNALS = ('Ato4l', 'leptoquark', 'hToTauTau', 'hChToTauNu')
 
 # %% ../../nbs/06b_simulate.events.ipynb #d0c1ddf1
 @dataclass(frozen=True)
 class L1Cuts:
     "ADC2021 object definitions and filter."
-    e_pt_min:float=3.; e_abs_eta_max:float=3.
-    mu_pt_min:float=3.; mu_abs_eta_max:float=2.1
-    iso_radius:float=0.3; iso_max:float=0.45
-    jet_radius:float=0.4; jet_pt_min:float=15.; jet_abs_eta_max:float=4.
-    abs_eta_max:float=5. # acceptance for jet inputs and MET
-    lepton_filter_pt:float=23.
 
-def relative_isolation(pt, eta, phi, # all visible particles (arrays)
-                       i:np.ndarray, # indices of the leptons to test
-                       radius:float=0.3)->np.ndarray:
+    e_pt_min: float = 3.0
+    e_abs_eta_max: float = 3.0
+    mu_pt_min: float = 3.0
+    mu_abs_eta_max: float = 2.1
+    iso_radius: float = 0.3
+    iso_max: float = 0.45
+    jet_radius: float = 0.4
+    jet_pt_min: float = 15.0
+    jet_abs_eta_max: float = 4.0
+    abs_eta_max: float = 5.0  # acceptance for jet inputs and MET
+    lepton_filter_pt: float = 23.0
+
+
+def relative_isolation(
+    pt,
+    eta,
+    phi,  # all visible particles (arrays)
+    i: np.ndarray,  # indices of the leptons to test
+    radius: float = 0.3,
+) -> np.ndarray:
     "Sum pT of the other particles within `radius` of each lepton, divided by the lepton pT."
     dr = np.hypot(eta[None] - eta[i, None], _dphi(phi[None], phi[i, None]))
-    return ((dr < radius) * pt[None]).sum(1) / pt[i] - 1.
+    return ((dr < radius) * pt[None]).sum(1) / pt[i] - 1.0
 
-def adc2021_row(met:tuple, # (MET, phi)
-                electrons:np.ndarray, muons:np.ndarray, jets:np.ndarray, # (n, 3) pt, eta, phi each
-               )->np.ndarray:
+
+def adc2021_row(
+    met: tuple,  # (MET, phi)
+    electrons: np.ndarray,
+    muons: np.ndarray,
+    jets: np.ndarray,  # (n, 3) pt, eta, phi each
+) -> np.ndarray:
     "The (19, 4) ADC2021 row: pT-ordered, truncated to 4 e, 4 mu, 10 jets, zero-padded."
     row = np.zeros((19, 4), np.float32)
-    row[0] = (met[0], 0., met[1], 1.)
-    for obj, sl, code in ((electrons, ADC2021_SLOTS['electron'], 2), (muons, ADC2021_SLOTS['muon'], 3), (jets, ADC2021_SLOTS['jet'], 4)):
-        obj = obj[np.argsort(-obj[:, 0], kind='stable')][:sl.stop - sl.start]
-        row[sl.start:sl.start + len(obj), :3] = obj
-        row[sl.start:sl.start + len(obj), 3] = code
+    row[0] = (met[0], 0.0, met[1], 1.0)
+    for obj, sl, code in (
+        (electrons, ADC2021_SLOTS['electron'], 2),
+        (muons, ADC2021_SLOTS['muon'], 3),
+        (jets, ADC2021_SLOTS['jet'], 4),
+    ):
+        obj = obj[np.argsort(-obj[:, 0], kind='stable')][: sl.stop - sl.start]
+        row[sl.start : sl.start + len(obj), :3] = obj
+        row[sl.start : sl.start + len(obj), 3] = code
     return row
 
-def event_objects(ev:dict, # one event (event_slice)
-                  visible_of, # callable ids -> bool
-                  cuts:L1Cuts=L1Cuts(),
-                 )->np.ndarray|None:
+
+def event_objects(
+    ev: dict,  # one event (event_slice)
+    visible_of,  # callable ids -> bool
+    cuts: L1Cuts = L1Cuts(),
+) -> np.ndarray | None:
     "ADC2021 (19, 4) row of one event, or None if no isolated e/mu passes the filter."
     import fastjet
+
     fin = ev['status'] > 0
     ids, p4 = ev['id'][fin], ev['p4'][fin]
     keep = visible_of(ids)
@@ -94,93 +159,156 @@ def event_objects(ev:dict, # one event (event_slice)
     phi = np.arctan2(p4[:, 1], p4[:, 0])
     acc = (np.abs(eta) < cuts.abs_eta_max) & (pt > 0)
     a = np.abs(ids)
-    cand = np.flatnonzero(acc & (((a == 11) & (pt > cuts.e_pt_min) & (np.abs(eta) < cuts.e_abs_eta_max)) |
-                                 ((a == 13) & (pt > cuts.mu_pt_min) & (np.abs(eta) < cuts.mu_abs_eta_max))))
-    iso = cand[relative_isolation(pt[acc], eta[acc], phi[acc], np.searchsorted(np.flatnonzero(acc), cand), cuts.iso_radius) < cuts.iso_max] if len(cand) else cand
-    if not (pt[iso] > cuts.lepton_filter_pt).any(): return None
+    cand = np.flatnonzero(
+        acc
+        & (
+            ((a == 11) & (pt > cuts.e_pt_min) & (np.abs(eta) < cuts.e_abs_eta_max))
+            | ((a == 13) & (pt > cuts.mu_pt_min) & (np.abs(eta) < cuts.mu_abs_eta_max))
+        )
+    )
+    iso = (
+        cand[
+            relative_isolation(pt[acc], eta[acc], phi[acc], np.searchsorted(np.flatnonzero(acc), cand), cuts.iso_radius)
+            < cuts.iso_max
+        ]
+        if len(cand)
+        else cand
+    )
+    if not (pt[iso] > cuts.lepton_filter_pt).any():
+        return None
     mx, my = -p4[acc, 0].sum(), -p4[acc, 1].sum()
     rest = np.setdiff1d(np.flatnonzero(acc), iso)
-    cs = fastjet.ClusterSequence(_pseudojets(p4[rest]), fastjet.JetDefinition(fastjet.antikt_algorithm, cuts.jet_radius))
-    jets = np.array([(j.pt(), j.eta(), j.phi_std()) for j in cs.inclusive_jets(cuts.jet_pt_min)
-                     if abs(j.eta()) < cuts.jet_abs_eta_max]).reshape(-1, 3)
+    cs = fastjet.ClusterSequence(
+        _pseudojets(p4[rest]), fastjet.JetDefinition(fastjet.antikt_algorithm, cuts.jet_radius)
+    )
+    jets = np.array(
+        [
+            (j.pt(), j.eta(), j.phi_std())
+            for j in cs.inclusive_jets(cuts.jet_pt_min)
+            if abs(j.eta()) < cuts.jet_abs_eta_max
+        ]
+    ).reshape(-1, 3)
     obj = lambda k: np.stack([pt[k], eta[k], phi[k]], -1).reshape(-1, 3)
     return adc2021_row((np.hypot(mx, my), np.arctan2(my, mx)), obj(iso[a[iso] == 11]), obj(iso[a[iso] == 13]), jets)
 
 # %% ../../nbs/06b_simulate.events.ipynb #cbcfcd6b
-def generate_event_chunk(process:str, # a key of EVENT_PROCESSES
-                         n_events:int, # accepted events to produce
-                         seed:int, chunk:int=0, cuts:L1Cuts=L1Cuts(),
-                         batch_size:int=32,
-                         max_events:int|None=None, # give up after this many generated events (default 1000 * n + 10000)
-                        )->np.ndarray:
+def generate_event_chunk(
+    process: str,  # a key of EVENT_PROCESSES
+    n_events: int,  # accepted events to produce
+    seed: int,
+    chunk: int = 0,
+    cuts: L1Cuts = L1Cuts(),
+    batch_size: int = 32,
+    max_events: int | None = None,  # give up after this many generated events (default 1000 * n + 10000)
+) -> np.ndarray:
     "(n_events, 19, 4) float32 ADC2021 rows of `process` that pass the filter."
     import pythia8mc
+
     proc = EVENT_PROCESSES[process]
     py = pythia8mc.Pythia('', False)
-    sets = [*_BASE, 'Random:setSeed = on', f'Random:seed = {pythia_seed(seed, 100 + list(EVENT_PROCESSES).index(process), chunk)}',
-            f'PartonLevel:MPI = {"on" if proc.mpi else "off"}', *proc.settings]
+    sets = [
+        *_BASE,
+        'Random:setSeed = on',
+        f'Random:seed = {pythia_seed(seed, 100 + list(EVENT_PROCESSES).index(process), chunk)}',
+        f'PartonLevel:MPI = {"on" if proc.mpi else "off"}',
+        *proc.settings,
+    ]
     for s in sets:
-        if not py.readString(s): raise ConfigError(f'Pythia rejected setting {s!r}')
-    if not py.init(): raise ConfigError(f'Pythia failed to initialise process {process}')
+        if not py.readString(s):
+            raise ConfigError(f'Pythia rejected setting {s!r}')
+    if not py.init():
+        raise ConfigError(f'Pythia failed to initialise process {process}')
     look, rows, n_ev = _Lookup(py), [], 0
     max_events = max_events or 1000 * n_events + 10000
     while len(rows) < n_events:
-        if n_ev >= max_events: raise RuntimeError(f'{process}: only {len(rows)} of {n_events} events passed the filter in {n_ev} generated')
+        if n_ev >= max_events:
+            raise RuntimeError(
+                f'{process}: only {len(rows)} of {n_events} events passed the filter in {n_ev} generated'
+            )
         nb = min(batch_size, 2 * (n_events - len(rows)))  # smaller batches near the end of a chunk
         cols = batch_to_numpy(py.nextBatch(nb))
         for i in range(len(cols['offsets']) - 1):
             r = event_objects(event_slice(cols, i), look.visible, cuts)
-            if r is not None: rows.append(r)
+            if r is not None:
+                rows.append(r)
         n_ev += nb
     return np.stack(rows[:n_events])
 
 # %% ../../nbs/06b_simulate.events.ipynb #290a31fa
-def mixture_counts(n:int, shares:dict)->dict:
+def mixture_counts(n: int, shares: dict) -> dict:
     "Integer counts that sum to n, proportional to shares (largest remainder)."
     names, w = list(shares), np.array(list(shares.values()), float)
-    exact = n * w / w.sum(); base = np.floor(exact).astype(int)
-    base[np.argsort(-(exact - base), kind='stable')[:n - base.sum()]] += 1
+    exact = n * w / w.sum()
+    base = np.floor(exact).astype(int)
+    base[np.argsort(-(exact - base), kind='stable')[: n - base.sum()]] += 1
     return dict(zip(names, base.tolist()))
 
-def resolve_event_process(name:str)->str:
+
+def resolve_event_process(name: str) -> str:
     "Validate an event process name ('background', a component or a signal)."
-    if name == 'background' or name in EVENT_PROCESSES: return name
+    if name == 'background' or name in EVENT_PROCESSES:
+        return name
     raise ConfigError(f"unknown event process {name!r}; choose 'background' or one of {list(EVENT_PROCESSES)}")
 
-def check_event_request(process:str, n_events:int, seed:int=0, workers:int=1, chunk_size:int=1000, out:str|Path|None=None):
+
+def check_event_request(
+    process: str, n_events: int, seed: int = 0, workers: int = 1, chunk_size: int = 1000, out: str | Path | None = None
+):
     "Validate a request before generation (ConfigError)."
     resolve_event_process(process)
-    for name, v, lo in (('n_events', n_events, 1), ('workers', workers, 1), ('chunk_size', chunk_size, 1), ('seed', seed, 0)):
-        if not isinstance(v, (int, np.integer)) or v < lo: raise ConfigError(f'{name} must be an integer >= {lo}, got {v!r}')
+    for name, v, lo in (
+        ('n_events', n_events, 1),
+        ('workers', workers, 1),
+        ('chunk_size', chunk_size, 1),
+        ('seed', seed, 0),
+    ):
+        if not isinstance(v, (int, np.integer)) or v < lo:
+            raise ConfigError(f'{name} must be an integer >= {lo}, got {v!r}')
     if out is not None:
         out = Path(out)
-        if out.is_dir(): raise ConfigError(f'output {out} is a folder; give a file name such as background.h5')
+        if out.is_dir():
+            raise ConfigError(f'output {out} is a folder; give a file name such as background.h5')
         from foundation_jets.simulate.jets import _check_writable_dir
+
         _check_writable_dir(out.parent)
+
 
 def _run_event_chunk(args):
     process, n, seed, k = args
     return process, generate_event_chunk(process, n, seed, k)
 
-def simulate_events(process:str, # 'background', a background component or a signal
-                    n_events:int, seed:int=0, workers:int=1, chunk_size:int=1000, progress:bool=True,
-                   )->tuple[np.ndarray, np.ndarray]:
+
+def simulate_events(
+    process: str,  # 'background', a background component or a signal
+    n_events: int,
+    seed: int = 0,
+    workers: int = 1,
+    chunk_size: int = 1000,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     "(rows (N, 19, 4) float32, component index (N,) int8)."
     check_event_request(process, n_events, seed, workers, chunk_size)
     counts = mixture_counts(n_events, BACKGROUND_SHARES) if process == 'background' else {process: n_events}
-    tasks = [(p, min(chunk_size, n - s), seed, k) for p, n in counts.items() for k, s in enumerate(range(0, n, chunk_size))]
+    tasks = [
+        (p, min(chunk_size, n - s), seed, k) for p, n in counts.items() for k, s in enumerate(range(0, n, chunk_size))
+    ]
     res = {p: [] for p in counts}
     bar = tqdm(total=n_events, unit='event', disable=not progress, desc=f'simulate {process}')
-    if workers == 1: it = map(_run_event_chunk, tasks)
+    if workers == 1:
+        it = map(_run_event_chunk, tasks)
     else:
         import importlib
+
         pool = mp.get_context('spawn').Pool(min(workers, len(tasks)))
         it = pool.imap(importlib.import_module('foundation_jets.simulate.events')._run_event_chunk, tasks)
     try:
-        for p, rows in it: res[p].append(rows); bar.update(len(rows))
+        for p, rows in it:
+            res[p].append(rows)
+            bar.update(len(rows))
     finally:
         bar.close()
-        if workers > 1: pool.terminate()
+        if workers > 1:
+            pool.terminate()
     names = list(EVENT_PROCESSES)
     rows = np.concatenate([np.concatenate(v) for v in res.values() if v])
     comp = np.concatenate([np.full(sum(map(len, v)), names.index(p), np.int8) for p, v in res.items() if v])
@@ -189,16 +317,27 @@ def simulate_events(process:str, # 'background', a background component or a sig
         rows, comp = rows[perm], comp[perm]
     return rows, comp
 
-def write_events(out:str|Path, process:str, n_events:int, seed:int=0, workers:int=1, chunk_size:int=1000, progress:bool=True)->Path:
+
+def write_events(
+    out: str | Path,
+    process: str,
+    n_events: int,
+    seed: int = 0,
+    workers: int = 1,
+    chunk_size: int = 1000,
+    progress: bool = True,
+) -> Path:
     "Simulate and write an ADC2021 .h5 file (`Particles`, plus `process` = component index)."
     check_event_request(process, n_events, seed, workers, chunk_size, out)
     rows, comp = simulate_events(process, n_events, seed, workers, chunk_size, progress)
     return write_adc2021_h5(out, rows, extra={'process': comp})
 
 # %% ../../nbs/06b_simulate.events.ipynb #1e7b7efb
-def events_parser()->argparse.ArgumentParser:
+def events_parser() -> argparse.ArgumentParser:
     "Argument parser of `fj simulate events`."
-    ap = argparse.ArgumentParser(prog='fj simulate events', description='Simulate ADC2021-like L1 events with Pythia 8 + fastjet.')
+    ap = argparse.ArgumentParser(
+        prog='fj simulate events', description='Simulate ADC2021-like L1 events with Pythia 8 + fastjet.'
+    )
     ap.add_argument('--process', required=True, help=f"'background' or one of {list(EVENT_PROCESSES)}")
     ap.add_argument('--n-events', type=int, required=True)
     ap.add_argument('--seed', type=int, default=0)
@@ -208,12 +347,15 @@ def events_parser()->argparse.ArgumentParser:
     ap.add_argument('--quiet', action='store_true', help='no progress bar')
     return ap
 
-def cli_main(argv:list[str]|None=None)->int:
+
+def cli_main(argv: list[str] | None = None) -> int:
     "Entry point of `fj simulate events`; returns the exit code (2 for a bad request)."
     a = events_parser().parse_args(argv)
-    try: check_event_request(a.process, a.n_events, a.seed, a.workers, a.chunk_size, a.out)
+    try:
+        check_event_request(a.process, a.n_events, a.seed, a.workers, a.chunk_size, a.out)
     except ConfigError as e:
-        print(f'fj simulate events: error: {e}', file=sys.stderr); return 2
+        print(f'fj simulate events: error: {e}', file=sys.stderr)
+        return 2
     p = write_events(a.out, a.process, a.n_events, a.seed, a.workers, a.chunk_size, not a.quiet)
     print(f'{p}\t{p.stat().st_size}\t{hashlib.sha256(p.read_bytes()).hexdigest()}')
     return 0

@@ -6,7 +6,11 @@ Docs: https://foundation-jets.github.io/foundation_jets/simulate.jets.html.md"""
 
 # %% ../../nbs/06a_simulate.jets.ipynb #a2c43fe5
 from __future__ import annotations
-import argparse, hashlib, multiprocessing as mp, os, sys
+import argparse
+import hashlib
+import multiprocessing as mp
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,86 +32,143 @@ _LEP_W = ['24:onMode = off', '24:onIfAny = 11 13 15']
 _TTBAR = ['Top:gg2ttbar = on', 'Top:qqbar2ttbar = on']
 _HJET = ['HiggsSM:gg2Hg(l:t) = on', 'HiggsSM:qg2Hq(l:t) = on', 'HiggsSM:qqbar2Hg(l:t) = on', '25:onMode = off']
 
+
 @dataclass(frozen=True)
 class JetProcess:
     "A JetClass class: its file prefix, label branch, Pythia settings and parton-matching rule."
-    prefix:str # JetClass file prefix, e.g. 'TTBar'
-    label:str # JetClass label branch, e.g. 'label_Tbqq'
-    settings:tuple # Pythia settings besides beams, seeds and phase-space cuts
-    resonance:int|None=None # |PDG id| of the boosted resonance, None for QCD
-    products:dict=field(default_factory=dict) # required count per product kind ('q', 'b', 'c', 'g', 'l')
 
-PROCESSES = {p.prefix: p for p in [
-    JetProcess('ZJetsToNuNu', 'label_QCD', ('WeakBosonAndParton:qqbar2gmZg = on', 'WeakBosonAndParton:qg2gmZq = on',
-               'WeakZ0:gmZmode = 2', '23:onMode = off', '23:onIfAny = 12 14 16')),
-    JetProcess('HToBB', 'label_Hbb', (*_HJET, '25:onIfMatch = 5 -5'), 25, {'b': 2}),
-    JetProcess('HToCC', 'label_Hcc', (*_HJET, '25:onIfMatch = 4 -4'), 25, {'c': 2}),
-    JetProcess('HToGG', 'label_Hgg', (*_HJET, '25:onIfMatch = 21 21'), 25, {'g': 2}),
-    JetProcess('HToWW4Q', 'label_H4q', (*_HJET, '25:onIfMatch = 24 -24', *_HAD_W), 25, {'q': 4}),
-    JetProcess('HToWW2Q1L', 'label_Hqql', (*_HJET, '25:onIfMatch = 24 -24'), 25, {'q': 2, 'l': 1}),
-    JetProcess('TTBar', 'label_Tbqq', (*_TTBAR, *_HAD_W), 6, {'b': 1, 'q': 2}),
-    JetProcess('TTBarLep', 'label_Tbl', (*_TTBAR, *_LEP_W), 6, {'b': 1, 'l': 1}),
-    JetProcess('WToQQ', 'label_Wqq', ('WeakBosonAndParton:qqbar2Wg = on', 'WeakBosonAndParton:qg2Wq = on', *_HAD_W), 24, {'q': 2}),
-    JetProcess('ZToQQ', 'label_Zqq', ('WeakBosonAndParton:qqbar2gmZg = on', 'WeakBosonAndParton:qg2gmZq = on',
-               'WeakZ0:gmZmode = 2', '23:onMode = off', '23:onIfAny = 1 2 3 4 5'), 23, {'q': 2}),
-]}
+    prefix: str  # JetClass file prefix, e.g. 'TTBar'
+    label: str  # JetClass label branch, e.g. 'label_Tbqq'
+    settings: tuple  # Pythia settings besides beams, seeds and phase-space cuts
+    resonance: int | None = None  # |PDG id| of the boosted resonance, None for QCD
+    products: dict = field(default_factory=dict)  # required count per product kind ('q', 'b', 'c', 'g', 'l')
+
+
+PROCESSES = {
+    p.prefix: p
+    for p in [
+        JetProcess(
+            'ZJetsToNuNu',
+            'label_QCD',
+            (
+                'WeakBosonAndParton:qqbar2gmZg = on',
+                'WeakBosonAndParton:qg2gmZq = on',
+                'WeakZ0:gmZmode = 2',
+                '23:onMode = off',
+                '23:onIfAny = 12 14 16',
+            ),
+        ),
+        JetProcess('HToBB', 'label_Hbb', (*_HJET, '25:onIfMatch = 5 -5'), 25, {'b': 2}),
+        JetProcess('HToCC', 'label_Hcc', (*_HJET, '25:onIfMatch = 4 -4'), 25, {'c': 2}),
+        JetProcess('HToGG', 'label_Hgg', (*_HJET, '25:onIfMatch = 21 21'), 25, {'g': 2}),
+        JetProcess('HToWW4Q', 'label_H4q', (*_HJET, '25:onIfMatch = 24 -24', *_HAD_W), 25, {'q': 4}),
+        JetProcess('HToWW2Q1L', 'label_Hqql', (*_HJET, '25:onIfMatch = 24 -24'), 25, {'q': 2, 'l': 1}),
+        JetProcess('TTBar', 'label_Tbqq', (*_TTBAR, *_HAD_W), 6, {'b': 1, 'q': 2}),
+        JetProcess('TTBarLep', 'label_Tbl', (*_TTBAR, *_LEP_W), 6, {'b': 1, 'l': 1}),
+        JetProcess(
+            'WToQQ',
+            'label_Wqq',
+            ('WeakBosonAndParton:qqbar2Wg = on', 'WeakBosonAndParton:qg2Wq = on', *_HAD_W),
+            24,
+            {'q': 2},
+        ),
+        JetProcess(
+            'ZToQQ',
+            'label_Zqq',
+            (
+                'WeakBosonAndParton:qqbar2gmZg = on',
+                'WeakBosonAndParton:qg2gmZq = on',
+                'WeakZ0:gmZmode = 2',
+                '23:onMode = off',
+                '23:onIfAny = 1 2 3 4 5',
+            ),
+            23,
+            {'q': 2},
+        ),
+    ]
+}
 
 # %% ../../nbs/06a_simulate.jets.ipynb #79d5295f
-def pythia_seed(seed:int, # user seed
-                *keys:int, # further integers (process index, chunk index)
-               )->int:
+def pythia_seed(
+    seed: int,  # user seed
+    *keys: int,  # further integers (process index, chunk index)
+) -> int:
     "A Pythia seed in [1, 900000000] derived from `seed` and `keys` by hashing, so nearby seeds give unrelated streams."
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0]) % 900_000_000 + 1
 
-def pythia_settings(process:str, # a key of PROCESSES
-                    seed:int, # Pythia seed, 1..900000000
-                    pt_hat_min:float=450., # GeV
-                    pt_hat_max:float=1100., # GeV
-                    mpi:bool=True, # multiple parton interactions
-                   )->list[str]:
+
+def pythia_settings(
+    process: str,  # a key of PROCESSES
+    seed: int,  # Pythia seed, 1..900000000
+    pt_hat_min: float = 450.0,  # GeV
+    pt_hat_max: float = 1100.0,  # GeV
+    mpi: bool = True,  # multiple parton interactions
+) -> list[str]:
     "The full list of Pythia settings for one run of `process`."
-    return ['Beams:eCM = 13000.', 'Next:numberCount = 0', 'Print:quiet = on', 'Random:setSeed = on', f'Random:seed = {seed}',
-            'ParticleDecays:limitTau0 = on', 'ParticleDecays:tau0Max = 10',
-            f'PartonLevel:MPI = {"on" if mpi else "off"}',
-            f'PhaseSpace:pTHatMin = {pt_hat_min}', f'PhaseSpace:pTHatMax = {pt_hat_max}', *PROCESSES[process].settings]
+    return [
+        'Beams:eCM = 13000.',
+        'Next:numberCount = 0',
+        'Print:quiet = on',
+        'Random:setSeed = on',
+        f'Random:seed = {seed}',
+        'ParticleDecays:limitTau0 = on',
+        'ParticleDecays:tau0Max = 10',
+        f'PartonLevel:MPI = {"on" if mpi else "off"}',
+        f'PhaseSpace:pTHatMin = {pt_hat_min}',
+        f'PhaseSpace:pTHatMax = {pt_hat_max}',
+        *PROCESSES[process].settings,
+    ]
 
 # %% ../../nbs/06a_simulate.jets.ipynb #b01fe33a
-def batch_to_numpy(batch, # awkward array from Pythia.nextBatch
-                  )->dict:
+def batch_to_numpy(
+    batch,  # awkward array from Pythia.nextBatch
+) -> dict:
     "Flat numpy columns (id, status, mothers, daughters, p4, vertex) and `offsets` (n_events + 1)."
     import awkward as ak
+
     prt = batch.prt
     col = lambda a: ak.to_numpy(ak.flatten(a))
     vtx = prt.vProd
-    out = dict(id=col(prt.id), status=col(prt.status), mother1=col(prt.mother1),
-               daughter1=col(prt.daughter1), daughter2=col(prt.daughter2),
-               p4=np.stack([col(prt.p.px), col(prt.p.py), col(prt.p.pz), col(prt.p.e)], -1),
-               vertex=np.stack([col(ak.fill_none(getattr(vtx, c), 0.0)) for c in ('px', 'py', 'pz')], -1))
+    out = dict(
+        id=col(prt.id),
+        status=col(prt.status),
+        mother1=col(prt.mother1),
+        daughter1=col(prt.daughter1),
+        daughter2=col(prt.daughter2),
+        p4=np.stack([col(prt.p.px), col(prt.p.py), col(prt.p.pz), col(prt.p.e)], -1),
+        vertex=np.stack([col(ak.fill_none(getattr(vtx, c), 0.0)) for c in ('px', 'py', 'pz')], -1),
+    )
     out['offsets'] = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(prt.id)))])
     return out
 
-def event_slice(cols:dict, # output of batch_to_numpy
-                i:int, # event index in the batch
-               )->dict:
+
+def event_slice(
+    cols: dict,  # output of batch_to_numpy
+    i: int,  # event index in the batch
+) -> dict:
     "The columns of event `i` (indices inside the event start at 0, as in Pythia's record)."
     a, b = cols['offsets'][i], cols['offsets'][i + 1]
     return {k: v[a:b] for k, v in cols.items() if k != 'offsets'}
 
 # %% ../../nbs/06a_simulate.jets.ipynb #a510f35e
-def last_copy(ev:dict, # one event (event_slice)
-              i:int, # index of a particle
-             )->int:
+def last_copy(
+    ev: dict,  # one event (event_slice)
+    i: int,  # index of a particle
+) -> int:
     "Index of the last copy of particle `i` (the one that decays)."
     ids, d1, d2 = ev['id'], ev['daughter1'], ev['daughter2']
     while d1[i] > 0:
         same = [j for j in range(d1[i], max(d1[i], d2[i]) + 1) if ids[j] == ids[i]]
-        if not same: break
+        if not same:
+            break
         i = same[0]
     return i
 
-def decay_products(ev:dict, # one event
-                   i:int, # index of a resonance
-                  )->list[int]:
+
+def decay_products(
+    ev: dict,  # one event
+    i: int,  # index of a resonance
+) -> list[int]:
     "Indices of the partons and leptons from the decay of resonance `i`, W/Z cascades expanded."
     i = last_copy(ev, i)
     d1, d2 = ev['daughter1'][i], ev['daughter2'][i]
@@ -116,44 +177,65 @@ def decay_products(ev:dict, # one event
         out += decay_products(ev, j) if abs(ev['id'][j]) in (23, 24) else [j]
     return out
 
-def resonances(ev:dict, # one event
-               pdg:int, # |PDG id|
-              )->list[int]:
+
+def resonances(
+    ev: dict,  # one event
+    pdg: int,  # |PDG id|
+) -> list[int]:
     "Indices of the first copies of every particle with |id| == pdg (each resonance once)."
     ids, m1 = ev['id'], ev['mother1']
     return [int(i) for i in np.flatnonzero(np.abs(ids) == pdg) if ids[m1[i]] != ids[i]]
 
-def product_kinds(ids:np.ndarray, # PDG ids of decay products
-                 )->dict:
+
+def product_kinds(
+    ids: np.ndarray,  # PDG ids of decay products
+) -> dict:
     "Counts of 'b', 'c', 'q' (any quark), 'g' and 'l' (charged lepton) among the ids; neutrinos are ignored."
     a = np.abs(np.asarray(ids))
-    return {'b': int((a == 5).sum()), 'c': int((a == 4).sum()), 'q': int(((a >= 1) & (a <= 6)).sum()),
-            'g': int((a == 21).sum()), 'l': int(np.isin(a, (11, 13, 15)).sum())}
+    return {
+        'b': int((a == 5).sum()),
+        'c': int((a == 4).sum()),
+        'q': int(((a >= 1) & (a <= 6)).sum()),
+        'g': int((a == 21).sum()),
+        'l': int(np.isin(a, (11, 13, 15)).sum()),
+    }
 
-def composition_ok(ids:np.ndarray, # PDG ids of decay products
-                   required:dict, # e.g. {'b': 1, 'q': 2}
-                  )->bool:
+
+def composition_ok(
+    ids: np.ndarray,  # PDG ids of decay products
+    required: dict,  # e.g. {'b': 1, 'q': 2}
+) -> bool:
     "True if the products have exactly the required composition (b and c count also as q)."
     k = product_kinds(ids)
     nq = required.get('q', 0) + required.get('b', 0) + required.get('c', 0)
-    return (k['q'] == nq and k['g'] == required.get('g', 0) and k['l'] == required.get('l', 0)
-            and all(k[x] >= required.get(x, 0) for x in 'bc'))
+    return (
+        k['q'] == nq
+        and k['g'] == required.get('g', 0)
+        and k['l'] == required.get('l', 0)
+        and all(k[x] >= required.get(x, 0) for x in 'bc')
+    )
 
 # %% ../../nbs/06a_simulate.jets.ipynb #626d4249
 TYPE_NAMES = ('isChargedHadron', 'isNeutralHadron', 'isPhoton', 'isElectron', 'isMuon')
 
-def particle_types(ids:np.ndarray, # PDG ids
-                   charge:np.ndarray, # electric charges
-                  )->np.ndarray:
+
+def particle_types(
+    ids: np.ndarray,  # PDG ids
+    charge: np.ndarray,  # electric charges
+) -> np.ndarray:
     "Index into TYPE_NAMES for each particle."
     a = np.abs(ids)
     t = np.where(charge != 0, 0, 1)
-    t[a == 22] = 2; t[a == 11] = 3; t[a == 13] = 4
+    t[a == 22] = 2
+    t[a == 11] = 3
+    t[a == 13] = 4
     return t
 
-def resolution(p4:np.ndarray, # (n, 4) px, py, pz, E
-               types:np.ndarray, # particle_types
-              )->np.ndarray:
+
+def resolution(
+    p4: np.ndarray,  # (n, 4) px, py, pz, E
+    types: np.ndarray,  # particle_types
+) -> np.ndarray:
     "Relative energy resolution per particle (table above)."
     pt, e = np.hypot(p4[:, 0], p4[:, 1]), np.maximum(p4[:, 3], 1e-6)
     trk = np.hypot(0.01, 1e-4 * pt)
@@ -161,10 +243,12 @@ def resolution(p4:np.ndarray, # (n, 4) px, py, pz, E
     hcal = np.hypot(1.0 / np.sqrt(e), 0.05)
     return np.select([types == 1, (types == 2) | (types == 3)], [hcal, ecal], trk)
 
-def smear(p4:np.ndarray, # (n, 4)
-          types:np.ndarray, # particle_types
-          rng:np.random.Generator, # the chunk's generator
-         )->np.ndarray:
+
+def smear(
+    p4: np.ndarray,  # (n, 4)
+    types: np.ndarray,  # particle_types
+    rng: np.random.Generator,  # the chunk's generator
+) -> np.ndarray:
     "Four-momenta scaled by 1 + resolution * N(0, 1), the factor truncated at 0.01."
     f = np.maximum(1 + resolution(p4, types) * rng.standard_normal(len(p4)), 0.01)
     return p4 * f[:, None]
@@ -172,19 +256,26 @@ def smear(p4:np.ndarray, # (n, 4)
 # %% ../../nbs/06a_simulate.jets.ipynb #3b048ee6
 def _pseudojets(p4):
     import fastjet
+
     out = []
     for k, v in enumerate(p4):
-        pj = fastjet.PseudoJet(*map(float, v)); pj.set_user_index(k); out.append(pj)
+        pj = fastjet.PseudoJet(*map(float, v))
+        pj.set_user_index(k)
+        out.append(pj)
     return out
 
-def nsubjettiness(p4:np.ndarray, # (n, 4) constituents of one jet
-                  n_max:int=4, # compute tau_1 .. tau_n_max
-                  r0:float=0.8, # jet radius in the normalisation
-                 )->np.ndarray:
+
+def nsubjettiness(
+    p4: np.ndarray,  # (n, 4) constituents of one jet
+    n_max: int = 4,  # compute tau_1 .. tau_n_max
+    r0: float = 0.8,  # jet radius in the normalisation
+) -> np.ndarray:
     "tau_1..tau_n_max (beta = 1) with exclusive-kT axes; 0 where the jet has too few constituents."
     import fastjet
+
     out = np.zeros(n_max)
-    if len(p4) == 0: return out
+    if len(p4) == 0:
+        return out
     cs = fastjet.ClusterSequence(_pseudojets(p4), fastjet.JetDefinition(fastjet.kt_algorithm, 10.0))
     pt = np.hypot(p4[:, 0], p4[:, 1])
     y = 0.5 * np.log((p4[:, 3] + p4[:, 2]) / np.maximum(p4[:, 3] - p4[:, 2], 1e-12))
@@ -193,80 +284,104 @@ def nsubjettiness(p4:np.ndarray, # (n, 4) constituents of one jet
         ax = cs.exclusive_jets(n)
         ay, aph = np.array([a.rap() for a in ax]), np.array([a.phi() for a in ax])
         dphi = np.remainder(ph[:, None] - aph[None] + np.pi, 2 * np.pi) - np.pi
-        dr = np.sqrt((y[:, None] - ay[None]) ** 2 + dphi ** 2).min(1)
+        dr = np.sqrt((y[:, None] - ay[None]) ** 2 + dphi**2).min(1)
         out[n - 1] = (pt * dr).sum() / (pt.sum() * r0)
     return out
 
-def softdrop_mass(p4:np.ndarray, # (n, 4) constituents of one jet
-                  zcut:float=0.1, beta:float=0., r0:float=0.8,
-                 )->float:
+
+def softdrop_mass(
+    p4: np.ndarray,  # (n, 4) constituents of one jet
+    zcut: float = 0.1,
+    beta: float = 0.0,
+    r0: float = 0.8,
+) -> float:
     "Soft-drop groomed jet mass (GeV)."
     import fastjet
-    if len(p4) == 0: return 0.
+
+    if len(p4) == 0:
+        return 0.0
     cs = fastjet.ClusterSequence(_pseudojets(p4), fastjet.JetDefinition(fastjet.cambridge_algorithm, 10.0))
     j = max(cs.inclusive_jets(), key=lambda x: x.pt())
     p1, p2 = fastjet.PseudoJet(), fastjet.PseudoJet()
     while j.has_parents(p1, p2):
         pt1, pt2 = p1.pt(), p2.pt()
-        if min(pt1, pt2) / (pt1 + pt2) > zcut * (p1.delta_R(p2) / r0) ** beta: break
+        if min(pt1, pt2) / (pt1 + pt2) > zcut * (p1.delta_R(p2) / r0) ** beta:
+            break
         j = p1 if pt1 > pt2 else p2
         p1, p2 = fastjet.PseudoJet(), fastjet.PseudoJet()
-    return float(max(j.m(), 0.))
+    return float(max(j.m(), 0.0))
 
 # %% ../../nbs/06a_simulate.jets.ipynb #fb940a0d
 @dataclass
 class JetCuts:
     "Jet selection."
-    pt_min:float=500. # GeV
-    pt_max:float=1000. # GeV
-    abs_eta_max:float=2.
-    radius:float=0.8 # anti-kT R, also the matching radius
+
+    pt_min: float = 500.0  # GeV
+    pt_max: float = 1000.0  # GeV
+    abs_eta_max: float = 2.0
+    radius: float = 0.8  # anti-kT R, also the matching radius
 
     def validate(self):
         "Raise ConfigError for impossible cuts."
-        if not (0 <= self.pt_min < self.pt_max): raise ConfigError(f'jet cuts: need 0 <= pt_min < pt_max, got pt_min={self.pt_min}, pt_max={self.pt_max}')
-        if not self.abs_eta_max > 0: raise ConfigError(f'jet cuts: abs_eta_max must be > 0, got {self.abs_eta_max}')
-        if not 0 < self.radius <= 2: raise ConfigError(f'jet cuts: radius must be in (0, 2], got {self.radius}')
+        if not (0 <= self.pt_min < self.pt_max):
+            raise ConfigError(f'jet cuts: need 0 <= pt_min < pt_max, got pt_min={self.pt_min}, pt_max={self.pt_max}')
+        if not self.abs_eta_max > 0:
+            raise ConfigError(f'jet cuts: abs_eta_max must be > 0, got {self.abs_eta_max}')
+        if not 0 < self.radius <= 2:
+            raise ConfigError(f'jet cuts: radius must be in (0, 2], got {self.radius}')
         return self
+
 
 def _eta(p4):
     p = np.linalg.norm(p4[..., :3], axis=-1)
     return np.arctanh(np.clip(p4[..., 2] / np.maximum(p, 1e-12), -1 + 1e-12, 1 - 1e-12))
 
-def _dphi(a, b): return np.remainder(a - b + np.pi, 2 * np.pi) - np.pi
 
-def event_jets(ev:dict, # one event (event_slice)
-               process:JetProcess, # what to match
-               cuts:JetCuts, # jet selection
-               charge_of, # callable: ids -> charges
-               visible_of, # callable: ids -> bool visible
-               rng:np.random.Generator|None=None, # for smearing; None = no smearing
-               particle_pt_min:float=0., # GeV, constituent threshold
-              )->list[dict]:
+def _dphi(a, b):
+    return np.remainder(a - b + np.pi, 2 * np.pi) - np.pi
+
+
+def event_jets(
+    ev: dict,  # one event (event_slice)
+    process: JetProcess,  # what to match
+    cuts: JetCuts,  # jet selection
+    charge_of,  # callable: ids -> charges
+    visible_of,  # callable: ids -> bool visible
+    rng: np.random.Generator | None = None,  # for smearing; None = no smearing
+    particle_pt_min: float = 0.0,  # GeV, constituent threshold
+) -> list[dict]:
     "Selected (and, for resonances, matched) jets of one event: constituents and jet quantities."
     import fastjet
+
     fin = ev['status'] > 0
     ids = ev['id'][fin]
     vis = visible_of(ids)
     ids, p4, vtx = ids[vis], ev['p4'][fin][vis], ev['vertex'][fin][vis]
     charge = charge_of(ids)
     types = particle_types(ids, charge)
-    if rng is not None: p4 = smear(p4, types, rng)
+    if rng is not None:
+        p4 = smear(p4, types, rng)
     keep = np.hypot(p4[:, 0], p4[:, 1]) > particle_pt_min
     ids, p4, vtx, charge, types = ids[keep], p4[keep], vtx[keep], charge[keep], types[keep]
     cs = fastjet.ClusterSequence(_pseudojets(p4), fastjet.JetDefinition(fastjet.antikt_algorithm, cuts.radius))
-    jets = [j for j in fastjet.sorted_by_pt(cs.inclusive_jets(cuts.pt_min))
-            if cuts.pt_min < j.pt() < cuts.pt_max and abs(j.eta()) < cuts.abs_eta_max]
-    if not jets: return []
+    jets = [
+        j
+        for j in fastjet.sorted_by_pt(cs.inclusive_jets(cuts.pt_min))
+        if cuts.pt_min < j.pt() < cuts.pt_max and abs(j.eta()) < cuts.abs_eta_max
+    ]
+    if not jets:
+        return []
     if process.resonance is not None:
         matched = []
         for r in resonances(ev, process.resonance):
             prod = [k for k in decay_products(ev, r) if abs(ev['id'][k]) not in (12, 14, 16)]
-            if not composition_ok(ev['id'][prod], process.products): continue
+            if not composition_ok(ev['id'][prod], process.products):
+                continue
             pe, pphi = _eta(ev['p4'][prod]), np.arctan2(ev['p4'][prod, 1], ev['p4'][prod, 0])
             for j in jets:
                 if np.all(np.hypot(pe - j.eta(), _dphi(pphi, j.phi())) < cuts.radius) and j not in matched:
-                    matched.append(j); break
+                    matched.append(j)
+                    break
         jets = matched
     out = []
     for j in jets:
@@ -276,148 +391,239 @@ def event_jets(ev:dict, # one event (event_slice)
         idx, c4 = idx[order], c4[order]
         ch, x = charge[idx], vtx[idx]
         cpt2 = np.maximum(c4[:, 0] ** 2 + c4[:, 1] ** 2, 1e-12)
-        d0 = np.where(ch != 0, (x[:, 0] * c4[:, 1] - x[:, 1] * c4[:, 0]) / np.sqrt(cpt2), 0.)
-        dz = np.where(ch != 0, x[:, 2] - (x[:, 0] * c4[:, 0] + x[:, 1] * c4[:, 1]) * c4[:, 2] / cpt2, 0.)
+        d0 = np.where(ch != 0, (x[:, 0] * c4[:, 1] - x[:, 1] * c4[:, 0]) / np.sqrt(cpt2), 0.0)
+        dz = np.where(ch != 0, x[:, 2] - (x[:, 0] * c4[:, 0] + x[:, 1] * c4[:, 1]) * c4[:, 2] / cpt2, 0.0)
         t = types[idx]
-        part = dict(part_px=c4[:, 0], part_py=c4[:, 1], part_pz=c4[:, 2], part_energy=c4[:, 3],
-                    part_deta=_eta(c4) - j.eta(), part_dphi=_dphi(np.arctan2(c4[:, 1], c4[:, 0]), j.phi()),
-                    part_d0val=d0, part_d0err=np.zeros(len(idx)), part_dzval=dz, part_dzerr=np.zeros(len(idx)),
-                    part_charge=ch.astype(float))
+        part = dict(
+            part_px=c4[:, 0],
+            part_py=c4[:, 1],
+            part_pz=c4[:, 2],
+            part_energy=c4[:, 3],
+            part_deta=_eta(c4) - j.eta(),
+            part_dphi=_dphi(np.arctan2(c4[:, 1], c4[:, 0]), j.phi()),
+            part_d0val=d0,
+            part_d0err=np.zeros(len(idx)),
+            part_dzval=dz,
+            part_dzerr=np.zeros(len(idx)),
+            part_charge=ch.astype(float),
+        )
         part.update({f'part_{n}': (t == k).astype(np.int32) for k, n in enumerate(TYPE_NAMES)})
         tau = nsubjettiness(c4, 4, cuts.radius)
-        jet = dict(jet_pt=j.pt(), jet_eta=j.eta(), jet_phi=j.phi_std(), jet_energy=j.e(), jet_nparticles=float(len(idx)),
-                   jet_sdmass=softdrop_mass(c4, r0=cuts.radius), jet_mass=float(max(j.m(), 0.)),
-                   **{f'jet_tau{n + 1}': tau[n] for n in range(4)})
+        jet = dict(
+            jet_pt=j.pt(),
+            jet_eta=j.eta(),
+            jet_phi=j.phi_std(),
+            jet_energy=j.e(),
+            jet_nparticles=float(len(idx)),
+            jet_sdmass=softdrop_mass(c4, r0=cuts.radius),
+            jet_mass=float(max(j.m(), 0.0)),
+            **{f'jet_tau{n + 1}': tau[n] for n in range(4)},
+        )
         out.append(dict(particles=part, jet=jet))
     return out
 
 # %% ../../nbs/06a_simulate.jets.ipynb #26153398
 class _Lookup:
     "Cached per-id charge and visibility from Pythia's particle data."
-    def __init__(self, pythia): self.pd, self.c, self.v = pythia.particleData, {}, {}
+
+    def __init__(self, pythia):
+        self.pd, self.c, self.v = pythia.particleData, {}, {}
+
     def _get(self, cache, fn, ids):
         u, inv = np.unique(ids, return_inverse=True)
         vals = np.array([cache.setdefault(int(i), fn(int(i))) for i in u])
         return vals[inv] if len(ids) else vals[:0]
-    def charge(self, ids): return self._get(self.c, self.pd.charge, ids).astype(float)
-    def visible(self, ids): return self._get(self.v, self.pd.isVisible, ids).astype(bool)
 
-def generate_chunk(process:str, # a key of PROCESSES
-                   n_jets:int, # jets to produce
-                   seed:int, # user seed
-                   chunk:int=0, # chunk index
-                   cuts:JetCuts|None=None, # jet selection (default JetCuts())
-                   smear:bool=False, # detector-like smearing
-                   particle_pt_min:float=0., # GeV
-                   mpi:bool=True, # multiple parton interactions
-                   pt_hat_min:float=450., pt_hat_max:float=1100., # GeV
-                   batch_size:int=16, # events per nextBatch call
-                   max_events:int|None=None, # give up after this many events (default 200 * n_jets + 1000)
-                  )->list[dict]:
+    def charge(self, ids):
+        return self._get(self.c, self.pd.charge, ids).astype(float)
+
+    def visible(self, ids):
+        return self._get(self.v, self.pd.isVisible, ids).astype(bool)
+
+
+def generate_chunk(
+    process: str,  # a key of PROCESSES
+    n_jets: int,  # jets to produce
+    seed: int,  # user seed
+    chunk: int = 0,  # chunk index
+    cuts: JetCuts | None = None,  # jet selection (default JetCuts())
+    smear: bool = False,  # detector-like smearing
+    particle_pt_min: float = 0.0,  # GeV
+    mpi: bool = True,  # multiple parton interactions
+    pt_hat_min: float = 450.0,
+    pt_hat_max: float = 1100.0,  # GeV
+    batch_size: int = 16,  # events per nextBatch call
+    max_events: int | None = None,  # give up after this many events (default 200 * n_jets + 1000)
+) -> list[dict]:
     "`n_jets` jets of `process` from one seeded Pythia run."
     import pythia8mc
+
     cuts = (cuts or JetCuts()).validate()
     keys = (list(PROCESSES).index(process), chunk)
     py = pythia8mc.Pythia('', False)
     for s in pythia_settings(process, pythia_seed(seed, *keys), pt_hat_min, pt_hat_max, mpi):
-        if not py.readString(s): raise ConfigError(f'Pythia rejected setting {s!r}')
-    if not py.init(): raise ConfigError(f'Pythia failed to initialise process {process}')
+        if not py.readString(s):
+            raise ConfigError(f'Pythia rejected setting {s!r}')
+    if not py.init():
+        raise ConfigError(f'Pythia failed to initialise process {process}')
     look = _Lookup(py)
     rng = np.random.default_rng(np.random.SeedSequence([seed, *keys, 1])) if smear else None
     out, n_ev, max_events = [], 0, max_events or 200 * n_jets + 1000
     while len(out) < n_jets:
-        if n_ev >= max_events: raise RuntimeError(f'{process}: only {len(out)} of {n_jets} jets after {n_ev} events')
+        if n_ev >= max_events:
+            raise RuntimeError(f'{process}: only {len(out)} of {n_jets} jets after {n_ev} events')
         cols = batch_to_numpy(py.nextBatch(batch_size))
         for i in range(len(cols['offsets']) - 1):
-            out += event_jets(event_slice(cols, i), PROCESSES[process], cuts, look.charge, look.visible, rng, particle_pt_min)
+            out += event_jets(
+                event_slice(cols, i), PROCESSES[process], cuts, look.charge, look.visible, rng, particle_pt_min
+            )
         n_ev += batch_size
     return out[:n_jets]
 
 # %% ../../nbs/06a_simulate.jets.ipynb #eda51fd2
-def resolve_process(name:str, # a JetClass file prefix ('TTBar'), label ('Tbqq', 'label_Tbqq') or 'QCD'
-                   )->str:
+def resolve_process(
+    name: str,  # a JetClass file prefix ('TTBar'), label ('Tbqq', 'label_Tbqq') or 'QCD'
+) -> str:
     "The file prefix (key of PROCESSES) for a process name; ConfigError if unknown."
     from foundation_jets.data.jets import JETCLASS_FILE_PREFIXES
-    if name in PROCESSES: return name
+
+    if name in PROCESSES:
+        return name
     alias = {v: k for k, v in JETCLASS_FILE_PREFIXES.items()}
     alias.update({f'label_{v}': k for k, v in JETCLASS_FILE_PREFIXES.items()})
-    if name in alias: return alias[name]
-    raise ConfigError(f'unknown jet process {name!r}; choose from {list(PROCESSES)} or the labels {sorted(JETCLASS_FILE_PREFIXES.values())}')
+    if name in alias:
+        return alias[name]
+    raise ConfigError(
+        f'unknown jet process {name!r}; choose from {list(PROCESSES)} or the labels {sorted(JETCLASS_FILE_PREFIXES.values())}'
+    )
 
-def check_jet_request(processes:list, # process names (resolve_process)
-                      n_jets:int, # jets per process
-                      workers:int=1, chunk_size:int=250, cuts:JetCuts|None=None,
-                      particle_pt_min:float=0., seed:int=0,
-                      out_dir:str|Path|None=None, # output folder to check for writability
-                     )->list[str]:
+
+def check_jet_request(
+    processes: list,  # process names (resolve_process)
+    n_jets: int,  # jets per process
+    workers: int = 1,
+    chunk_size: int = 250,
+    cuts: JetCuts | None = None,
+    particle_pt_min: float = 0.0,
+    seed: int = 0,
+    out_dir: str | Path | None = None,  # output folder to check for writability
+) -> list[str]:
     "Validate a request (raise ConfigError); return the resolved process prefixes."
     procs = [resolve_process(p) for p in processes]
-    if not procs: raise ConfigError('no process given')
-    if len(set(procs)) != len(procs): raise ConfigError(f'process given twice: {procs}')
-    for name, v, lo in (('n_jets', n_jets, 1), ('workers', workers, 1), ('chunk_size', chunk_size, 1), ('seed', seed, 0)):
-        if not isinstance(v, (int, np.integer)) or v < lo: raise ConfigError(f'{name} must be an integer >= {lo}, got {v!r}')
-    if particle_pt_min < 0: raise ConfigError(f'particle_pt_min must be >= 0, got {particle_pt_min}')
+    if not procs:
+        raise ConfigError('no process given')
+    if len(set(procs)) != len(procs):
+        raise ConfigError(f'process given twice: {procs}')
+    for name, v, lo in (
+        ('n_jets', n_jets, 1),
+        ('workers', workers, 1),
+        ('chunk_size', chunk_size, 1),
+        ('seed', seed, 0),
+    ):
+        if not isinstance(v, (int, np.integer)) or v < lo:
+            raise ConfigError(f'{name} must be an integer >= {lo}, got {v!r}')
+    if particle_pt_min < 0:
+        raise ConfigError(f'particle_pt_min must be >= 0, got {particle_pt_min}')
     (cuts or JetCuts()).validate()
-    if out_dir is not None: _check_writable_dir(out_dir)
+    if out_dir is not None:
+        _check_writable_dir(out_dir)
     return procs
+
 
 def _check_writable_dir(out_dir):
     d = Path(out_dir)
     try:
         d.mkdir(parents=True, exist_ok=True)
-        with open(d / f'.fj_write_test_{os.getpid()}', 'wb') as f: f.write(b'')
+        with open(d / f'.fj_write_test_{os.getpid()}', 'wb') as f:
+            f.write(b'')
         (d / f'.fj_write_test_{os.getpid()}').unlink()
-    except OSError as e: raise ConfigError(f'output folder {d} is not writable: {e}') from None
+    except OSError as e:
+        raise ConfigError(f'output folder {d} is not writable: {e}') from None
+
 
 def _run_chunk(args):
     process, n, seed, k, kw = args
     kw = dict(kw, cuts=JetCuts(*kw['cuts']))
     return process, generate_chunk(process, n, seed, k, **kw)
 
-def stack_jets(jets:list[dict], # output of generate_chunk
-              )->dict:
-    "{'particles': part_* -> list of per-jet arrays, 'jets': jet_* -> array}."
-    if not jets: return dict(particles={}, jets={})
-    return dict(particles={k: [j['particles'][k] for j in jets] for k in jets[0]['particles']},
-                jets={k: np.array([j['jet'][k] for j in jets]) for k in jets[0]['jet']})
 
-def simulate_jets(processes:list|str, # process name(s)
-                  n_jets:int, # jets per process
-                  seed:int=0, # user seed; output is a function of (seed, n_jets, chunk_size) only
-                  workers:int=1, # worker processes
-                  chunk_size:int=250, # jets per chunk (one Pythia run)
-                  cuts:JetCuts|None=None, smear:bool=False, particle_pt_min:float=0., mpi:bool=True,
-                  progress:bool=True, # tqdm bar
-                 )->dict:
+def stack_jets(
+    jets: list[dict],  # output of generate_chunk
+) -> dict:
+    "{'particles': part_* -> list of per-jet arrays, 'jets': jet_* -> array}."
+    if not jets:
+        return dict(particles={}, jets={})
+    return dict(
+        particles={k: [j['particles'][k] for j in jets] for k in jets[0]['particles']},
+        jets={k: np.array([j['jet'][k] for j in jets]) for k in jets[0]['jet']},
+    )
+
+
+def simulate_jets(
+    processes: list | str,  # process name(s)
+    n_jets: int,  # jets per process
+    seed: int = 0,  # user seed; output is a function of (seed, n_jets, chunk_size) only
+    workers: int = 1,  # worker processes
+    chunk_size: int = 250,  # jets per chunk (one Pythia run)
+    cuts: JetCuts | None = None,
+    smear: bool = False,
+    particle_pt_min: float = 0.0,
+    mpi: bool = True,
+    progress: bool = True,  # tqdm bar
+) -> dict:
     "Generate `n_jets` jets per process; returns {prefix: stack_jets(...)}."
     processes = [processes] if isinstance(processes, str) else list(processes)
     procs = check_jet_request(processes, n_jets, workers, chunk_size, cuts, particle_pt_min, seed)
     c = cuts or JetCuts()
     kw = dict(cuts=(c.pt_min, c.pt_max, c.abs_eta_max, c.radius), smear=smear, particle_pt_min=particle_pt_min, mpi=mpi)
-    tasks = [(p, min(chunk_size, n_jets - s), seed, k, kw) for p in procs for k, s in enumerate(range(0, n_jets, chunk_size))]
+    tasks = [
+        (p, min(chunk_size, n_jets - s), seed, k, kw) for p in procs for k, s in enumerate(range(0, n_jets, chunk_size))
+    ]
     res = {p: [] for p in procs}
     bar = tqdm(total=n_jets * len(procs), unit='jet', disable=not progress, desc='simulate jets')
-    if workers == 1: it = map(_run_chunk, tasks)
+    if workers == 1:
+        it = map(_run_chunk, tasks)
     else:  # the worker function must come from the installed module (not a notebook's __main__) to unpickle
         import importlib
+
         pool = mp.get_context('spawn').Pool(min(workers, len(tasks)))
         it = pool.imap(importlib.import_module('foundation_jets.simulate.jets')._run_chunk, tasks)
     try:
-        for p, js in it: res[p] += js; bar.update(len(js))
+        for p, js in it:
+            res[p] += js
+            bar.update(len(js))
     finally:
         bar.close()
-        if workers > 1: pool.terminate()
+        if workers > 1:
+            pool.terminate()
     return {p: stack_jets(v) for p, v in res.items()}
 
 # %% ../../nbs/06a_simulate.jets.ipynb #cb70f6d5
-def jet_file_name(prefix:str, seed:int)->str: return f'{prefix}_{seed:03d}.root'
+def jet_file_name(prefix: str, seed: int) -> str:
+    return f'{prefix}_{seed:03d}.root'
 
-def write_jet_files(out_dir:str|Path, # output folder (created)
-                    processes:list|str, n_jets:int, seed:int=0, workers:int=1, chunk_size:int=250,
-                    cuts:JetCuts|None=None, smear:bool=False, particle_pt_min:float=0., mpi:bool=True, progress:bool=True,
-                   )->list[Path]:
+
+def write_jet_files(
+    out_dir: str | Path,  # output folder (created)
+    processes: list | str,
+    n_jets: int,
+    seed: int = 0,
+    workers: int = 1,
+    chunk_size: int = 250,
+    cuts: JetCuts | None = None,
+    smear: bool = False,
+    particle_pt_min: float = 0.0,
+    mpi: bool = True,
+    progress: bool = True,
+) -> list[Path]:
     "Simulate and write one JetClass ROOT file per process; returns the paths."
-    from foundation_jets.data.jets import write_jetclass_root, JETCLASS_FILE_PREFIXES, JETCLASS_LABELS, JETCLASS_JET_BRANCHES
+    from foundation_jets.data.jets import (
+        write_jetclass_root,
+        JETCLASS_FILE_PREFIXES,
+        JETCLASS_LABELS,
+        JETCLASS_JET_BRANCHES,
+    )
+
     processes = [processes] if isinstance(processes, str) else list(processes)
     check_jet_request(processes, n_jets, workers, chunk_size, cuts, particle_pt_min, seed, out_dir)
     sims = simulate_jets(processes, n_jets, seed, workers, chunk_size, cuts, smear, particle_pt_min, mpi, progress)
@@ -430,24 +636,30 @@ def write_jet_files(out_dir:str|Path, # output folder (created)
     return paths
 
 # %% ../../nbs/06a_simulate.jets.ipynb #01744295
-def jets_parser()->argparse.ArgumentParser:
+def jets_parser() -> argparse.ArgumentParser:
     "Argument parser of `fj simulate jets`."
-    ap = argparse.ArgumentParser(prog='fj simulate jets', description='Simulate JetClass-like jets with Pythia 8 + fastjet.')
-    ap.add_argument('--process', nargs='+', required=True, help=f"file prefixes {list(PROCESSES)}, labels (QCD, Tbqq, ...) or 'all'")
+    ap = argparse.ArgumentParser(
+        prog='fj simulate jets', description='Simulate JetClass-like jets with Pythia 8 + fastjet.'
+    )
+    ap.add_argument(
+        '--process', nargs='+', required=True, help=f"file prefixes {list(PROCESSES)}, labels (QCD, Tbqq, ...) or 'all'"
+    )
     ap.add_argument('--n-jets', type=int, required=True, help='jets per process')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--workers', type=int, default=1)
     ap.add_argument('--chunk-size', type=int, default=250, help='jets per Pythia run (part of the seed definition)')
     ap.add_argument('--out', required=True, help='output folder')
-    ap.add_argument('--pt-min', type=float, default=500.); ap.add_argument('--pt-max', type=float, default=1000.)
-    ap.add_argument('--abs-eta-max', type=float, default=2.)
+    ap.add_argument('--pt-min', type=float, default=500.0)
+    ap.add_argument('--pt-max', type=float, default=1000.0)
+    ap.add_argument('--abs-eta-max', type=float, default=2.0)
     ap.add_argument('--smear', action='store_true', help='detector-like smearing per particle type')
-    ap.add_argument('--particle-pt-min', type=float, default=0., help='constituent pT threshold [GeV]')
+    ap.add_argument('--particle-pt-min', type=float, default=0.0, help='constituent pT threshold [GeV]')
     ap.add_argument('--no-mpi', action='store_true', help='switch off multiple parton interactions (faster)')
     ap.add_argument('--quiet', action='store_true', help='no progress bar')
     return ap
 
-def cli_main(argv:list[str]|None=None)->int:
+
+def cli_main(argv: list[str] | None = None) -> int:
     "Entry point of `fj simulate jets`; returns the exit code (2 for a bad request)."
     ap = jets_parser()
     a = ap.parse_args(argv)
@@ -456,8 +668,20 @@ def cli_main(argv:list[str]|None=None)->int:
     try:
         check_jet_request(procs, a.n_jets, a.workers, a.chunk_size, cuts, a.particle_pt_min, a.seed, a.out)
     except ConfigError as e:
-        print(f'fj simulate jets: error: {e}', file=sys.stderr); return 2
-    for p in write_jet_files(a.out, procs, a.n_jets, a.seed, a.workers, a.chunk_size, cuts, a.smear,
-                             a.particle_pt_min, not a.no_mpi, not a.quiet):
+        print(f'fj simulate jets: error: {e}', file=sys.stderr)
+        return 2
+    for p in write_jet_files(
+        a.out,
+        procs,
+        a.n_jets,
+        a.seed,
+        a.workers,
+        a.chunk_size,
+        cuts,
+        a.smear,
+        a.particle_pt_min,
+        not a.no_mpi,
+        not a.quiet,
+    ):
         print(f'{p}\t{p.stat().st_size}\t{hashlib.sha256(p.read_bytes()).hexdigest()}')
     return 0

@@ -6,7 +6,10 @@ Docs: https://foundation-jets.github.io/foundation_jets/simulate.lartpc.html.md"
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #d9a0dfba
 from __future__ import annotations
-import argparse, os, sys, time
+import argparse
+import os
+import sys
+import time
 from dataclasses import dataclass, asdict, fields
 from functools import lru_cache
 from pathlib import Path
@@ -14,7 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core import ConfigError
-from ..data.detectors import PILARNET_PID_CLASSES, PILARNET_SEMANTIC_CLASSES, read_pilarnet, write_pilarnet_h5
+from foundation_jets.data.detectors import (
+    PILARNET_PID_CLASSES,
+    PILARNET_SEMANTIC_CLASSES,
+    read_pilarnet,
+    write_pilarnet_h5,
+)
 
 # %% auto #0
 __all__ = ['VOXEL_CM', 'GRID', 'SIZE_CM', 'LAR', 'STERNHEIMER_LAR', 'K_BETHE', 'M_E', 'MASSES', 'MUON_LIFETIME_US',
@@ -24,205 +32,293 @@ __all__ = ['VOXEL_CM', 'GRID', 'SIZE_CM', 'LAR', 'STERNHEIMER_LAR', 'K_BETHE', '
            'simulate_lartpc', 'write_lartpc', 'cli_main']
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #d2e0ee3e
-VOXEL_CM = 0.3 # voxel pitch in cm (3 mm, the PILArNet convention)
-GRID = 768 # voxels per axis
-SIZE_CM = GRID * VOXEL_CM # side of the cube, 230.4 cm
-LAR = dict(density=1.396, z_over_a=18 / 39.948, mean_excitation_mev=188.0e-6, x0_cm=14.0, critical_energy_mev=32.84,
-           moliere_cm=9.04, w_ion_mev=23.6e-6, electron_dedx=2.1, birks_a=0.8, birks_k=0.0486, drift_field=0.5)
-STERNHEIMER_LAR = dict(c_bar=5.2146, x0=0.2, x1=3.0, a=0.19559, k=3.0) # density-effect parameters of LAr
-K_BETHE = 0.307075 # 4π N_A r_e² m_e c², MeV cm²/mol
-M_E = 0.51099895 # electron mass, MeV
-MASSES = {'muon': 105.6584, 'pion': 139.5704, 'proton': 938.2721, 'electron': M_E, 'photon': 0.0} # MeV
-MUON_LIFETIME_US = 2.1969811 # μs
-MICHEL_MAX_MEV = (MASSES['muon'] ** 2 + M_E ** 2) / (2 * MASSES['muon']) # 52.83 MeV endpoint
-SEMANTIC = {n: i for i, n in enumerate(PILARNET_SEMANTIC_CLASSES)} # shower 0, track 1, michel 2, delta 3, led 4
-PID = {n: i for i, n in enumerate(PILARNET_PID_CLASSES)} # photon 0, electron 1, muon 2, pion 3, proton 4
-REFERENCE_FRACTIONS = {'shower': 0.368, 'track': 0.389, 'michel': 0.0065, 'delta': 0.0176, 'led': 0.219} # PILArNet-M v1 class counts
+VOXEL_CM = 0.3  # voxel pitch in cm (3 mm, the PILArNet convention)
+GRID = 768  # voxels per axis
+SIZE_CM = GRID * VOXEL_CM  # side of the cube, 230.4 cm
+LAR = dict(
+    density=1.396,
+    z_over_a=18 / 39.948,
+    mean_excitation_mev=188.0e-6,
+    x0_cm=14.0,
+    critical_energy_mev=32.84,
+    moliere_cm=9.04,
+    w_ion_mev=23.6e-6,
+    electron_dedx=2.1,
+    birks_a=0.8,
+    birks_k=0.0486,
+    drift_field=0.5,
+)
+STERNHEIMER_LAR = dict(c_bar=5.2146, x0=0.2, x1=3.0, a=0.19559, k=3.0)  # density-effect parameters of LAr
+K_BETHE = 0.307075  # 4π N_A r_e² m_e c², MeV cm²/mol
+M_E = 0.51099895  # electron mass, MeV
+MASSES = {'muon': 105.6584, 'pion': 139.5704, 'proton': 938.2721, 'electron': M_E, 'photon': 0.0}  # MeV
+MUON_LIFETIME_US = 2.1969811  # μs
+MICHEL_MAX_MEV = (MASSES['muon'] ** 2 + M_E**2) / (2 * MASSES['muon'])  # 52.83 MeV endpoint
+SEMANTIC = {n: i for i, n in enumerate(PILARNET_SEMANTIC_CLASSES)}  # shower 0, track 1, michel 2, delta 3, led 4
+PID = {n: i for i, n in enumerate(PILARNET_PID_CLASSES)}  # photon 0, electron 1, muon 2, pion 3, proton 4
+REFERENCE_FRACTIONS = {
+    'shower': 0.368,
+    'track': 0.389,
+    'michel': 0.0065,
+    'delta': 0.0176,
+    'led': 0.219,
+}  # PILArNet-M v1 class counts
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #017f6cfe
-def density_effect(beta_gamma:np.ndarray, # βγ of the particle
-                  )->np.ndarray: # δ of the Sternheimer parametrisation
+def density_effect(
+    beta_gamma: np.ndarray,  # βγ of the particle
+) -> np.ndarray:  # δ of the Sternheimer parametrisation
     "Sternheimer density-effect correction δ(βγ) for liquid argon (δ0 = 0, an insulator)."
     s = STERNHEIMER_LAR
     x = np.log10(np.asarray(beta_gamma, float))
     d = 2 * np.log(10) * x - s['c_bar']
     return np.where(x >= s['x1'], d, np.where(x >= s['x0'], d + s['a'] * (s['x1'] - x) ** s['k'], 0.0))
 
-def bethe_dedx(kinetic:np.ndarray, # kinetic energy T in MeV
-               mass:float, # particle mass in MeV
-              )->np.ndarray: # mean stopping power in MeV/cm
+
+def bethe_dedx(
+    kinetic: np.ndarray,  # kinetic energy T in MeV
+    mass: float,  # particle mass in MeV
+) -> np.ndarray:  # mean stopping power in MeV/cm
     "Mean ionisation loss −dE/dx in liquid argon (Bethe formula with density effect), MeV/cm."
     t = np.asarray(kinetic, float)
     gamma = 1 + t / mass
-    bg2 = gamma ** 2 - 1
-    beta2 = bg2 / gamma ** 2
+    bg2 = gamma**2 - 1
+    beta2 = bg2 / gamma**2
     tmax = 2 * M_E * bg2 / (1 + 2 * gamma * M_E / mass + (M_E / mass) ** 2)
     log_term = 0.5 * np.log(2 * M_E * bg2 * tmax / LAR['mean_excitation_mev'] ** 2)
     return K_BETHE * LAR['z_over_a'] * LAR['density'] / beta2 * (log_term - beta2 - density_effect(np.sqrt(bg2)) / 2)
 
+
 @lru_cache(maxsize=8)
-def range_table(mass:float, # particle mass in MeV
-                n:int=4000, # grid points
-               )->tuple: # (kinetic MeV, CSDA range cm), both increasing, starting at (0, 0)
+def range_table(
+    mass: float,  # particle mass in MeV
+    n: int = 4000,  # grid points
+) -> tuple:  # (kinetic MeV, CSDA range cm), both increasing, starting at (0, 0)
     "CSDA range table in liquid argon from the integrated Bethe formula."
-    t_lo = mass * (np.sqrt(1 + 0.05 ** 2) - 1)
+    t_lo = mass * (np.sqrt(1 + 0.05**2) - 1)
     t = np.geomspace(t_lo, 1e5, n)
     inv = 1 / bethe_dedx(t, mass)
-    r = t_lo * inv[0] + np.concatenate([[0.], np.cumsum(0.5 * (inv[1:] + inv[:-1]) * np.diff(t))])
-    return np.concatenate([[0.], t]), np.concatenate([[0.], r])
+    r = t_lo * inv[0] + np.concatenate([[0.0], np.cumsum(0.5 * (inv[1:] + inv[:-1]) * np.diff(t))])
+    return np.concatenate([[0.0], t]), np.concatenate([[0.0], r])
 
-def csda_range(kinetic, mass:float)->np.ndarray:
+
+def csda_range(kinetic, mass: float) -> np.ndarray:
     "CSDA range (cm) of a particle of kinetic energy `kinetic` (MeV) in liquid argon."
-    t, r = range_table(float(mass)); return np.interp(kinetic, t, r)
+    t, r = range_table(float(mass))
+    return np.interp(kinetic, t, r)
 
-def kinetic_from_range(residual_range, mass:float)->np.ndarray:
+
+def kinetic_from_range(residual_range, mass: float) -> np.ndarray:
     "Kinetic energy (MeV) of a particle that stops after `residual_range` cm."
-    t, r = range_table(float(mass)); return np.interp(residual_range, r, t)
+    t, r = range_table(float(mass))
+    return np.interp(residual_range, r, t)
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #0b3d5212
-def highland_theta0(momentum, # p in MeV/c
-                    beta, # velocity β
-                    path_cm, # path length x (cm)
-                    log_path_cm=None, # path at which the logarithmic term is evaluated (default: path_cm)
-                   )->np.ndarray: # θ0 in rad
+def highland_theta0(
+    momentum,  # p in MeV/c
+    beta,  # velocity β
+    path_cm,  # path length x (cm)
+    log_path_cm=None,  # path at which the logarithmic term is evaluated (default: path_cm)
+) -> np.ndarray:  # θ0 in rad
     "Highland width of the projected multiple-scattering angle in liquid argon (charge 1)."
     x0 = LAR['x0_cm']
     lp = np.maximum(path_cm if log_path_cm is None else log_path_cm, 1e-3)
-    return 13.6 / (np.asarray(beta) * np.asarray(momentum)) * np.sqrt(np.asarray(path_cm) / x0) * np.maximum(1 + 0.038 * np.log(lp / x0), 0.1)
+    return (
+        13.6
+        / (np.asarray(beta) * np.asarray(momentum))
+        * np.sqrt(np.asarray(path_cm) / x0)
+        * np.maximum(1 + 0.038 * np.log(lp / x0), 0.1)
+    )
 
-def _perp_basis(d:np.ndarray)->tuple:
+
+def _perp_basis(d: np.ndarray) -> tuple:
     "Two unit vectors orthogonal to the unit vectors `d` (n, 3)."
-    a = np.where(np.abs(d[..., :1]) < 0.9, np.array([1., 0., 0.]), np.array([0., 1., 0.]))
-    e1 = np.cross(d, a); e1 /= np.linalg.norm(e1, axis=-1, keepdims=True)
+    a = np.where(np.abs(d[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    e1 = np.cross(d, a)
+    e1 /= np.linalg.norm(e1, axis=-1, keepdims=True)
     return e1, np.cross(d, e1)
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #2356f8ba
-def in_volume(pos:np.ndarray)->np.ndarray:
+def in_volume(pos: np.ndarray) -> np.ndarray:
     "True where positions (…, 3) in cm lie inside the 768³ voxel cube."
     return ((pos >= 0) & (pos < SIZE_CM)).all(-1)
 
-def propagate_track(kind:str, # 'muon', 'pion' or 'proton'
-                    kinetic:float, # initial kinetic energy T0 (MeV)
-                    start:np.ndarray, # (3,) start position in cm
-                    direction:np.ndarray, # (3,) initial direction
-                    rng:np.random.Generator, # random numbers for the scattering kicks
-                    step_cm:float=0.1, # step length
-                    scattering:bool=True, # apply Highland multiple scattering
-                   )->dict:
+
+def propagate_track(
+    kind: str,  # 'muon', 'pion' or 'proton'
+    kinetic: float,  # initial kinetic energy T0 (MeV)
+    start: np.ndarray,  # (3,) start position in cm
+    direction: np.ndarray,  # (3,) initial direction
+    rng: np.random.Generator,  # random numbers for the scattering kicks
+    step_cm: float = 0.1,  # step length
+    scattering: bool = True,  # apply Highland multiple scattering
+) -> dict:
     "Steps of a stopping heavy charged track: positions, energy deposits, residual range; cut where it leaves the cube."
     mass = MASSES[kind]
     r0 = float(csda_range(kinetic, mass))
     n = max(1, int(np.ceil(r0 / step_cm)))
     edges = np.minimum(np.arange(n + 1) * step_cm, r0)
-    t_edges = kinetic_from_range(r0 - edges, mass); t_edges[-1] = 0.
+    t_edges = kinetic_from_range(r0 - edges, mass)
+    t_edges[-1] = 0.0
     de, ds = t_edges[:-1] - t_edges[1:], np.diff(edges)
     t_mid = 0.5 * (t_edges[:-1] + t_edges[1:])
     d0 = np.asarray(direction, float) / np.linalg.norm(direction)
     if scattering:
-        p = np.sqrt(t_mid ** 2 + 2 * t_mid * mass); beta = p / np.maximum(t_mid + mass, 1e-12)
+        p = np.sqrt(t_mid**2 + 2 * t_mid * mass)
+        beta = p / np.maximum(t_mid + mass, 1e-12)
         theta = np.minimum(highland_theta0(np.maximum(p, 1e-6), np.maximum(beta, 1e-6), ds, r0), 0.3)
         kick = np.cumsum(rng.normal(size=(n, 2)) * theta[:, None], 0)
         kick = np.concatenate([np.zeros((1, 2)), kick[:-1]])
         e1, e2 = _perp_basis(d0[None])
         d = d0 + kick[:, :1] * e1 + kick[:, 1:] * e2
         d /= np.linalg.norm(d, axis=1, keepdims=True)
-    else: d = np.broadcast_to(d0, (n, 3))
+    else:
+        d = np.broadcast_to(d0, (n, 3))
     pos_edges = np.asarray(start, float) + np.concatenate([np.zeros((1, 3)), np.cumsum(d * ds[:, None], 0)])
     pos = 0.5 * (pos_edges[1:] + pos_edges[:-1])
     inside = in_volume(pos_edges[1:])
     m = n if inside.all() else int(np.argmin(inside))
     s_mid = 0.5 * (edges[1:] + edges[:-1])
-    return dict(pos=pos[:m], de=de[:m], ds=ds[:m], residual=(r0 - s_mid)[:m], kinetic=t_mid[:m], direction=d[:m],
-                end=pos_edges[m], contained=m == n, range_cm=r0)
+    return dict(
+        pos=pos[:m],
+        de=de[:m],
+        ds=ds[:m],
+        residual=(r0 - s_mid)[:m],
+        kinetic=t_mid[:m],
+        direction=d[:m],
+        end=pos_edges[m],
+        contained=m == n,
+        range_cm=r0,
+    )
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #a15154c3
-def sample_delta_rays(track:dict, # output of `propagate_track`
-                      mass:float, # mass of the track particle (MeV)
-                      rng:np.random.Generator, # random numbers
-                      t_cut:float=2.0, # lowest delta-ray kinetic energy (MeV)
-                     )->dict: # pos (k, 3), direction (k, 3), kinetic (k,) of the knock-on electrons
+def sample_delta_rays(
+    track: dict,  # output of `propagate_track`
+    mass: float,  # mass of the track particle (MeV)
+    rng: np.random.Generator,  # random numbers
+    t_cut: float = 2.0,  # lowest delta-ray kinetic energy (MeV)
+) -> dict:  # pos (k, 3), direction (k, 3), kinetic (k,) of the knock-on electrons
     "Knock-on electrons above `t_cut` emitted along a track."
     t = track['kinetic']
-    gamma = 1 + t / mass; bg2 = gamma ** 2 - 1; beta2 = bg2 / gamma ** 2
+    gamma = 1 + t / mass
+    bg2 = gamma**2 - 1
+    beta2 = bg2 / gamma**2
     tmax = 2 * M_E * bg2 / (1 + 2 * gamma * M_E / mass + (M_E / mass) ** 2)
     ok = tmax > t_cut
-    lam = np.where(ok, 0.5 * K_BETHE * LAR['density'] * LAR['z_over_a'] / np.maximum(beta2, 1e-9) * (1 / t_cut - 1 / np.maximum(tmax, t_cut)), 0.) * track['ds']
+    lam = (
+        np.where(
+            ok,
+            0.5
+            * K_BETHE
+            * LAR['density']
+            * LAR['z_over_a']
+            / np.maximum(beta2, 1e-9)
+            * (1 / t_cut - 1 / np.maximum(tmax, t_cut)),
+            0.0,
+        )
+        * track['ds']
+    )
     idx = np.repeat(np.arange(len(t)), rng.poisson(lam))
     u = rng.random(len(idx))
     te = 1 / (1 / t_cut - u * (1 / t_cut - 1 / tmax[idx]))
     keep = rng.random(len(idx)) < 1 - beta2[idx] * te / tmax[idx]
     idx, te = idx[keep], te[keep]
-    pe, pmax = np.sqrt(te ** 2 + 2 * te * M_E), np.sqrt(tmax[idx] ** 2 + 2 * tmax[idx] * M_E)
-    cos = np.clip(te / pe * pmax / tmax[idx], -1, 1); sin = np.sqrt(1 - cos ** 2)
+    pe, pmax = np.sqrt(te**2 + 2 * te * M_E), np.sqrt(tmax[idx] ** 2 + 2 * tmax[idx] * M_E)
+    cos = np.clip(te / pe * pmax / tmax[idx], -1, 1)
+    sin = np.sqrt(1 - cos**2)
     phi = rng.uniform(0, 2 * np.pi, len(idx))
-    d = track['direction'][idx]; e1, e2 = _perp_basis(d)
+    d = track['direction'][idx]
+    e1, e2 = _perp_basis(d)
     direction = cos[:, None] * d + sin[:, None] * (np.cos(phi)[:, None] * e1 + np.sin(phi)[:, None] * e2)
     return dict(pos=track['pos'][idx], direction=direction, kinetic=te)
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #c1cd47cb
-def sample_michel_energy(n:int, # number of electrons
-                         rng:np.random.Generator, # random numbers
-                        )->np.ndarray: # energies in MeV, in (0, 52.83]
+def sample_michel_energy(
+    n: int,  # number of electrons
+    rng: np.random.Generator,  # random numbers
+) -> np.ndarray:  # energies in MeV, in (0, 52.83]
     "Michel electron energies from the tree-level muon-decay spectrum."
     x = np.linspace(0, 1, 2001)
-    return MICHEL_MAX_MEV * np.interp(rng.random(n), 2 * x ** 3 - x ** 4, x)
+    return MICHEL_MAX_MEV * np.interp(rng.random(n), 2 * x**3 - x**4, x)
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #dbb68ef0
 class _Event:
     "Accumulates fragments (one row per labelled particle piece) and energy deposits of one event."
+
     def __init__(self):
         self.frag = {k: [] for k in ('group', 'interaction', 'semantic', 'pid', 'mass', 'momentum', 'vtx', 'time')}
         self.n_frag = self.n_group = 0
         self.dep = {k: [] for k in ('pos', 'de', 'dx', 'frag', 'time')}
 
-    def new_groups(self, n:int)->np.ndarray:
-        g = np.arange(self.n_group, self.n_group + n); self.n_group += n; return g
+    def new_groups(self, n: int) -> np.ndarray:
+        g = np.arange(self.n_group, self.n_group + n)
+        self.n_group += n
+        return g
 
-    def new_fragments(self, group, interaction, semantic, pid, mass, momentum, vtx, time)->np.ndarray:
-        n = len(group); ids = np.arange(self.n_frag, self.n_frag + n); self.n_frag += n
+    def new_fragments(self, group, interaction, semantic, pid, mass, momentum, vtx, time) -> np.ndarray:
+        n = len(group)
+        ids = np.arange(self.n_frag, self.n_frag + n)
+        self.n_frag += n
         for k, v in zip(self.frag, (group, interaction, semantic, pid, mass, momentum, vtx, time)):
-            self.frag[k].append(np.broadcast_to(np.asarray(v), (n,) + np.shape(v)[1:]).copy() if k == 'vtx' else np.broadcast_to(np.asarray(v), (n,)).copy())
+            self.frag[k].append(
+                np.broadcast_to(np.asarray(v), (n,) + np.shape(v)[1:]).copy()
+                if k == 'vtx'
+                else np.broadcast_to(np.asarray(v), (n,)).copy()
+            )
         return ids
 
     def deposit(self, pos, de, dx, frag, time):
         "Point deposits: positions (n, 3), energies, step lengths, fragment ids (-1 = LED), times."
         n = len(de)
         for k, v in zip(('pos', 'de', 'dx', 'frag', 'time'), (pos, de, dx, frag, time)):
-            self.dep[k].append(np.broadcast_to(np.asarray(v, dtype=np.int64 if k == 'frag' else float), (n, 3) if k == 'pos' else (n,)))
+            self.dep[k].append(
+                np.broadcast_to(np.asarray(v, dtype=np.int64 if k == 'frag' else float), (n, 3) if k == 'pos' else (n,))
+            )
 
-    def deposit_segments(self, start, end, de, frag, time, step_cm:float=0.1):
+    def deposit_segments(self, start, end, de, frag, time, step_cm: float = 0.1):
         "Spread energies `de` uniformly along straight segments, in sub-steps of at most `step_cm`."
         length = np.linalg.norm(end - start, axis=1)
         n = np.maximum(1, np.ceil(length / step_cm)).astype(np.int64)
         i = np.repeat(np.arange(len(n)), n)
         k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
         f = ((k + 0.5) / n[i])[:, None]
-        self.deposit(start[i] + f * (end - start)[i], (de / n)[i], (length / n)[i], np.asarray(frag)[i], np.asarray(time)[i])
+        self.deposit(
+            start[i] + f * (end - start)[i], (de / n)[i], (length / n)[i], np.asarray(frag)[i], np.asarray(time)[i]
+        )
 
-def _rotate_small(d:np.ndarray, theta:np.ndarray, rng:np.random.Generator)->np.ndarray:
+
+def _rotate_small(d: np.ndarray, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     "Unit vectors `d` (n, 3) deflected by Gaussian projected angles of width `theta` (n,)."
     e1, e2 = _perp_basis(d)
     k = rng.normal(size=(len(d), 2)) * theta[:, None]
     out = d + k[:, :1] * e1 + k[:, 1:] * e2
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
-def em_cascade(ev:_Event, # event accumulator (fragments and deposits)
-               pos:np.ndarray, # (n, 3) seed positions (cm)
-               direction:np.ndarray, # (n, 3) seed directions
-               energy:np.ndarray, # (n,) seed energies (MeV; kinetic for electrons)
-               photon:np.ndarray, # (n,) bool: True for photons
-               frag:np.ndarray, # (n,) fragment of electron seeds (ignored for photons)
-               group:np.ndarray, interaction:np.ndarray, semantic:np.ndarray, pid:np.ndarray, time:np.ndarray, # (n,) labels of the seeds
-               rng:np.random.Generator, # random numbers
-               k_min:float=1.0, # lowest bremsstrahlung photon energy followed (MeV)
-               led_mev:float=1.5, # photons below this leave an LED blob
-               pair_mev:float=10.0, # photons above this convert to pairs
-               e_stop:float=0.05, # electrons below this stop (MeV)
-               max_step_cm:float=1.0, # longest electron step between scattering kicks
-              ):
+
+def em_cascade(
+    ev: _Event,  # event accumulator (fragments and deposits)
+    pos: np.ndarray,  # (n, 3) seed positions (cm)
+    direction: np.ndarray,  # (n, 3) seed directions
+    energy: np.ndarray,  # (n,) seed energies (MeV; kinetic for electrons)
+    photon: np.ndarray,  # (n,) bool: True for photons
+    frag: np.ndarray,  # (n,) fragment of electron seeds (ignored for photons)
+    group: np.ndarray,
+    interaction: np.ndarray,
+    semantic: np.ndarray,
+    pid: np.ndarray,
+    time: np.ndarray,  # (n,) labels of the seeds
+    rng: np.random.Generator,  # random numbers
+    k_min: float = 1.0,  # lowest bremsstrahlung photon energy followed (MeV)
+    led_mev: float = 1.5,  # photons below this leave an LED blob
+    pair_mev: float = 10.0,  # photons above this convert to pairs
+    e_stop: float = 0.05,  # electrons below this stop (MeV)
+    max_step_cm: float = 1.0,  # longest electron step between scattering kicks
+):
     "Follow electrons and photons through liquid argon, adding fragments and deposits to `ev`."
     x0, dedx = LAR['x0_cm'], LAR['electron_dedx']
-    lab = lambda m: {k: v[m] for k, v in dict(group=group, interaction=interaction, semantic=semantic, pid=pid, time=time).items()}
+    lab = lambda m: {
+        k: v[m] for k, v in dict(group=group, interaction=interaction, semantic=semantic, pid=pid, time=time).items()
+    }
     el = dict(pos=pos[~photon], dir=direction[~photon], e=energy[~photon], frag=frag[~photon], **lab(~photon))
     ph = dict(pos=pos[photon], dir=direction[photon], e=energy[photon], **lab(photon))
     while len(el['e']) or len(ph['e']):
@@ -237,7 +333,12 @@ def em_cascade(ev:_Event, # event accumulator (fragments and deposits)
             ev.deposit(at[soft], e_soft, e_soft / dedx, np.full(soft.sum(), -1), ph['time'][soft])
             conv = ~led & ~soft
             if conv.any():
-                e, d, p, L = ph['e'][conv], ph['dir'][conv], at[conv], {k: v[conv] for k, v in ph.items() if k not in ('pos', 'dir', 'e')}
+                e, d, p, L = (
+                    ph['e'][conv],
+                    ph['dir'][conv],
+                    at[conv],
+                    {k: v[conv] for k, v in ph.items() if k not in ('pos', 'dir', 'e')},
+                )
                 ids = ev.new_fragments(L['group'], L['interaction'], L['semantic'], L['pid'], M_E, e, p, L['time'])
                 pair = e > pair_mev
                 u = np.where(pair, rng.uniform(0.05, 0.95, len(e)), 1.0)
@@ -245,7 +346,12 @@ def em_cascade(ev:_Event, # event accumulator (fragments and deposits)
                     ee = np.maximum(share[m] * e[m] - M_E * pair[m], 0.05)
                     dd = _rotate_small(d[m], np.minimum(M_E / ee, 0.5), rng)
                     new_el.append(dict(pos=p[m], dir=dd, e=ee, frag=ids[m], **{k: v[m] for k, v in L.items()}))
-            ph = dict(pos=np.zeros((0, 3)), dir=np.zeros((0, 3)), e=np.zeros(0), **{k: v[:0] for k, v in lab(np.zeros(len(group), bool)).items()})
+            ph = dict(
+                pos=np.zeros((0, 3)),
+                dir=np.zeros((0, 3)),
+                e=np.zeros(0),
+                **{k: v[:0] for k, v in lab(np.zeros(len(group), bool)).items()},
+            )
         if len(el['e']):  # electrons: one step each
             e = el['e']
             y_min = np.clip(k_min / e, 1e-6, 1.0)
@@ -257,29 +363,43 @@ def em_cascade(ev:_Event, # event accumulator (fragments and deposits)
             ev.deposit_segments(el['pos'], end, np.minimum(step * dedx, e), el['frag'], el['time'])
             e = e - step * dedx
             brem = (d_brem <= step) & (d_brem < d_stop)
-            k = np.where(brem, e * y_min ** rng.random(len(e)), 0.)
+            k = np.where(brem, e * y_min ** rng.random(len(e)), 0.0)
             k = np.minimum(k, np.maximum(e, 0))
             e = e - k
             if brem.any():
-                ph = dict(pos=end[brem], dir=el['dir'][brem], e=k[brem], **{kk: el[kk][brem] for kk in ('group', 'interaction', 'semantic', 'pid', 'time')})
+                ph = dict(
+                    pos=end[brem],
+                    dir=el['dir'][brem],
+                    e=k[brem],
+                    **{kk: el[kk][brem] for kk in ('group', 'interaction', 'semantic', 'pid', 'time')},
+                )
             alive = e > e_stop
             # electrons below e_stop deposit what is left where they stop
             dead = ~alive & (e > 0)
             ev.deposit(end[dead], e[dead], e[dead] / dedx, el['frag'][dead], el['time'][dead])
-            ee = np.maximum(e[alive], 1e-3); p = np.sqrt(ee ** 2 + 2 * ee * M_E)
+            ee = np.maximum(e[alive], 1e-3)
+            p = np.sqrt(ee**2 + 2 * ee * M_E)
             nd = _rotate_small(el['dir'][alive], np.minimum(highland_theta0(p, p / (ee + M_E), step[alive]), 0.5), rng)
-            el = dict(pos=end[alive], dir=nd, e=e[alive], **{kk: el[kk][alive] for kk in ('frag', 'group', 'interaction', 'semantic', 'pid', 'time')})
+            el = dict(
+                pos=end[alive],
+                dir=nd,
+                e=e[alive],
+                **{kk: el[kk][alive] for kk in ('frag', 'group', 'interaction', 'semantic', 'pid', 'time')},
+            )
         for n in new_el:
             el = {k: np.concatenate([el[k], n[k]]) for k in el}
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #aca61c72
-def recombination(dedx:np.ndarray, # dE/dx in MeV/cm
-                 )->np.ndarray: # fraction of ionisation electrons surviving recombination
+def recombination(
+    dedx: np.ndarray,  # dE/dx in MeV/cm
+) -> np.ndarray:  # fraction of ionisation electrons surviving recombination
     "Birks-law recombination factor of liquid argon (ICARUS parameters at 0.5 kV/cm)."
     return LAR['birks_a'] / (1 + LAR['birks_k'] / (LAR['density'] * LAR['drift_field']) * np.asarray(dedx))
 
-def voxelize(ev:_Event, # event accumulator
-            )->tuple: # record {'point' (N, 8) float32, 'cluster' (C, 6) int64, 'cluster_extra' (C, 5) float32}, generator fragment id of clusters 1..C-1
+
+def voxelize(
+    ev: _Event,  # event accumulator
+) -> tuple:  # record {'point' (N, 8) float32, 'cluster' (C, 6) int64, 'cluster_extra' (C, 5) float32}, generator fragment id of clusters 1..C-1
     "Bin the deposits of an event on the voxel grid and build the PILArNet-M v2 point and cluster tables."
     d = {k: np.concatenate(v) if v else np.zeros((0, 3) if k == 'pos' else 0) for k, v in ev.dep.items()}
     keep = in_volume(d['pos']) & (d['de'] > 0)
@@ -300,62 +420,95 @@ def voxelize(ev:_Event, # event accumulator
     frags = np.unique(owner[owner >= 0])
     cl = np.where(owner < 0, 0, np.searchsorted(frags, owner) + 1)
     idx = np.lexsort((vox, cl))
-    xyz = np.stack([vox // GRID ** 2, (vox // GRID) % GRID, vox % GRID], 1)[idx]
+    xyz = np.stack([vox // GRID**2, (vox // GRID) % GRID, vox % GRID], 1)[idx]
     e, dxx = energy[idx], dx[idx]
     n_el = np.round(e / LAR['w_ion_mev'] * recombination(e / np.maximum(dxx, 1e-3)))
     point = np.column_stack([xyz, e, e, tvox[idx], n_el, dxx]).astype(np.float32)
     F = {k: np.concatenate(v) if v else np.zeros((0, 3) if k == 'vtx' else 0) for k, v in ev.frag.items()}
     _, group = np.unique(F['group'][frags], return_inverse=True)
     sizes = np.bincount(cl, minlength=len(frags) + 1)
-    cluster = np.column_stack([sizes, np.r_[-1, np.arange(len(frags))], np.r_[-1, group], np.r_[-1, F['interaction'][frags]],
-                               np.r_[SEMANTIC['led'], F['semantic'][frags]], np.r_[-1, F['pid'][frags]]]).astype(np.int64)
-    extra = np.column_stack([np.r_[0., F['mass'][frags]], np.r_[0., F['momentum'][frags]],
-                             np.vstack([np.zeros((1, 3)), F['vtx'][frags] / VOXEL_CM])]).astype(np.float32)
+    cluster = np.column_stack(
+        [
+            sizes,
+            np.r_[-1, np.arange(len(frags))],
+            np.r_[-1, group],
+            np.r_[-1, F['interaction'][frags]],
+            np.r_[SEMANTIC['led'], F['semantic'][frags]],
+            np.r_[-1, F['pid'][frags]],
+        ]
+    ).astype(np.int64)
+    extra = np.column_stack(
+        [
+            np.r_[0.0, F['mass'][frags]],
+            np.r_[0.0, F['momentum'][frags]],
+            np.vstack([np.zeros((1, 3)), F['vtx'][frags] / VOXEL_CM]),
+        ]
+    ).astype(np.float32)
     return dict(point=point, cluster=cluster, cluster_extra=extra), frags
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #1a90cb81
 @dataclass
 class LArTPCConfig:
     "Options of the LArTPC event generator (energies in MeV, lengths in cm)."
-    vertices:tuple = (1, 3) # min, max number of multi-particle vertices per event
-    multiplicity:tuple = (1, 5) # min, max particles per vertex
-    rain:float = 2.0 # mean number of isolated particles per event (Poisson)
-    species:tuple = ('muon', 'pion', 'proton', 'electron', 'photon') # particle kinds
-    species_prob:tuple = (0.18, 0.1, 0.28, 0.22, 0.22) # their probabilities
-    energy:tuple = ((100., 4000.), (30., 500.), (20., 300.), (20., 500.), (20., 500.)) # kinetic energy range per kind
-    margin_cm:float = 20. # vertices lie at least this far inside the cube
-    michel_prob:float = 0.64 # muon stopping → Michel (μ⁺ always; μ⁻ 27 %, equal charges)
-    pion_decay_prob:float = 0.2 # stopping pion → π⁺ → μ⁺ → e⁺ Michel (the rest: capture or absorption)
-    delta_cut:float = 2.3 # lowest delta-ray kinetic energy
-    led_per_mev:float = 0.45 # ambient LED blobs per MeV of deposited energy
-    led_distance_cm:float = 10. # mean displacement of an ambient LED blob
-    time_window_us:float = 5. # interaction times uniform in [0, window)
-    step_cm:float = 0.1 # track step
 
-    def validate(self)->'LArTPCConfig':
+    vertices: tuple = (1, 3)  # min, max number of multi-particle vertices per event
+    multiplicity: tuple = (1, 5)  # min, max particles per vertex
+    rain: float = 2.0  # mean number of isolated particles per event (Poisson)
+    species: tuple = ('muon', 'pion', 'proton', 'electron', 'photon')  # particle kinds
+    species_prob: tuple = (0.18, 0.1, 0.28, 0.22, 0.22)  # their probabilities
+    energy: tuple = (
+        (100.0, 4000.0),
+        (30.0, 500.0),
+        (20.0, 300.0),
+        (20.0, 500.0),
+        (20.0, 500.0),
+    )  # kinetic energy range per kind
+    margin_cm: float = 20.0  # vertices lie at least this far inside the cube
+    michel_prob: float = 0.64  # muon stopping → Michel (μ⁺ always; μ⁻ 27 %, equal charges)
+    pion_decay_prob: float = 0.2  # stopping pion → π⁺ → μ⁺ → e⁺ Michel (the rest: capture or absorption)
+    delta_cut: float = 2.3  # lowest delta-ray kinetic energy
+    led_per_mev: float = 0.45  # ambient LED blobs per MeV of deposited energy
+    led_distance_cm: float = 10.0  # mean displacement of an ambient LED blob
+    time_window_us: float = 5.0  # interaction times uniform in [0, window)
+    step_cm: float = 0.1  # track step
+
+    def validate(self) -> 'LArTPCConfig':
         "Raise `ConfigError` on inconsistent options; return self."
-        def fail(msg): raise ConfigError(f'LArTPCConfig: {msg}')
+
+        def fail(msg):
+            raise ConfigError(f'LArTPCConfig: {msg}')
+
         for name in ('vertices', 'multiplicity'):
             lo, hi = getattr(self, name)
-            if not (0 <= lo <= hi): fail(f'{name} must be (min, max) with 0 <= min <= max, got {getattr(self, name)}')
-        if len(self.species) != len(self.species_prob) or len(self.species) != len(self.energy): fail('species, species_prob and energy need the same length')
+            if not (0 <= lo <= hi):
+                fail(f'{name} must be (min, max) with 0 <= min <= max, got {getattr(self, name)}')
+        if len(self.species) != len(self.species_prob) or len(self.species) != len(self.energy):
+            fail('species, species_prob and energy need the same length')
         bad = [s for s in self.species if s not in ('muon', 'pion', 'proton', 'electron', 'photon')]
-        if bad: fail(f'unknown species {bad}')
-        if min(self.species_prob) < 0 or not np.isclose(sum(self.species_prob), 1): fail(f'species_prob must be >= 0 and sum to 1, got {self.species_prob}')
-        if any(not (0 < lo <= hi) for lo, hi in self.energy): fail(f'energy ranges must be 0 < lo <= hi, got {self.energy}')
+        if bad:
+            fail(f'unknown species {bad}')
+        if min(self.species_prob) < 0 or not np.isclose(sum(self.species_prob), 1):
+            fail(f'species_prob must be >= 0 and sum to 1, got {self.species_prob}')
+        if any(not (0 < lo <= hi) for lo, hi in self.energy):
+            fail(f'energy ranges must be 0 < lo <= hi, got {self.energy}')
         for name in ('rain', 'led_per_mev', 'led_distance_cm', 'time_window_us', 'margin_cm', 'delta_cut', 'step_cm'):
             v = getattr(self, name)
-            if not np.isfinite(v) or v < 0 or (name in ('step_cm', 'delta_cut') and v == 0): fail(f'{name} must be a finite number >= 0 (> 0 for step and cut), got {v}')
-        if not self.margin_cm < SIZE_CM / 2: fail(f'margin_cm must be < {SIZE_CM / 2}')
+            if not np.isfinite(v) or v < 0 or (name in ('step_cm', 'delta_cut') and v == 0):
+                fail(f'{name} must be a finite number >= 0 (> 0 for step and cut), got {v}')
+        if not self.margin_cm < SIZE_CM / 2:
+            fail(f'margin_cm must be < {SIZE_CM / 2}')
         for name in ('michel_prob', 'pion_decay_prob'):
-            if not 0 <= getattr(self, name) <= 1: fail(f'{name} must be in [0, 1]')
+            if not 0 <= getattr(self, name) <= 1:
+                fail(f'{name} must be in [0, 1]')
         return self
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #24cb70ea
-def _isotropic(n:int, rng:np.random.Generator)->np.ndarray:
-    v = rng.normal(size=(n, 3)); return v / np.linalg.norm(v, axis=1, keepdims=True)
+def _isotropic(n: int, rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=(n, 3))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
-def _primaries(rng:np.random.Generator, cfg:LArTPCConfig)->dict:
+
+def _primaries(rng: np.random.Generator, cfg: LArTPCConfig) -> dict:
     "Kinds, energies, positions, directions, interaction ids and times of the primary particles."
     nv = int(rng.integers(cfg.vertices[0], cfg.vertices[1] + 1))
     mult = rng.integers(cfg.multiplicity[0], cfg.multiplicity[1] + 1, nv)
@@ -366,55 +519,108 @@ def _primaries(rng:np.random.Generator, cfg:LArTPCConfig)->dict:
     kind = rng.choice(len(cfg.species), n, p=np.asarray(cfg.species_prob) / np.sum(cfg.species_prob))
     lo, hi = np.log(np.array(cfg.energy)[kind]).T
     t_int = rng.uniform(0, cfg.time_window_us, nv + n_rain)
-    return dict(kind=np.array(cfg.species)[kind], kinetic=np.exp(rng.uniform(lo, hi)), pos=vtx[inter],
-                direction=_isotropic(n, rng), interaction=inter, time=t_int[inter])
+    return dict(
+        kind=np.array(cfg.species)[kind],
+        kinetic=np.exp(rng.uniform(lo, hi)),
+        pos=vtx[inter],
+        direction=_isotropic(n, rng),
+        interaction=inter,
+        time=t_int[inter],
+    )
 
-def simulate_event(rng:np.random.Generator, # random numbers (one generator per event)
-                   config:LArTPCConfig|None=None, # generator options
-                   truth:bool=False, # also return a dict of generator truth
-                  ):
+
+def simulate_event(
+    rng: np.random.Generator,  # random numbers (one generator per event)
+    config: LArTPCConfig | None = None,  # generator options
+    truth: bool = False,  # also return a dict of generator truth
+):
     "One LArTPC event as a PILArNet-M v2 record `{'point', 'cluster', 'cluster_extra'}` (and truth if asked)."
     cfg = config or LArTPCConfig()
     pr = _primaries(rng, cfg)
     ev = _Event()
-    seeds = {k: [] for k in ('pos', 'direction', 'energy', 'photon', 'frag', 'group', 'interaction', 'semantic', 'pid', 'time')}
+    seeds = {
+        k: []
+        for k in ('pos', 'direction', 'energy', 'photon', 'frag', 'group', 'interaction', 'semantic', 'pid', 'time')
+    }
+
     def seed(pos, direction, energy, photon, frag, group, interaction, semantic, pid, time):
         n = len(energy)
         for k, v in zip(seeds, (pos, direction, energy, photon, frag, group, interaction, semantic, pid, time)):
             seeds[k].append(np.broadcast_to(np.asarray(v), (n, 3) if k in ('pos', 'direction') else (n,)))
+
     info = dict(tracks=[], michel_energy=[], michel_fragment=[])
     for i, kind in enumerate(pr['kind']):
         t0, p0, d0, it, tt = pr['kinetic'][i], pr['pos'][i], pr['direction'][i], pr['interaction'][i], pr['time'][i]
         mass = MASSES[kind]
-        mom = np.sqrt(t0 ** 2 + 2 * t0 * mass)
+        mom = np.sqrt(t0**2 + 2 * t0 * mass)
         g = ev.new_groups(1)
         if kind in ('electron', 'photon'):
             photon = kind == 'photon'
-            f = np.array([-1]) if photon else ev.new_fragments(g, it, SEMANTIC['shower'], PID[kind], mass, mom, p0[None], tt)
+            f = (
+                np.array([-1])
+                if photon
+                else ev.new_fragments(g, it, SEMANTIC['shower'], PID[kind], mass, mom, p0[None], tt)
+            )
             seed(p0[None], d0[None], [t0], [photon], f, g, it, SEMANTIC['shower'], PID[kind], tt)
             continue
         tr = propagate_track(kind, t0, p0, d0, rng, cfg.step_cm)
         f = ev.new_fragments(g, it, SEMANTIC['track'], PID[kind], mass, mom, p0[None], tt)
         ev.deposit(tr['pos'], tr['de'], tr['ds'], np.full(len(tr['de']), f[0]), np.full(len(tr['de']), tt))
-        if truth: info['tracks'].append(dict(kind=kind, fragment=int(f[0]), **tr))
+        if truth:
+            info['tracks'].append(dict(kind=kind, fragment=int(f[0]), **tr))
         dl = sample_delta_rays(tr, mass, rng, cfg.delta_cut)
         nd = len(dl['kinetic'])
         if nd:
             gd = ev.new_groups(nd)
-            fd = ev.new_fragments(gd, it, SEMANTIC['delta'], PID['electron'], M_E, np.sqrt(dl['kinetic'] ** 2 + 2 * dl['kinetic'] * M_E), dl['pos'], tt)
-            seed(dl['pos'], dl['direction'], dl['kinetic'], np.zeros(nd, bool), fd, gd, it, SEMANTIC['delta'], PID['electron'], tt)
-        prob = cfg.michel_prob if kind == 'muon' else cfg.pion_decay_prob if kind == 'pion' else 0.
+            fd = ev.new_fragments(
+                gd,
+                it,
+                SEMANTIC['delta'],
+                PID['electron'],
+                M_E,
+                np.sqrt(dl['kinetic'] ** 2 + 2 * dl['kinetic'] * M_E),
+                dl['pos'],
+                tt,
+            )
+            seed(
+                dl['pos'],
+                dl['direction'],
+                dl['kinetic'],
+                np.zeros(nd, bool),
+                fd,
+                gd,
+                it,
+                SEMANTIC['delta'],
+                PID['electron'],
+                tt,
+            )
+        prob = cfg.michel_prob if kind == 'muon' else cfg.pion_decay_prob if kind == 'pion' else 0.0
         if tr['contained'] and rng.random() < prob:
             em = sample_michel_energy(1, rng)
             tm = tt + rng.exponential(MUON_LIFETIME_US)
             gm = ev.new_groups(1)
-            fm = ev.new_fragments(gm, it, SEMANTIC['michel'], PID['electron'], M_E, np.sqrt(em ** 2 + 2 * em * M_E), tr['end'][None], tm)
+            fm = ev.new_fragments(
+                gm, it, SEMANTIC['michel'], PID['electron'], M_E, np.sqrt(em**2 + 2 * em * M_E), tr['end'][None], tm
+            )
             seed(tr['end'][None], _isotropic(1, rng), em, [False], fm, gm, it, SEMANTIC['michel'], PID['electron'], tm)
-            info['michel_energy'].append(float(em[0])); info['michel_fragment'].append(int(fm[0]))
+            info['michel_energy'].append(float(em[0]))
+            info['michel_fragment'].append(int(fm[0]))
     if seeds['energy']:
         s = {k: np.concatenate(v) for k, v in seeds.items()}
-        em_cascade(ev, s['pos'], s['direction'], s['energy'].astype(float), s['photon'].astype(bool), s['frag'].astype(np.int64),
-                   s['group'], s['interaction'], s['semantic'], s['pid'], s['time'], rng)
+        em_cascade(
+            ev,
+            s['pos'],
+            s['direction'],
+            s['energy'].astype(float),
+            s['photon'].astype(bool),
+            s['frag'].astype(np.int64),
+            s['group'],
+            s['interaction'],
+            s['semantic'],
+            s['pid'],
+            s['time'],
+            rng,
+        )
     if ev.dep['de']:  # ambient low-energy depositions near the activity
         de, pos, tim = (np.concatenate(ev.dep[k]) for k in ('de', 'pos', 'time'))
         n = int(rng.poisson(cfg.led_per_mev * de.sum()))
@@ -422,56 +628,80 @@ def simulate_event(rng:np.random.Generator, # random numbers (one generator per 
         at = pos[src] + _isotropic(n, rng) * rng.exponential(cfg.led_distance_cm, n)[:, None]
         e = np.clip(rng.lognormal(np.log(0.2), 0.8, n), 0.05, 1.0)
         ev.deposit(at, e, e / LAR['electron_dedx'], np.full(n, -1), tim[src])
-    if not ev.dep['de'] or not in_volume(np.concatenate(ev.dep['pos'])).any():  # nothing visible: a lone LED voxel at a vertex
-        ev.deposit(pr['pos'][:1] if len(pr['kind']) else np.full((1, 3), SIZE_CM / 2), [0.1], [0.05], [-1], [0.])
+    if (
+        not ev.dep['de'] or not in_volume(np.concatenate(ev.dep['pos'])).any()
+    ):  # nothing visible: a lone LED voxel at a vertex
+        ev.deposit(pr['pos'][:1] if len(pr['kind']) else np.full((1, 3), SIZE_CM / 2), [0.1], [0.05], [-1], [0.0])
     out, info['cluster_fragments'] = voxelize(ev)
     return (out, info) if truth else out
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #385cf068
-def simulate_lartpc(n_events:int, # number of events
-                    seed:int=0, # sample seed
-                    config:LArTPCConfig|None=None, # generator options
-                    first_event:int=0, # index of the first event (to make a sample in pieces)
-                   )->list[dict]: # PILArNet-M v2 records
+def simulate_lartpc(
+    n_events: int,  # number of events
+    seed: int = 0,  # sample seed
+    config: LArTPCConfig | None = None,  # generator options
+    first_event: int = 0,  # index of the first event (to make a sample in pieces)
+) -> list[dict]:  # PILArNet-M v2 records
     "A deterministic sample of LArTPC events."
     cfg = (config or LArTPCConfig()).validate()
-    if n_events < 1: raise ConfigError(f'n_events must be >= 1, got {n_events}')
-    return [simulate_event(np.random.default_rng([int(seed), i]), cfg) for i in range(first_event, first_event + n_events)]
+    if n_events < 1:
+        raise ConfigError(f'n_events must be >= 1, got {n_events}')
+    return [
+        simulate_event(np.random.default_rng([int(seed), i]), cfg) for i in range(first_event, first_event + n_events)
+    ]
 
-def write_lartpc(path:str|Path, # output .h5 file
-                 n_events:int, # number of events
-                 seed:int=0, # sample seed
-                 config:LArTPCConfig|None=None, # generator options
-                )->Path:
+
+def write_lartpc(
+    path: str | Path,  # output .h5 file
+    n_events: int,  # number of events
+    seed: int = 0,  # sample seed
+    config: LArTPCConfig | None = None,  # generator options
+) -> Path:
     "Simulate a sample and write it in the PILArNet-M v2 layout (byte-deterministic, atomic)."
     return write_pilarnet_h5(path, simulate_lartpc(n_events, seed, config), version=2)
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #ec938dd8
-def _check_out_file(parser:argparse.ArgumentParser, out:str, suffixes:tuple):
+def _check_out_file(parser: argparse.ArgumentParser, out: str, suffixes: tuple):
     "Fail (exit 2) unless `out` has one of `suffixes` and its folder exists and is writable."
     p = Path(out)
-    if p.suffix.lower() not in suffixes: parser.error(f'--out must end with {" or ".join(suffixes)}, got {out!r}')
-    if p.is_dir(): parser.error(f'--out {out!r} is a folder; give a file name')
+    if p.suffix.lower() not in suffixes:
+        parser.error(f'--out must end with {" or ".join(suffixes)}, got {out!r}')
+    if p.is_dir():
+        parser.error(f'--out {out!r} is a folder; give a file name')
     folder = p.parent if str(p.parent) else Path('.')
-    if not folder.is_dir(): parser.error(f'the folder of --out does not exist: {str(folder)!r}')
-    if not os.access(folder, os.W_OK | os.X_OK): parser.error(f'the folder of --out is not writable: {str(folder)!r}')
-    if p.exists() and not os.access(p, os.W_OK): parser.error(f'--out {out!r} exists and is not writable')
+    if not folder.is_dir():
+        parser.error(f'the folder of --out does not exist: {str(folder)!r}')
+    if not os.access(folder, os.W_OK | os.X_OK):
+        parser.error(f'the folder of --out is not writable: {str(folder)!r}')
+    if p.exists() and not os.access(p, os.W_OK):
+        parser.error(f'--out {out!r} exists and is not writable')
 
-def cli_main(argv:list[str]|None=None, # arguments after `fj simulate lartpc`
-            )->int: # exit code: 0 success, 2 bad usage
+
+def cli_main(
+    argv: list[str] | None = None,  # arguments after `fj simulate lartpc`
+) -> int:  # exit code: 0 success, 2 bad usage
     "Command line: simulate LArTPC events into a PILArNet-M v2 HDF5 file."
-    ap = argparse.ArgumentParser(prog='fj simulate lartpc', description='Simulate LArTPC events in the PILArNet-M v2 HDF5 layout (768^3 voxels of 3 mm).')
+    ap = argparse.ArgumentParser(
+        prog='fj simulate lartpc',
+        description='Simulate LArTPC events in the PILArNet-M v2 HDF5 layout (768^3 voxels of 3 mm).',
+    )
     ap.add_argument('--n-events', type=int, required=True, help='number of events (>= 1)')
     ap.add_argument('--seed', type=int, default=0, help='sample seed (event i uses default_rng([seed, i]))')
     ap.add_argument('--out', required=True, help='output .h5 file')
     ap.add_argument('--quiet', action='store_true', help='print nothing on success')
     try:
         a = ap.parse_args(argv)
-        if a.n_events < 1: ap.error(f'--n-events must be >= 1, got {a.n_events}')
-        if a.seed < 0: ap.error(f'--seed must be >= 0, got {a.seed}')
+        if a.n_events < 1:
+            ap.error(f'--n-events must be >= 1, got {a.n_events}')
+        if a.seed < 0:
+            ap.error(f'--seed must be >= 0, got {a.seed}')
         _check_out_file(ap, a.out, ('.h5', '.hdf5'))
-    except SystemExit as e: return int(e.code or 0)
+    except SystemExit as e:
+        return int(e.code or 0)
     t0 = time.perf_counter()
     path = write_lartpc(a.out, a.n_events, a.seed)
-    if not a.quiet: print(f'wrote {a.n_events} LArTPC events to {path} ({path.stat().st_size:,} bytes, {a.n_events / (time.perf_counter() - t0):.1f} events/s)')
+    if not a.quiet:
+        print(
+            f'wrote {a.n_events} LArTPC events to {path} ({path.stat().st_size:,} bytes, {a.n_events / (time.perf_counter() - t0):.1f} events/s)'
+        )
     return 0

@@ -6,7 +6,9 @@ Docs: https://foundation-jets.github.io/foundation_jets/simulate.tracks.html.md"
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #5701aea4
 from __future__ import annotations
-import argparse, os, time
+import argparse
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,16 +26,17 @@ __all__ = ['PION_MASS', 'TRACKML_BARREL', 'circle_crossing', 'propagate_helices'
            'compact_barrel2d', 'cli_main']
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #22c11219
-def circle_crossing(pos:np.ndarray, # (n, 2) start points (mm)
-                    phi:np.ndarray, # (n,) direction angles at the start
-                    radius:np.ndarray, # (n,) circle radii R (mm)
-                    sense:np.ndarray, # (n,) +1 counter-clockwise, -1 clockwise
-                    rho:float|np.ndarray, # layer radius (mm), one or one per track
-                   )->tuple: # (alpha (n,) turning angle, nan where the layer is not reached; crossing points (n, 2))
+def circle_crossing(
+    pos: np.ndarray,  # (n, 2) start points (mm)
+    phi: np.ndarray,  # (n,) direction angles at the start
+    radius: np.ndarray,  # (n,) circle radii R (mm)
+    sense: np.ndarray,  # (n,) +1 counter-clockwise, -1 clockwise
+    rho: float | np.ndarray,  # layer radius (mm), one or one per track
+) -> tuple:  # (alpha (n,) turning angle, nan where the layer is not reached; crossing points (n, 2))
     "First crossing of circular tracks with the layer |x| = rho, moving forward from `pos`."
     c = pos + (sense * radius)[:, None] * np.stack([-np.sin(phi), np.cos(phi)], 1)
     cn = np.hypot(c[:, 0], c[:, 1])
-    kappa = (rho ** 2 - cn ** 2 - radius ** 2) / (2 * radius * np.maximum(cn, 1e-12))
+    kappa = (rho**2 - cn**2 - radius**2) / (2 * radius * np.maximum(cn, 1e-12))
     ok = np.abs(kappa) <= 1
     psi_c, psi0 = np.arctan2(c[:, 1], c[:, 0]), phi - sense * np.pi / 2
     a = np.arccos(np.clip(kappa, -1, 1))
@@ -44,19 +47,23 @@ def circle_crossing(pos:np.ndarray, # (n, 2) start points (mm)
     return alpha, c + radius[:, None] * np.stack([np.cos(psi), np.sin(psi)], 1)
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #7898d06b
-PION_MASS = 0.13957 # GeV
+PION_MASS = 0.13957  # GeV
 
-def propagate_helices(vertex:np.ndarray, # (n, 3) production vertices (mm); z ignored in 2-D
-                      pt:np.ndarray, # (n,) transverse momenta (GeV)
-                      phi:np.ndarray, # (n,) initial azimuths
-                      cot_theta:np.ndarray, # (n,) pz / pT
-                      charge:np.ndarray, # (n,) ±1
-                      radii:np.ndarray, # (L,) layer radii (mm), increasing
-                      half_length:np.ndarray|None=None, # (L,) layer half-lengths (mm); None: unbounded (2-D)
-                      b_field:float=2.0, # solenoid field (T)
-                      x_over_x0:float|np.ndarray=0.0, # layer thickness in radiation lengths (0: no scattering)
-                      rng:np.random.Generator|None=None, # random numbers for scattering
-                     )->dict: # 'true' (n, L, 3) crossings, 'momentum' (n, L, 3) at the crossing, 'reached' (n, L) bool, 'inside' (n, L) bool
+
+def propagate_helices(
+    vertex: np.ndarray,  # (n, 3) production vertices (mm); z ignored in 2-D
+    pt: np.ndarray,  # (n,) transverse momenta (GeV)
+    phi: np.ndarray,  # (n,) initial azimuths
+    cot_theta: np.ndarray,  # (n,) pz / pT
+    charge: np.ndarray,  # (n,) ±1
+    radii: np.ndarray,  # (L,) layer radii (mm), increasing
+    half_length: np.ndarray | None = None,  # (L,) layer half-lengths (mm); None: unbounded (2-D)
+    b_field: float = 2.0,  # solenoid field (T)
+    x_over_x0: float | np.ndarray = 0.0,  # layer thickness in radiation lengths (0: no scattering)
+    rng: np.random.Generator | None = None,  # random numbers for scattering
+) -> (
+    dict
+):  # 'true' (n, L, 3) crossings, 'momentum' (n, L, 3) at the crossing, 'reached' (n, L) bool, 'inside' (n, L) bool
     "Cross helical tracks with cylindrical layers, with optional multiple scattering at each layer."
     n, L = len(pt), len(radii)
     radii = np.asarray(radii, float)
@@ -70,15 +77,16 @@ def propagate_helices(vertex:np.ndarray, # (n, 3) production vertices (mm); z ig
     for l, rho in enumerate(radii):
         alpha, xy = circle_crossing(pos, phi, R, sense, rho)
         alive &= np.isfinite(alpha)
-        a = np.where(alive, alpha, 0.)
+        a = np.where(alive, alpha, 0.0)
         z = z + R * a * cot
         phi = phi + sense * a
         pos = np.where(alive[:, None], xy, pos)
         true[alive, l] = np.column_stack([pos, z])[alive]
         mom[alive, l] = np.column_stack([pt * np.cos(phi), pt * np.sin(phi), pt * cot])[alive]
         if xx0[l] > 0 and rng is not None:
-            sin_t = 1 / np.sqrt(1 + cot ** 2)
-            p = pt / sin_t; beta = p / np.sqrt(p ** 2 + PION_MASS ** 2)
+            sin_t = 1 / np.sqrt(1 + cot**2)
+            p = pt / sin_t
+            beta = p / np.sqrt(p**2 + PION_MASS**2)
             x = xx0[l] / sin_t
             theta0 = 0.0136 / (beta * p) * np.sqrt(x) * (1 + 0.038 * np.log(x))
             k = rng.normal(size=(n, 2)) * theta0[:, None] * alive[:, None]
@@ -88,143 +96,221 @@ def propagate_helices(vertex:np.ndarray, # (n, 3) production vertices (mm); z ig
     reached = np.isfinite(true[..., 0])
     return dict(true=true, momentum=mom, reached=reached, inside=reached & (np.abs(np.nan_to_num(true[..., 2])) <= hl))
 
-def smear_hits(true:np.ndarray, # (..., 3) true positions on cylinders (mm)
-               sigma_rphi:float, # Gaussian sigma along r·phi (mm)
-               sigma_z:float, # Gaussian sigma along z (mm)
-               rng:np.random.Generator,
-              )->np.ndarray:
+
+def smear_hits(
+    true: np.ndarray,  # (..., 3) true positions on cylinders (mm)
+    sigma_rphi: float,  # Gaussian sigma along r·phi (mm)
+    sigma_z: float,  # Gaussian sigma along z (mm)
+    rng: np.random.Generator,
+) -> np.ndarray:
     "Smear hit positions along the layer: rφ (staying on the cylinder) and z."
     r = np.hypot(true[..., 0], true[..., 1])
     ph = np.arctan2(true[..., 1], true[..., 0]) + rng.normal(size=r.shape) * sigma_rphi / np.maximum(r, 1e-9)
     return np.stack([r * np.cos(ph), r * np.sin(ph), true[..., 2] + rng.normal(size=r.shape) * sigma_z], -1)
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #1848f2df
-def fit_circle(xy:np.ndarray, # (n, 2) points
-              )->tuple: # (centre (2,), radius)
+def fit_circle(
+    xy: np.ndarray,  # (n, 2) points
+) -> tuple:  # (centre (2,), radius)
     "Algebraic (Kåsa) least-squares circle through points."
     A = np.column_stack([2 * xy, np.ones(len(xy))])
-    b = (xy ** 2).sum(1)
+    b = (xy**2).sum(1)
     (cx, cy, k), *_ = np.linalg.lstsq(A, b, rcond=None)
-    return np.array([cx, cy]), float(np.sqrt(k + cx ** 2 + cy ** 2))
+    return np.array([cx, cy]), float(np.sqrt(k + cx**2 + cy**2))
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #3ce852cb
-TRACKML_BARREL = pd.DataFrame({ # the TrackML barrel layers seen in event 1000 (radii: median hit radius, mm)
-    'volume_id': [8, 8, 8, 8, 13, 13, 13, 13, 17, 17], 'layer_id': [2, 4, 6, 8, 2, 4, 6, 8, 2, 4],
-    'radius': [32., 72., 116., 172., 260., 360., 500., 660., 820., 1020.],
-    'half_length': [491.] * 4 + [1083.] * 6,
-    'sigma_rphi': [0.015] * 4 + [0.04] * 6, 'sigma_z': [0.05] * 4 + [0.5] * 6,
-    'x_over_x0': [0.02] * 4 + [0.03] * 6})
+TRACKML_BARREL = pd.DataFrame(
+    {  # the TrackML barrel layers seen in event 1000 (radii: median hit radius, mm)
+        'volume_id': [8, 8, 8, 8, 13, 13, 13, 13, 17, 17],
+        'layer_id': [2, 4, 6, 8, 2, 4, 6, 8, 2, 4],
+        'radius': [32.0, 72.0, 116.0, 172.0, 260.0, 360.0, 500.0, 660.0, 820.0, 1020.0],
+        'half_length': [491.0] * 4 + [1083.0] * 6,
+        'sigma_rphi': [0.015] * 4 + [0.04] * 6,
+        'sigma_z': [0.05] * 4 + [0.5] * 6,
+        'x_over_x0': [0.02] * 4 + [0.03] * 6,
+    }
+)
+
 
 @dataclass
 class TrackingConfig:
     "Options of the tracking simulators (lengths in mm, momenta in GeV, field in T)."
-    detector:str = 'barrel2d' # 'barrel2d' or 'solenoid3d'
-    n_particles:tuple = (10, 10) # min, max particles per event (uniform)
-    pt_range:tuple = (0.2, 2.0) # barrel2d: pT uniform in this range
-    pt_min:float = 0.2 # solenoid3d: pT = pt_min + Exp(pt_mean)
-    pt_mean:float = 0.5
-    eta_max:float = 2.5 # solenoid3d: eta uniform in [-eta_max, eta_max]
-    d0:float = 0.1 # transverse vertex spread (mm; ToyTrack's d0)
-    z0:float = 55.0 # solenoid3d: longitudinal vertex spread (mm)
-    n_layers:int = 8 # barrel2d: number of layers
-    r_range:tuple = (50., 300.) # barrel2d: radii of the first and last layer
-    b_field:float = 2.0 # solenoid field
-    sigma:float = 0.0 # barrel2d: rphi smearing (mm)
-    scale_smearing:float = 1.0 # solenoid3d: factor on the TrackML-like smearing sigmas
-    scattering:bool = True # multiple scattering in the layers
-    x_over_x0:float = 0.02 # barrel2d: layer thickness in radiation lengths
-    inefficiency:float = 0.0 # probability to lose a hit
-    noise:float = 0.0 # noise hits as a fraction of the real hits of the event
 
-    def validate(self)->'TrackingConfig':
+    detector: str = 'barrel2d'  # 'barrel2d' or 'solenoid3d'
+    n_particles: tuple = (10, 10)  # min, max particles per event (uniform)
+    pt_range: tuple = (0.2, 2.0)  # barrel2d: pT uniform in this range
+    pt_min: float = 0.2  # solenoid3d: pT = pt_min + Exp(pt_mean)
+    pt_mean: float = 0.5
+    eta_max: float = 2.5  # solenoid3d: eta uniform in [-eta_max, eta_max]
+    d0: float = 0.1  # transverse vertex spread (mm; ToyTrack's d0)
+    z0: float = 55.0  # solenoid3d: longitudinal vertex spread (mm)
+    n_layers: int = 8  # barrel2d: number of layers
+    r_range: tuple = (50.0, 300.0)  # barrel2d: radii of the first and last layer
+    b_field: float = 2.0  # solenoid field
+    sigma: float = 0.0  # barrel2d: rphi smearing (mm)
+    scale_smearing: float = 1.0  # solenoid3d: factor on the TrackML-like smearing sigmas
+    scattering: bool = True  # multiple scattering in the layers
+    x_over_x0: float = 0.02  # barrel2d: layer thickness in radiation lengths
+    inefficiency: float = 0.0  # probability to lose a hit
+    noise: float = 0.0  # noise hits as a fraction of the real hits of the event
+
+    def validate(self) -> 'TrackingConfig':
         "Raise `ConfigError` on invalid options; return self."
-        def fail(msg): raise ConfigError(f'TrackingConfig: {msg}')
-        if self.detector not in ('barrel2d', 'solenoid3d'): fail(f"detector must be 'barrel2d' or 'solenoid3d', got {self.detector!r}")
+
+        def fail(msg):
+            raise ConfigError(f'TrackingConfig: {msg}')
+
+        if self.detector not in ('barrel2d', 'solenoid3d'):
+            fail(f"detector must be 'barrel2d' or 'solenoid3d', got {self.detector!r}")
         lo, hi = self.n_particles
-        if not (1 <= lo <= hi): fail(f'n_particles must be (min, max) with 1 <= min <= max, got {self.n_particles}')
-        if not (0 < self.pt_range[0] <= self.pt_range[1]): fail(f'pt_range must be 0 < lo <= hi, got {self.pt_range}')
-        if not (0 < self.r_range[0] < self.r_range[1]) or self.n_layers < 1: fail(f'need 0 < r_range[0] < r_range[1] and n_layers >= 1')
+        if not (1 <= lo <= hi):
+            fail(f'n_particles must be (min, max) with 1 <= min <= max, got {self.n_particles}')
+        if not (0 < self.pt_range[0] <= self.pt_range[1]):
+            fail(f'pt_range must be 0 < lo <= hi, got {self.pt_range}')
+        if not (0 < self.r_range[0] < self.r_range[1]) or self.n_layers < 1:
+            fail('need 0 < r_range[0] < r_range[1] and n_layers >= 1')
         for k in ('pt_min', 'b_field'):
-            if not getattr(self, k) > 0: fail(f'{k} must be > 0')
+            if not getattr(self, k) > 0:
+                fail(f'{k} must be > 0')
         for k in ('pt_mean', 'eta_max', 'd0', 'z0', 'sigma', 'scale_smearing', 'x_over_x0', 'noise'):
             v = getattr(self, k)
-            if not (np.isfinite(v) and v >= 0): fail(f'{k} must be a finite number >= 0, got {v}')
-        if not 0 <= self.inefficiency < 1: fail(f'inefficiency must be in [0, 1), got {self.inefficiency}')
+            if not (np.isfinite(v) and v >= 0):
+                fail(f'{k} must be a finite number >= 0, got {v}')
+        if not 0 <= self.inefficiency < 1:
+            fail(f'inefficiency must be in [0, 1), got {self.inefficiency}')
         return self
 
-    def layers(self)->pd.DataFrame:
+    def layers(self) -> pd.DataFrame:
         "The layer table: radius, half_length, sigma_rphi, sigma_z, x_over_x0 (+ volume_id, layer_id)."
         if self.detector == 'solenoid3d':
-            t = TRACKML_BARREL.copy(); t[['sigma_rphi', 'sigma_z']] *= self.scale_smearing
-            if not self.scattering: t['x_over_x0'] = 0.
+            t = TRACKML_BARREL.copy()
+            t[['sigma_rphi', 'sigma_z']] *= self.scale_smearing
+            if not self.scattering:
+                t['x_over_x0'] = 0.0
             return t
         r = np.linspace(*self.r_range, self.n_layers)
-        return pd.DataFrame({'volume_id': 1, 'layer_id': np.arange(self.n_layers), 'radius': r, 'half_length': np.inf,
-                             'sigma_rphi': self.sigma, 'sigma_z': 0., 'x_over_x0': self.x_over_x0 if self.scattering else 0.})
+        return pd.DataFrame(
+            {
+                'volume_id': 1,
+                'layer_id': np.arange(self.n_layers),
+                'radius': r,
+                'half_length': np.inf,
+                'sigma_rphi': self.sigma,
+                'sigma_z': 0.0,
+                'x_over_x0': self.x_over_x0 if self.scattering else 0.0,
+            }
+        )
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #0b5d68ec
-def simulate_tracking_event(rng:np.random.Generator, # random numbers (one generator per event)
-                            config:TrackingConfig, # detector and generator options
-                            layers:pd.DataFrame|None=None, # `config.layers()`, precomputed to save time in loops
-                           )->dict: # 'hits' (m, 3), 'true' (m, 3), 'particle' (m,) index (-1 noise), 'layer' (m,), 'momentum' (m, 3), 'particles' table
+def simulate_tracking_event(
+    rng: np.random.Generator,  # random numbers (one generator per event)
+    config: TrackingConfig,  # detector and generator options
+    layers: pd.DataFrame | None = None,  # `config.layers()`, precomputed to save time in loops
+) -> (
+    dict
+):  # 'hits' (m, 3), 'true' (m, 3), 'particle' (m,) index (-1 noise), 'layer' (m,), 'momentum' (m, 3), 'particles' table
     "Hits of one event: positions, truth and particle table."
     cfg, lay = config, config.layers() if layers is None else layers
     n = int(rng.integers(cfg.n_particles[0], cfg.n_particles[1] + 1))
     q = rng.choice([-1, 1], n)
     phi = rng.uniform(-np.pi, np.pi, n)
-    vtx = np.zeros((n, 3)); vtx[:, :2] = rng.normal(0, cfg.d0 / np.sqrt(2), (n, 2))
+    vtx = np.zeros((n, 3))
+    vtx[:, :2] = rng.normal(0, cfg.d0 / np.sqrt(2), (n, 2))
     if cfg.detector == 'solenoid3d':
         pt = cfg.pt_min + rng.exponential(cfg.pt_mean, n)
         cot = np.sinh(rng.uniform(-cfg.eta_max, cfg.eta_max, n))
         vtx[:, 2] = rng.normal(0, cfg.z0, n)
     else:
         pt, cot = rng.uniform(*cfg.pt_range, n), np.zeros(n)
-    tr = propagate_helices(vtx, pt, phi, cot, q, lay['radius'].to_numpy(), lay['half_length'].to_numpy(), cfg.b_field,
-                           lay['x_over_x0'].to_numpy(), rng)
+    tr = propagate_helices(
+        vtx,
+        pt,
+        phi,
+        cot,
+        q,
+        lay['radius'].to_numpy(),
+        lay['half_length'].to_numpy(),
+        cfg.b_field,
+        lay['x_over_x0'].to_numpy(),
+        rng,
+    )
     keep = tr['inside'] & (rng.random(tr['inside'].shape) >= cfg.inefficiency)
     smeared = smear_hits(np.nan_to_num(tr['true']), lay['sigma_rphi'].to_numpy(), lay['sigma_z'].to_numpy(), rng)
     pi, li = np.nonzero(keep)
     hits, true, mom = smeared[pi, li], tr['true'][pi, li], tr['momentum'][pi, li]
     n_noise = int(round(cfg.noise * len(pi)))
     if n_noise:
-        area = lay['radius'].to_numpy() * np.where(np.isfinite(lay['half_length']), lay['half_length'], 1.)
+        area = lay['radius'].to_numpy() * np.where(np.isfinite(lay['half_length']), lay['half_length'], 1.0)
         ln = rng.choice(len(lay), n_noise, p=area / area.sum())
         r, ph = lay['radius'].to_numpy()[ln], rng.uniform(-np.pi, np.pi, n_noise)
         hl = lay['half_length'].to_numpy()[ln]
-        zn = np.where(np.isfinite(hl), rng.uniform(-1, 1, n_noise) * np.where(np.isfinite(hl), hl, 0), 0.)
+        zn = np.where(np.isfinite(hl), rng.uniform(-1, 1, n_noise) * np.where(np.isfinite(hl), hl, 0), 0.0)
         noise = np.column_stack([r * np.cos(ph), r * np.sin(ph), zn])
         hits, true, mom = np.vstack([hits, noise]), np.vstack([true, noise]), np.vstack([mom, np.zeros((n_noise, 3))])
         pi, li = np.r_[pi, np.full(n_noise, -1)], np.r_[li, ln]
     order = np.lexsort((np.arctan2(hits[:, 1], hits[:, 0]), li))  # by layer, then azimuth: hit order carries no truth
-    particles = pd.DataFrame({'vx': vtx[:, 0], 'vy': vtx[:, 1], 'vz': vtx[:, 2], 'px': pt * np.cos(phi), 'py': pt * np.sin(phi),
-                              'pz': pt * cot, 'q': q, 'nhits': keep.sum(1), 'pt': pt, 'phi': phi, 'cot_theta': cot})
-    return dict(hits=hits[order], true=true[order], particle=pi[order], layer=li[order], momentum=mom[order], particles=particles)
+    particles = pd.DataFrame(
+        {
+            'vx': vtx[:, 0],
+            'vy': vtx[:, 1],
+            'vz': vtx[:, 2],
+            'px': pt * np.cos(phi),
+            'py': pt * np.sin(phi),
+            'pz': pt * cot,
+            'q': q,
+            'nhits': keep.sum(1),
+            'pt': pt,
+            'phi': phi,
+            'cot_theta': cot,
+        }
+    )
+    return dict(
+        hits=hits[order],
+        true=true[order],
+        particle=pi[order],
+        layer=li[order],
+        momentum=mom[order],
+        particles=particles,
+    )
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #d4817b6e
-def simulate_barrel2d(n_events:int, # number of events
-                      seed:int=0, # sample seed
-                      config:TrackingConfig|None=None, # options (detector must be 'barrel2d')
-                     )->ParticleSet:
+def simulate_barrel2d(
+    n_events: int,  # number of events
+    seed: int = 0,  # sample seed
+    config: TrackingConfig | None = None,  # options (detector must be 'barrel2d')
+) -> ParticleSet:
     "A deterministic sample of 2-D barrel events as a padded `ParticleSet` of hits."
     cfg = (config or TrackingConfig()).validate()
-    if cfg.detector != 'barrel2d': raise ConfigError(f"simulate_barrel2d needs detector='barrel2d', got {cfg.detector!r}")
-    if n_events < 1: raise ConfigError(f'n_events must be >= 1, got {n_events}')
+    if cfg.detector != 'barrel2d':
+        raise ConfigError(f"simulate_barrel2d needs detector='barrel2d', got {cfg.detector!r}")
+    if n_events < 1:
+        raise ConfigError(f'n_events must be >= 1, got {n_events}')
     lay = cfg.layers()
     evs = [simulate_tracking_event(np.random.default_rng([int(seed), i]), cfg, lay) for i in range(n_events)]
     m = max(len(e['hits']) for e in evs)
-    x = np.zeros((n_events, m, 2), np.float32); mask = np.zeros((n_events, m), bool)
-    lab, layer, pt = np.full((n_events, m), -1, np.int64), np.full((n_events, m), -1, np.int64), np.zeros((n_events, m), np.float32)
+    x = np.zeros((n_events, m, 2), np.float32)
+    mask = np.zeros((n_events, m), bool)
+    lab, layer, pt = (
+        np.full((n_events, m), -1, np.int64),
+        np.full((n_events, m), -1, np.int64),
+        np.zeros((n_events, m), np.float32),
+    )
     for i, e in enumerate(evs):
         k = len(e['hits'])
         x[i, :k], mask[i, :k], lab[i, :k], layer[i, :k] = e['hits'][:, :2], True, e['particle'], e['layer']
-        pt[i, :k] = np.where(e['particle'] >= 0, e['particles']['pt'].to_numpy()[np.maximum(e['particle'], 0)], 0.)
-    meta = dict(layer=torch.from_numpy(layer), pt=torch.from_numpy(pt), n_particles=torch.tensor([len(e['particles']) for e in evs]))
+        pt[i, :k] = np.where(e['particle'] >= 0, e['particles']['pt'].to_numpy()[np.maximum(e['particle'], 0)], 0.0)
+    meta = dict(
+        layer=torch.from_numpy(layer),
+        pt=torch.from_numpy(pt),
+        n_particles=torch.tensor([len(e['particles']) for e in evs]),
+    )
     return ParticleSet(torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(lab), meta, ('x', 'y'))
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #abfbe216
-def helix_residuals(event:dict, # output of `simulate_tracking_event`
-                    config:TrackingConfig, # the options it was made with
-                   )->np.ndarray: # (m, 2) residuals (rφ, z) in mm of the real hits
+def helix_residuals(
+    event: dict,  # output of `simulate_tracking_event`
+    config: TrackingConfig,  # the options it was made with
+) -> np.ndarray:  # (m, 2) residuals (rφ, z) in mm of the real hits
     "Residuals of hits from the generating helices of their particles (meaningful without scattering)."
     lay, p = config.layers(), event['particles']
     real = event['particle'] >= 0
@@ -232,47 +318,81 @@ def helix_residuals(event:dict, # output of `simulate_tracking_event`
     rho = lay['radius'].to_numpy()[l]
     vtx = p[['vx', 'vy', 'vz']].to_numpy()[i]
     R = 1000 * p['pt'].to_numpy()[i] / (0.3 * config.b_field)
-    alpha, xy = circle_crossing(vtx[:, :2], p['phi'].to_numpy()[i], R, -np.sign(p['q'].to_numpy()[i]).astype(float), rho)
+    alpha, xy = circle_crossing(
+        vtx[:, :2], p['phi'].to_numpy()[i], R, -np.sign(p['q'].to_numpy()[i]).astype(float), rho
+    )
     h = event['hits'][real]
     dphi = np.mod(np.arctan2(h[:, 1], h[:, 0]) - np.arctan2(xy[:, 1], xy[:, 0]) + np.pi, 2 * np.pi) - np.pi
     z_pred = vtx[:, 2] + R * alpha * p['cot_theta'].to_numpy()[i]
     return np.column_stack([rho * dphi, h[:, 2] - z_pred])
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #85f04af4
-def trackml_tables(event:dict, # output of `simulate_tracking_event` (solenoid3d)
-                   config:TrackingConfig, # the options it was made with
-                  )->dict: # 'hits', 'truth', 'particles' DataFrames
+def trackml_tables(
+    event: dict,  # output of `simulate_tracking_event` (solenoid3d)
+    config: TrackingConfig,  # the options it was made with
+) -> dict:  # 'hits', 'truth', 'particles' DataFrames
     "The TrackML tables of a simulated event."
     lay, h, pid = config.layers(), event['hits'], event['particle']
     n = len(h)
     hit_id = np.arange(1, n + 1)
-    r = lay['radius'].to_numpy()[event['layer']]; hl = lay['half_length'].to_numpy()[event['layer']]
+    r = lay['radius'].to_numpy()[event['layer']]
+    hl = lay['half_length'].to_numpy()[event['layer']]
     n_phi = np.ceil(2 * np.pi * r / 50).astype(np.int64)
     ph = np.floor((np.arctan2(h[:, 1], h[:, 0]) + np.pi) / (2 * np.pi) * n_phi).clip(0, n_phi - 1).astype(np.int64)
     zb = np.floor((h[:, 2] + hl) / 100).clip(0).astype(np.int64)
-    hits = pd.DataFrame({'hit_id': hit_id, 'x': h[:, 0], 'y': h[:, 1], 'z': h[:, 2],
-                         'volume_id': lay['volume_id'].to_numpy()[event['layer']], 'layer_id': lay['layer_id'].to_numpy()[event['layer']],
-                         'module_id': 1 + ph + n_phi * zb})
+    hits = pd.DataFrame(
+        {
+            'hit_id': hit_id,
+            'x': h[:, 0],
+            'y': h[:, 1],
+            'z': h[:, 2],
+            'volume_id': lay['volume_id'].to_numpy()[event['layer']],
+            'layer_id': lay['layer_id'].to_numpy()[event['layer']],
+            'module_id': 1 + ph + n_phi * zb,
+        }
+    )
     p = event['particles']
     nh = np.bincount(pid[pid >= 0], minlength=len(p))
     t, m = event['true'], event['momentum']
-    truth = pd.DataFrame({'hit_id': hit_id, 'particle_id': np.where(pid >= 0, pid + 1, 0), 'tx': t[:, 0], 'ty': t[:, 1], 'tz': t[:, 2],
-                          'tpx': m[:, 0], 'tpy': m[:, 1], 'tpz': m[:, 2], 'weight': np.where(pid >= 0, 1 / np.maximum(nh[np.maximum(pid, 0)], 1), 0.)})
-    particles = pd.DataFrame({'particle_id': np.arange(1, len(p) + 1), **{k: p[k].to_numpy() for k in ('vx', 'vy', 'vz', 'px', 'py', 'pz')},
-                              'q': p['q'].to_numpy().astype(np.int64), 'nhits': nh.astype(np.int64)})
+    truth = pd.DataFrame(
+        {
+            'hit_id': hit_id,
+            'particle_id': np.where(pid >= 0, pid + 1, 0),
+            'tx': t[:, 0],
+            'ty': t[:, 1],
+            'tz': t[:, 2],
+            'tpx': m[:, 0],
+            'tpy': m[:, 1],
+            'tpz': m[:, 2],
+            'weight': np.where(pid >= 0, 1 / np.maximum(nh[np.maximum(pid, 0)], 1), 0.0),
+        }
+    )
+    particles = pd.DataFrame(
+        {
+            'particle_id': np.arange(1, len(p) + 1),
+            **{k: p[k].to_numpy() for k in ('vx', 'vy', 'vz', 'px', 'py', 'pz')},
+            'q': p['q'].to_numpy().astype(np.int64),
+            'nhits': nh.astype(np.int64),
+        }
+    )
     return dict(hits=hits, truth=truth, particles=particles)
 
-def write_solenoid3d(out_dir:str|Path, # destination folder (created if missing)
-                     n_events:int, # number of events
-                     seed:int=0, # sample seed
-                     config:TrackingConfig|None=None, # options (detector 'solenoid3d')
-                     first_event_id:int=1000, # TrackML event number of the first event
-                    )->list[Path]: # the hits files written
+
+def write_solenoid3d(
+    out_dir: str | Path,  # destination folder (created if missing)
+    n_events: int,  # number of events
+    seed: int = 0,  # sample seed
+    config: TrackingConfig | None = None,  # options (detector 'solenoid3d')
+    first_event_id: int = 1000,  # TrackML event number of the first event
+) -> list[Path]:  # the hits files written
     "Simulate solenoid3d events and write each as TrackML CSV tables (deterministic bytes)."
     cfg = (config or TrackingConfig(detector='solenoid3d', n_particles=(50, 50), noise=0.2)).validate()
-    if cfg.detector != 'solenoid3d': raise ConfigError(f"write_solenoid3d needs detector='solenoid3d', got {cfg.detector!r}")
-    if n_events < 1: raise ConfigError(f'n_events must be >= 1, got {n_events}')
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    if cfg.detector != 'solenoid3d':
+        raise ConfigError(f"write_solenoid3d needs detector='solenoid3d', got {cfg.detector!r}")
+    if n_events < 1:
+        raise ConfigError(f'n_events must be >= 1, got {n_events}')
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     files, lay = [], cfg.layers()
     for i in range(n_events):
         tables = trackml_tables(simulate_tracking_event(np.random.default_rng([int(seed), i]), cfg, lay), cfg)
@@ -280,55 +400,106 @@ def write_solenoid3d(out_dir:str|Path, # destination folder (created if missing)
     return files
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #ce14c692
-def compact_barrel2d(ps:ParticleSet, # output of `simulate_barrel2d`
-                    )->ParticleSet:
+def compact_barrel2d(
+    ps: ParticleSet,  # output of `simulate_barrel2d`
+) -> ParticleSet:
     "The same sets with labels and layer ids as int8 (a file 40 % smaller); call `.long()` on them for losses."
-    if ps.labels.numel() and (ps.labels.max() > 127 or ps.meta['layer'].max() > 127): return ps
+    if ps.labels.numel() and (ps.labels.max() > 127 or ps.meta['layer'].max() > 127):
+        return ps
     meta = dict(ps.meta, layer=ps.meta['layer'].to(torch.int8))
     return ParticleSet(ps.x, ps.mask, ps.labels.to(torch.int8), meta, ps.feature_names)
 
-def _check_out_dir(parser:argparse.ArgumentParser, out:str):
+
+def _check_out_dir(parser: argparse.ArgumentParser, out: str):
     "Fail (exit 2) unless `out` is a writable folder or can be created in a writable parent."
     p = Path(out)
-    if p.exists() and not p.is_dir(): parser.error(f'--out {out!r} exists and is not a folder')
+    if p.exists() and not p.is_dir():
+        parser.error(f'--out {out!r} exists and is not a folder')
     if p.is_dir():
-        if not os.access(p, os.W_OK | os.X_OK): parser.error(f'--out folder is not writable: {out!r}')
+        if not os.access(p, os.W_OK | os.X_OK):
+            parser.error(f'--out folder is not writable: {out!r}')
         return
     parent = p.parent if str(p.parent) else Path('.')
-    if not parent.is_dir(): parser.error(f'the parent folder of --out does not exist: {str(parent)!r}')
-    if not os.access(parent, os.W_OK | os.X_OK): parser.error(f'the parent folder of --out is not writable: {str(parent)!r}')
+    if not parent.is_dir():
+        parser.error(f'the parent folder of --out does not exist: {str(parent)!r}')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        parser.error(f'the parent folder of --out is not writable: {str(parent)!r}')
 
-def cli_main(argv:list[str]|None=None, # arguments after `fj simulate tracks`
-            )->int: # exit code: 0 success, 2 bad usage
+
+def cli_main(
+    argv: list[str] | None = None,  # arguments after `fj simulate tracks`
+) -> int:  # exit code: 0 success, 2 bad usage
     "Command line: simulate tracking-detector events (2-D barrel HDF5 set shard, or 3-D TrackML CSV)."
-    ap = argparse.ArgumentParser(prog='fj simulate tracks', description='Simulate charged tracks in a solenoid: a ToyTrack-like 2-D barrel (HDF5 set shard) or a TrackML-like 3-D barrel (TrackML CSV).')
+    ap = argparse.ArgumentParser(
+        prog='fj simulate tracks',
+        description='Simulate charged tracks in a solenoid: a ToyTrack-like 2-D barrel (HDF5 set shard) or a TrackML-like 3-D barrel (TrackML CSV).',
+    )
     ap.add_argument('--detector', choices=('barrel2d', 'solenoid3d'), default='barrel2d')
     ap.add_argument('--n-events', type=int, required=True, help='number of events (>= 1)')
     ap.add_argument('--seed', type=int, default=0, help='sample seed (event i uses default_rng([seed, i]))')
     ap.add_argument('--out', required=True, help='output folder')
-    ap.add_argument('--n-particles', type=int, default=None, help='particles per event (default 10 for barrel2d, 50 for solenoid3d)')
-    ap.add_argument('--noise', type=float, default=None, help='noise hits as a fraction of real hits (default 0 for barrel2d, 0.2 for solenoid3d)')
+    ap.add_argument(
+        '--n-particles', type=int, default=None, help='particles per event (default 10 for barrel2d, 50 for solenoid3d)'
+    )
+    ap.add_argument(
+        '--noise',
+        type=float,
+        default=None,
+        help='noise hits as a fraction of real hits (default 0 for barrel2d, 0.2 for solenoid3d)',
+    )
     ap.add_argument('--inefficiency', type=float, default=0.0, help='probability to lose a hit')
-    ap.add_argument('--sigma', type=float, default=None, help='barrel2d rphi smearing in mm (default 0.05); solenoid3d: factor on the TrackML-like sigmas (default 1)')
+    ap.add_argument(
+        '--sigma',
+        type=float,
+        default=None,
+        help='barrel2d rphi smearing in mm (default 0.05); solenoid3d: factor on the TrackML-like sigmas (default 1)',
+    )
     ap.add_argument('--no-scattering', action='store_true', help='switch off multiple scattering')
     ap.add_argument('--quiet', action='store_true', help='print nothing on success')
     try:
         a = ap.parse_args(argv)
-        if a.n_events < 1: ap.error(f'--n-events must be >= 1, got {a.n_events}')
-        if a.seed < 0: ap.error(f'--seed must be >= 0, got {a.seed}')
+        if a.n_events < 1:
+            ap.error(f'--n-events must be >= 1, got {a.n_events}')
+        if a.seed < 0:
+            ap.error(f'--seed must be >= 0, got {a.seed}')
         d3 = a.detector == 'solenoid3d'
         n_part = a.n_particles if a.n_particles is not None else (50 if d3 else 10)
-        kw = dict(detector=a.detector, n_particles=(n_part, n_part), noise=a.noise if a.noise is not None else (0.2 if d3 else 0.0),
-                  inefficiency=a.inefficiency, scattering=not a.no_scattering)
-        if d3: kw['scale_smearing'] = 1.0 if a.sigma is None else a.sigma
-        else: kw['sigma'] = 0.05 if a.sigma is None else a.sigma
-        try: cfg = TrackingConfig(**kw).validate()
-        except ConfigError as e: ap.error(str(e))
+        kw = dict(
+            detector=a.detector,
+            n_particles=(n_part, n_part),
+            noise=a.noise if a.noise is not None else (0.2 if d3 else 0.0),
+            inefficiency=a.inefficiency,
+            scattering=not a.no_scattering,
+        )
+        if d3:
+            kw['scale_smearing'] = 1.0 if a.sigma is None else a.sigma
+        else:
+            kw['sigma'] = 0.05 if a.sigma is None else a.sigma
+        try:
+            cfg = TrackingConfig(**kw).validate()
+        except ConfigError as e:
+            ap.error(str(e))
         _check_out_dir(ap, a.out)
-    except SystemExit as e: return int(e.code or 0)
+    except SystemExit as e:
+        return int(e.code or 0)
     t0 = time.perf_counter()
-    out = Path(a.out); out.mkdir(exist_ok=True)
-    if d3: files = write_solenoid3d(out, a.n_events, a.seed, cfg)
-    else: files = [write_h5_shard(out / 'barrel2d.h5', compact_barrel2d(simulate_barrel2d(a.n_events, a.seed, cfg)), attrs={'simulate': {k: v for k, v in vars(a).items() if k not in ('out', 'quiet')}, 'config': dict(vars(cfg))})]
-    if not a.quiet: print(f'wrote {a.n_events} {a.detector} events to {out} ({sum(f.stat().st_size for f in out.iterdir()):,} bytes, {a.n_events / (time.perf_counter() - t0):.0f} events/s)')
+    out = Path(a.out)
+    out.mkdir(exist_ok=True)
+    if d3:
+        files = write_solenoid3d(out, a.n_events, a.seed, cfg)
+    else:
+        files = [
+            write_h5_shard(
+                out / 'barrel2d.h5',
+                compact_barrel2d(simulate_barrel2d(a.n_events, a.seed, cfg)),
+                attrs={
+                    'simulate': {k: v for k, v in vars(a).items() if k not in ('out', 'quiet')},
+                    'config': dict(vars(cfg)),
+                },
+            )
+        ]
+    if not a.quiet:
+        print(
+            f'wrote {a.n_events} {a.detector} events to {out} ({sum(f.stat().st_size for f in out.iterdir()):,} bytes, {a.n_events / (time.perf_counter() - t0):.0f} events/s)'
+        )
     return 0

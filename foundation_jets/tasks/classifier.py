@@ -6,7 +6,10 @@ Docs: https://foundation-jets.github.io/foundation_jets/tasks.classifier.html.md
 
 # %% ../../nbs/20_tasks.classifier.ipynb #5d295a7e
 from __future__ import annotations
-import contextlib, logging, math, warnings
+import contextlib
+import logging
+import math
+import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,123 +23,179 @@ from ..models.deepsets import DeepSets
 __all__ = ['epoch_auc', 'warmup_cosine_schedule', 'quiet_lightning', 'SetClassifier', 'ring_sets']
 
 # %% ../../nbs/20_tasks.classifier.ipynb #caba7638
-def epoch_auc(probs, # (n, K) class probabilities of one epoch
-              labels, # (n,) integer class ids in [0, K)
-             )->float: # binary AUC (K = 2) or macro one-vs-rest AUC over the classes present; NaN if fewer than 2
+def epoch_auc(
+    probs,  # (n, K) class probabilities of one epoch
+    labels,  # (n,) integer class ids in [0, K)
+) -> float:  # binary AUC (K = 2) or macro one-vs-rest AUC over the classes present; NaN if fewer than 2
     "The AUC a `SetClassifier` epoch logs, computed with `foundation_jets.metrics`."
-    p = np.asarray(probs, dtype=np.float64); y = np.asarray(labels).ravel(); present = np.unique(y)
-    if p.ndim != 2 or len(p) != len(y): raise DataFormatError('epoch_auc', 'probs', f'shape ({len(y)}, K)', got=p.shape)
-    if len(present) and (present[0] < 0 or present[-1] >= p.shape[1]): raise DataFormatError('epoch_auc', 'labels', f'class ids in [0, {p.shape[1]})', got=present.tolist())
-    if len(present) < 2: return float('nan')
-    if p.shape[1] == 2: return roc_auc(p[:, 1], y == 1)
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels).ravel()
+    present = np.unique(y)
+    if p.ndim != 2 or len(p) != len(y):
+        raise DataFormatError('epoch_auc', 'probs', f'shape ({len(y)}, K)', got=p.shape)
+    if len(present) and (present[0] < 0 or present[-1] >= p.shape[1]):
+        raise DataFormatError('epoch_auc', 'labels', f'class ids in [0, {p.shape[1]})', got=present.tolist())
+    if len(present) < 2:
+        return float('nan')
+    if p.shape[1] == 2:
+        return roc_auc(p[:, 1], y == 1)
     return multiclass_roc_auc(p[:, present], np.searchsorted(present, y))[0]
 
 # %% ../../nbs/20_tasks.classifier.ipynb #eee7925a
-def warmup_cosine_schedule(optimizer:torch.optim.Optimizer, # the optimizer whose learning rates are scaled
-                           total_steps:int, # optimizer steps of the whole run (T)
-                           warmup_steps:int=0, # linear warm-up steps (w)
-                          )->torch.optim.lr_scheduler.LambdaLR: # step it once per optimizer step
+def warmup_cosine_schedule(
+    optimizer: torch.optim.Optimizer,  # the optimizer whose learning rates are scaled
+    total_steps: int,  # optimizer steps of the whole run (T)
+    warmup_steps: int = 0,  # linear warm-up steps (w)
+) -> torch.optim.lr_scheduler.LambdaLR:  # step it once per optimizer step
     "Linear warm-up, then cosine decay to zero."
-    total = max(int(total_steps), 1); warm = min(int(warmup_steps), total - 1)
-    def factor(step:int)->float:
-        if step < warm: return (step + 1) / (warm + 1)
+    total = max(int(total_steps), 1)
+    warm = min(int(warmup_steps), total - 1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
         return 0.5 * (1 + math.cos(math.pi * min(step - warm, total - warm) / max(total - warm, 1)))
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 # %% ../../nbs/20_tasks.classifier.ipynb #2e18b9c2
 @contextlib.contextmanager
-def quiet_lightning(level:int=logging.WARNING # lowest level still shown
-                   ):
+def quiet_lightning(
+    level: int = logging.WARNING,  # lowest level still shown
+):
     "Silence Lightning's info messages (GPU/TPU banners, tips) and its deprecation warnings inside a `with` block."
     loggers = [logging.getLogger(n) for n in ('lightning.pytorch', 'lightning.fabric', 'lightning')]
     old = [lg.level for lg in loggers]
     try:
-        for lg in loggers: lg.setLevel(level)
+        for lg in loggers:
+            lg.setLevel(level)
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', category=DeprecationWarning)
             warnings.filterwarnings('ignore', message='.*(LeafSpec|litlogger|does not have many workers).*')
             yield
     finally:
-        for lg, lv in zip(loggers, old): lg.setLevel(lv)
+        for lg, lv in zip(loggers, old):
+            lg.setLevel(lv)
 
 # %% ../../nbs/20_tasks.classifier.ipynb #3a33e922
 class SetClassifier(L.LightningModule):
     "Classify sets: any `backbone(x, mask) -> logits`, cross-entropy, AdamW/SGD, cosine schedule; logs loss, accuracy, AUC."
-    def __init__(self,
-                 backbone:nn.Module|None=None, # set model `(x, mask) -> logits`; None builds a default `DeepSets`
-                 n_classes:int=2, # number of classes (the backbone's output size)
-                 lr:float=1e-3, # peak learning rate
-                 weight_decay:float=0.01, # decoupled weight decay (AdamW); L2 for SGD
-                 optimizer:str='adamw', # 'adamw', 'adam' or 'sgd' (plain SGD, no momentum by default)
-                 momentum:float=0.0, # SGD momentum
-                 scheduler:str|None='cosine', # 'cosine' (with warm-up) or None for a constant rate
-                 warmup_steps:int=0, # linear warm-up steps of the cosine schedule
-                 label_smoothing:float=0.0, # cross-entropy label smoothing
-                ):
+
+    def __init__(
+        self,
+        backbone: nn.Module | None = None,  # set model `(x, mask) -> logits`; None builds a default `DeepSets`
+        n_classes: int = 2,  # number of classes (the backbone's output size)
+        lr: float = 1e-3,  # peak learning rate
+        weight_decay: float = 0.01,  # decoupled weight decay (AdamW); L2 for SGD
+        optimizer: str = 'adamw',  # 'adamw', 'adam' or 'sgd' (plain SGD, no momentum by default)
+        momentum: float = 0.0,  # SGD momentum
+        scheduler: str | None = 'cosine',  # 'cosine' (with warm-up) or None for a constant rate
+        warmup_steps: int = 0,  # linear warm-up steps of the cosine schedule
+        label_smoothing: float = 0.0,  # cross-entropy label smoothing
+    ):
         super().__init__()
-        if optimizer not in ('adamw', 'adam', 'sgd'): raise ConfigError(f"SetClassifier: optimizer must be 'adamw', 'adam' or 'sgd', got {optimizer!r}")
-        if scheduler not in (None, 'none', 'cosine'): raise ConfigError(f"SetClassifier: scheduler must be 'cosine' or None, got {scheduler!r}")
-        if n_classes < 2: raise ConfigError(f"SetClassifier: n_classes must be >= 2, got {n_classes}")
+        if optimizer not in ('adamw', 'adam', 'sgd'):
+            raise ConfigError(f"SetClassifier: optimizer must be 'adamw', 'adam' or 'sgd', got {optimizer!r}")
+        if scheduler not in (None, 'none', 'cosine'):
+            raise ConfigError(f"SetClassifier: scheduler must be 'cosine' or None, got {scheduler!r}")
+        if n_classes < 2:
+            raise ConfigError(f"SetClassifier: n_classes must be >= 2, got {n_classes}")
         self.save_hyperparameters(ignore=['backbone'])
         self.backbone = backbone if backbone is not None else DeepSets(n_classes=n_classes)
         self._outputs = {'train': [], 'val': [], 'test': []}
 
-    def forward(self, x:Tensor, mask:Tensor)->Tensor: return self.backbone(x, mask)
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.backbone(x, mask)
 
-    def _step(self, batch:ParticleSet, stage:str)->Tensor:
-        if batch.labels is None: raise DataFormatError('SetClassifier batch', 'labels', 'integer class ids per set')
+    def _step(self, batch: ParticleSet, stage: str) -> Tensor:
+        if batch.labels is None:
+            raise DataFormatError('SetClassifier batch', 'labels', 'integer class ids per set')
         logits = self(batch.x, batch.mask).float()
         if logits.shape != (len(batch), self.hparams.n_classes):
-            raise ConfigError(f"SetClassifier: backbone returned logits of shape {tuple(logits.shape)}, expected (batch, n_classes={self.hparams.n_classes})")
+            raise ConfigError(
+                f"SetClassifier: backbone returned logits of shape {tuple(logits.shape)}, expected (batch, n_classes={self.hparams.n_classes})"
+            )
         labels = batch.labels.long()
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        if not torch.isfinite(loss): raise FloatingPointError(f"SetClassifier: non-finite {stage} loss {loss.item()}")
-        self.log(f'{stage}/loss', loss, on_step=stage == 'train', on_epoch=True, batch_size=len(batch), sync_dist=stage != 'train', prog_bar=True)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"SetClassifier: non-finite {stage} loss {loss.item()}")
+        self.log(
+            f'{stage}/loss',
+            loss,
+            on_step=stage == 'train',
+            on_epoch=True,
+            batch_size=len(batch),
+            sync_dist=stage != 'train',
+            prog_bar=True,
+        )
         self._outputs[stage].append((logits.detach().softmax(-1), labels))
         return loss
 
-    def training_step(self, batch, batch_idx): return self._step(batch, 'train')
-    def validation_step(self, batch, batch_idx): return self._step(batch, 'val')
-    def test_step(self, batch, batch_idx): return self._step(batch, 'test')
-    def predict_step(self, batch, batch_idx, dataloader_idx=0)->Tensor:
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, 'train')
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, 'val')
+
+    def test_step(self, batch, batch_idx):
+        return self._step(batch, 'test')
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0) -> Tensor:
         "Class probabilities `(batch, n_classes)`."
         return self(batch.x, batch.mask).float().softmax(-1)
 
-    def _epoch_metrics(self, stage:str):
+    def _epoch_metrics(self, stage: str):
         outs, self._outputs[stage] = self._outputs[stage], []
-        if not outs or self.trainer.sanity_checking: return
-        probs = torch.cat([o[0] for o in outs]); labels = torch.cat([o[1] for o in outs])
+        if not outs or self.trainer.sanity_checking:
+            return
+        probs = torch.cat([o[0] for o in outs])
+        labels = torch.cat([o[1] for o in outs])
         if self.trainer.world_size > 1:  # every rank sees every prediction (DistributedSampler gives equal sizes)
-            probs = self.all_gather(probs).flatten(0, 1); labels = self.all_gather(labels).flatten(0, 1)
+            probs = self.all_gather(probs).flatten(0, 1)
+            labels = self.all_gather(labels).flatten(0, 1)
         acc = (probs.argmax(-1) == labels).float().mean()
         self.log(f'{stage}/acc', acc, prog_bar=stage != 'train')
         auc = epoch_auc(probs.cpu().numpy(), labels.cpu().numpy())
-        if not math.isnan(auc): self.log(f'{stage}/auc', torch.tensor(auc), prog_bar=stage != 'train')
+        if not math.isnan(auc):
+            self.log(f'{stage}/auc', torch.tensor(auc), prog_bar=stage != 'train')
 
-    def on_train_epoch_end(self): self._epoch_metrics('train')
-    def on_validation_epoch_end(self): self._epoch_metrics('val')
-    def on_test_epoch_end(self): self._epoch_metrics('test')
+    def on_train_epoch_end(self):
+        self._epoch_metrics('train')
+
+    def on_validation_epoch_end(self):
+        self._epoch_metrics('val')
+
+    def on_test_epoch_end(self):
+        self._epoch_metrics('test')
 
     def configure_optimizers(self):
         h = self.hparams
-        if h.optimizer == 'sgd': opt = torch.optim.SGD(self.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
-        elif h.optimizer == 'adam': opt = torch.optim.Adam(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
-        else: opt = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
-        if h.scheduler in (None, 'none'): return opt
+        if h.optimizer == 'sgd':
+            opt = torch.optim.SGD(self.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
+        elif h.optimizer == 'adam':
+            opt = torch.optim.Adam(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        else:
+            opt = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        if h.scheduler in (None, 'none'):
+            return opt
         sched = warmup_cosine_schedule(opt, int(self.trainer.estimated_stepping_batches), h.warmup_steps)
         return {'optimizer': opt, 'lr_scheduler': {'scheduler': sched, 'interval': 'step'}}
 
 # %% ../../nbs/20_tasks.classifier.ipynb #1574e645
-def ring_sets(n_sets:int, # number of sets
-              seed:int=0, # random seed
-              radii:tuple=(1.0, 1.5), # ring radius of class 0 and class 1
-              noise:float=0.3, # Gaussian noise on each coordinate
-              n_min:int=5, n_max:int=20, # range of the number of points per set
-             )->ParticleSet:
+def ring_sets(
+    n_sets: int,  # number of sets
+    seed: int = 0,  # random seed
+    radii: tuple = (1.0, 1.5),  # ring radius of class 0 and class 1
+    noise: float = 0.3,  # Gaussian noise on each coordinate
+    n_min: int = 5,
+    n_max: int = 20,  # range of the number of points per set
+) -> ParticleSet:
     "Synthetic two-class sets of 2-D points on rings of different radius (a toy for classifier tests)."
     rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n_sets); sets = []
+    labels = rng.integers(0, 2, n_sets)
+    sets = []
     for y in labels:
-        n = rng.integers(n_min, n_max + 1); ang = rng.uniform(0, 2 * np.pi, n)
+        n = rng.integers(n_min, n_max + 1)
+        ang = rng.uniform(0, 2 * np.pi, n)
         sets.append(np.stack([np.cos(ang), np.sin(ang)], -1) * radii[y] + rng.normal(0, noise, (n, 2)))
     return pad_sets(sets, labels=labels, feature_names=('x', 'y'))

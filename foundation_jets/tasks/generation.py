@@ -6,7 +6,8 @@ Docs: https://foundation-jets.github.io/foundation_jets/tasks.generation.html.md
 
 # %% ../../nbs/22_tasks.generation.ipynb #8c372812
 from __future__ import annotations
-import math, time
+import math
+import time
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -15,8 +16,13 @@ from torch import Tensor, nn
 
 from ..core import ConfigError, DataFormatError, ParticleSet, autocast, get_device
 from ..data.features import FeatureSpec
-from ..metrics import (classifier_two_sample_test, kl_divergence_quantiles, plot_hist_ratio, to_numpy,
-                                     wasserstein_1d)
+from foundation_jets.metrics import (
+    classifier_two_sample_test,
+    kl_divergence_quantiles,
+    plot_hist_ratio,
+    to_numpy,
+    wasserstein_1d,
+)
 from ..models.gpt import Generation, TokenVocab, generate
 from ..physics import jet_mass, jet_observables, ptetaphim_to_p4
 from ..tokenize.shards import decode_tokens, tokenize_jets
@@ -27,23 +33,26 @@ __all__ = ['JET_OBSERVABLES', 'OBSERVABLE_LABELS', 'constituents_to_p4', 'recons
            'class_conditional_tokens']
 
 # %% ../../nbs/22_tasks.generation.ipynb #2f4ad945
-def constituents_to_p4(sets:ParticleSet, # constituents with columns pt, eta_rel, phi_rel (as `decode_tokens` returns them)
-                      )->Tensor: # (B, N, 4) massless (px, py, pz, E), zero at padding
+def constituents_to_p4(
+    sets: ParticleSet,  # constituents with columns pt, eta_rel, phi_rel (as `decode_tokens` returns them)
+) -> Tensor:  # (B, N, 4) massless (px, py, pz, E), zero at padding
     "Massless four-vectors of decoded constituents."
     names = tuple(sets.feature_names)
     missing = [c for c in ('pt', 'eta_rel', 'phi_rel') if c not in names]
-    if missing: raise DataFormatError('constituents_to_p4', ', '.join(missing), 'columns pt, eta_rel, phi_rel', got=list(names))
+    if missing:
+        raise DataFormatError('constituents_to_p4', ', '.join(missing), 'columns pt, eta_rel, phi_rel', got=list(names))
     x = sets.x[..., [names.index(c) for c in ('pt', 'eta_rel', 'phi_rel')]]
     p4 = ptetaphim_to_p4(torch.cat([x, torch.zeros_like(x[..., :1])], -1))
-    return torch.where(sets.mask[..., None], p4, 0.)
+    return torch.where(sets.mask[..., None], p4, 0.0)
 
 # %% ../../nbs/22_tasks.generation.ipynb #db8a620e
-def reconstruct_jets(tokenizer:nn.Module, # a tokenizer with `encode` and `decode`
-                     spec:FeatureSpec, # its feature spec
-                     sets:ParticleSet, # raw jets with named columns (e.g. from `load_jetclass`)
-                     batch_size:int=1024, # jets per forward pass
-                     device=None, # None = CUDA when available
-                    )->ParticleSet: # tokenized-then-decoded constituents (pt, eta_rel, phi_rel)
+def reconstruct_jets(
+    tokenizer: nn.Module,  # a tokenizer with `encode` and `decode`
+    spec: FeatureSpec,  # its feature spec
+    sets: ParticleSet,  # raw jets with named columns (e.g. from `load_jetclass`)
+    batch_size: int = 1024,  # jets per forward pass
+    device=None,  # None = CUDA when available
+) -> ParticleSet:  # tokenized-then-decoded constituents (pt, eta_rel, phi_rel)
     "Real jets as the tokenizer sees them: `tokenize_jets` then `decode_tokens`."
     codes, mask = tokenize_jets(tokenizer, spec, sets, batch_size=batch_size, device=device)
     out = decode_tokens(tokenizer, spec, codes, mask, batch_size=batch_size, device=device)
@@ -51,65 +60,82 @@ def reconstruct_jets(tokenizer:nn.Module, # a tokenizer with `encode` and `decod
     return out
 
 # %% ../../nbs/22_tasks.generation.ipynb #00fe2a7d
-def generation_codes(gen:Generation, # sampled sentences (`models.gpt.generate`)
-                     vocab:TokenVocab, # the token vocabulary of the model
-                    )->tuple: # codes (n, T) long, mask (n, T) bool, stopped (n,) bool
+def generation_codes(
+    gen: Generation,  # sampled sentences (`models.gpt.generate`)
+    vocab: TokenVocab,  # the token vocabulary of the model
+) -> tuple:  # codes (n, T) long, mask (n, T) bool, stopped (n,) bool
     "Codebook indices of sampled sentences, after checking that only codes lie between start and stop."
     body, real = gen.tokens[:, 1:], gen.mask[:, 1:]
     is_stop = real & (body == vocab.stop)
     bad = real & ~is_stop & ((body < 1) | (body > vocab.num_codes))
     if bad.any():
         row, col = (int(i) for i in bad.nonzero()[0])
-        raise DataFormatError('generated sentences', 'tokens', f'code ids in [1, {vocab.num_codes}] between start and stop',
-                              got=f'id {int(body[row, col])} at position {col + 1} of sentence {row}')
+        raise DataFormatError(
+            'generated sentences',
+            'tokens',
+            f'code ids in [1, {vocab.num_codes}] between start and stop',
+            got=f'id {int(body[row, col])} at position {col + 1} of sentence {row}',
+        )
     after = real & ((is_stop.long().cumsum(1) - is_stop.long()) > 0)
     if after.any():
         row = int(after.nonzero()[0, 0])
-        raise DataFormatError('generated sentences', 'mask', 'no real id after the stop id', got=f'ids after the stop in sentence {row}')
+        raise DataFormatError(
+            'generated sentences', 'mask', 'no real id after the stop id', got=f'ids after the stop in sentence {row}'
+        )
     codes, mask = vocab.decode(gen.tokens, gen.mask)
     return codes, mask, is_stop.any(1)
 
 # %% ../../nbs/22_tasks.generation.ipynb #b5d7107a
 class GeneratedJets(NamedTuple):
     "Jets sampled by `generate_jets`."
-    sets: ParticleSet # decoded constituents (pt, eta_rel, phi_rel); labels = the requested classes (or None)
-    codes: Tensor # (n, N) codebook indices, 0 at padding
-    mask: Tensor # (n, N) bool, True = real constituent
-    stopped: Tensor # (n,) bool, False = hit max_constituents without a stop id
-    seconds: float # wall time of sampling (decoding excluded)
+
+    sets: ParticleSet  # decoded constituents (pt, eta_rel, phi_rel); labels = the requested classes (or None)
+    codes: Tensor  # (n, N) codebook indices, 0 at padding
+    mask: Tensor  # (n, N) bool, True = real constituent
+    stopped: Tensor  # (n,) bool, False = hit max_constituents without a stop id
+    seconds: float  # wall time of sampling (decoding excluded)
+
 
 def _labels(labels, n, vocab):
-    if labels is None: return None
+    if labels is None:
+        return None
     labels = torch.as_tensor(labels, dtype=torch.long)
     labels = labels.expand(n).clone() if labels.ndim == 0 else labels
-    if labels.shape != (n,): raise DataFormatError('generate_jets', 'labels', f'an int or a tensor of shape ({n},)', got=tuple(labels.shape))
+    if labels.shape != (n,):
+        raise DataFormatError('generate_jets', 'labels', f'an int or a tensor of shape ({n},)', got=tuple(labels.shape))
     vocab.class_start(labels)  # validates the range
     return labels
 
-def generate_jets(model:nn.Module, # a trained `GPTLanguageModel`
-                  vocab:TokenVocab, # its token vocabulary (codebook size, class start ids)
-                  tokenizer:nn.Module, # the tokenizer whose codes the model speaks
-                  spec:FeatureSpec, # the tokenizer's feature spec
-                  n:int, # number of jets
-                  max_constituents:int|None=None, # most constituents per jet (None: 128, or fewer if the model reads fewer positions)
-                  batch_size:int=256, # sentences sampled in parallel
-                  temperature:float=1., # softmax temperature (0 = greedy)
-                  top_k:int|None=None, # top-k filtering
-                  top_p:float|None=None, # nucleus filtering
-                  labels=None, # class of each jet (int or (n,) tensor) for class-conditional generation; None = unconditional
-                  generator:torch.Generator|None=None, # random stream (seed it for reproducible jets)
-                  device=None, # None = CUDA when available (the model and tokenizer are moved there)
-                  use_cache:bool=True, # KV cache (False: full recomputation, for checks)
-                 )->GeneratedJets:
+
+def generate_jets(
+    model: nn.Module,  # a trained `GPTLanguageModel`
+    vocab: TokenVocab,  # its token vocabulary (codebook size, class start ids)
+    tokenizer: nn.Module,  # the tokenizer whose codes the model speaks
+    spec: FeatureSpec,  # the tokenizer's feature spec
+    n: int,  # number of jets
+    max_constituents: int
+    | None = None,  # most constituents per jet (None: 128, or fewer if the model reads fewer positions)
+    batch_size: int = 256,  # sentences sampled in parallel
+    temperature: float = 1.0,  # softmax temperature (0 = greedy)
+    top_k: int | None = None,  # top-k filtering
+    top_p: float | None = None,  # nucleus filtering
+    labels=None,  # class of each jet (int or (n,) tensor) for class-conditional generation; None = unconditional
+    generator: torch.Generator | None = None,  # random stream (seed it for reproducible jets)
+    device=None,  # None = CUDA when available (the model and tokenizer are moved there)
+    use_cache: bool = True,  # KV cache (False: full recomputation, for checks)
+) -> GeneratedJets:
     "Sample jets from a GPT and decode them to constituents through the tokenizer."
-    if n < 1 or batch_size < 1: raise ConfigError(f'generate_jets needs n >= 1 and batch_size >= 1, got {n}, {batch_size}')
+    if n < 1 or batch_size < 1:
+        raise ConfigError(f'generate_jets needs n >= 1 and batch_size >= 1, got {n}, {batch_size}')
     if getattr(model, 'vocab_size', vocab.size) != vocab.size:
         raise ConfigError(f'the model has {model.vocab_size} token ids but the vocabulary {vocab} has {vocab.size}')
     if tokenizer.num_codes != vocab.num_codes:
         raise ConfigError(f'the tokenizer has {tokenizer.num_codes} codes but the vocabulary has {vocab.num_codes}')
     cap = getattr(model, 'max_positions', None)
-    if max_constituents is None: max_constituents = 128 if cap is None else min(128, cap - 1)
-    if max_constituents < 1: raise ConfigError(f'max_constituents must be >= 1, got {max_constituents}')
+    if max_constituents is None:
+        max_constituents = 128 if cap is None else min(128, cap - 1)
+    if max_constituents < 1:
+        raise ConfigError(f'max_constituents must be >= 1, got {max_constituents}')
     labels = _labels(labels, n, vocab)
     starts = torch.full((n,), vocab.start, dtype=torch.long) if labels is None else vocab.class_start(labels)
     device = get_device(device)
@@ -120,12 +146,22 @@ def generate_jets(model:nn.Module, # a trained `GPTLanguageModel`
     t0 = time.perf_counter()
     for i in range(0, n, batch_size):
         with autocast(device):
-            gen = generate(model, min(batch_size, n - i), max_constituents + 1, temperature, top_k, top_p,
-                           stop_token=vocab.stop, start_tokens=starts[i:i + batch_size].to(device),
-                           suppress=vocab.start_ids, generator=generator, use_cache=use_cache)
+            gen = generate(
+                model,
+                min(batch_size, n - i),
+                max_constituents + 1,
+                temperature,
+                top_k,
+                top_p,
+                stop_token=vocab.stop,
+                start_tokens=starts[i : i + batch_size].to(device),
+                suppress=vocab.start_ids,
+                generator=generator,
+                use_cache=use_cache,
+            )
         c, m, s = (t.cpu() for t in generation_codes(gen, vocab))
         w = min(c.shape[1], max_constituents)
-        codes[i:i + len(c), :w], mask[i:i + len(c), :w], stopped[i:i + len(c)] = c[:, :w], m[:, :w], s
+        codes[i : i + len(c), :w], mask[i : i + len(c), :w], stopped[i : i + len(c)] = c[:, :w], m[:, :w], s
     seconds = time.perf_counter() - t0
     width = max(int(mask.sum(1).max()), 1)
     codes, mask = codes[:, :width], mask[:, :width]
@@ -136,54 +172,70 @@ def generate_jets(model:nn.Module, # a trained `GPTLanguageModel`
 # %% ../../nbs/22_tasks.generation.ipynb #fa015d17
 JET_OBSERVABLES = ('pt', 'eta', 'phi', 'mass', 'tau21', 'tau32', 'n_constituents')
 
-def jet_level_observables(sets:ParticleSet, # constituents (pt, eta_rel, phi_rel), e.g. `GeneratedJets.sets`
-                          observables:Sequence[str]=JET_OBSERVABLES, # names of `physics.jet_observables` outputs
-                          backend:str='auto', # N-subjettiness axes backend (see `physics.exclusive_kt_axes`)
-                         )->dict: # name -> (B,) float64 array
+
+def jet_level_observables(
+    sets: ParticleSet,  # constituents (pt, eta_rel, phi_rel), e.g. `GeneratedJets.sets`
+    observables: Sequence[str] = JET_OBSERVABLES,  # names of `physics.jet_observables` outputs
+    backend: str = 'auto',  # N-subjettiness axes backend (see `physics.exclusive_kt_axes`)
+) -> dict:  # name -> (B,) float64 array
     "Jet-level observables of decoded or generated constituents."
     p4 = constituents_to_p4(sets).double()
     sub = any(o in ('tau1', 'tau2', 'tau3', 'tau21', 'tau32', 'd2') for o in observables)
     obs = jet_observables(p4, sets.mask, substructure=sub, backend=backend)
     missing = [o for o in observables if o not in obs]
-    if missing: raise ConfigError(f'unknown observables {missing}; known: {sorted(obs)}')
+    if missing:
+        raise ConfigError(f'unknown observables {missing}; known: {sorted(obs)}')
     return {o: obs[o].double().numpy() for o in observables}
 
 # %% ../../nbs/22_tasks.generation.ipynb #0b1c6fa4
 def _kl(ref, gen, n_bins, binning):
     if binning == 'omnijet':
-        try: return kl_divergence_quantiles(ref, gen, n_bins=n_bins), 'omnijet'
-        except DataFormatError: pass  # repeated quantiles (a discrete observable): fall back
+        try:
+            return kl_divergence_quantiles(ref, gen, n_bins=n_bins), 'omnijet'
+        except DataFormatError:
+            pass  # repeated quantiles (a discrete observable): fall back
     return kl_divergence_quantiles(ref, gen, n_bins=n_bins, binning='equiprobable'), 'equiprobable'
 
-def jet_feature_matrix(obs:Mapping, # name -> (n,) observable values
-                       observables:Sequence[str], # columns, in order
-                       center=None, # (F,) subtracted (default: the column means of `obs`)
-                       scale=None, # (F,) divided by (default: the column standard deviations of `obs`)
-                      )->tuple: # (n, F) standardised float64 matrix, center, scale
+
+def jet_feature_matrix(
+    obs: Mapping,  # name -> (n,) observable values
+    observables: Sequence[str],  # columns, in order
+    center=None,  # (F,) subtracted (default: the column means of `obs`)
+    scale=None,  # (F,) divided by (default: the column standard deviations of `obs`)
+) -> tuple:  # (n, F) standardised float64 matrix, center, scale
     "Standardised (n, F) matrix of jet observables."
-    x = np.stack([to_numpy(obs[o], 'jet_feature_matrix', o, ndim=1, kind='fiub').astype(np.float64) for o in observables], 1)
+    x = np.stack(
+        [to_numpy(obs[o], 'jet_feature_matrix', o, ndim=1, kind='fiub').astype(np.float64) for o in observables], 1
+    )
     center = x.mean(0) if center is None else np.asarray(center)
     scale = x.std(0) if scale is None else np.asarray(scale)
-    scale = np.where(scale > 0, scale, 1.)
+    scale = np.where(scale > 0, scale, 1.0)
     return (x - center) / scale, center, scale
 
-def evaluate_generation(generated:Mapping, # name -> (n,) observables of generated jets (`jet_level_observables`)
-                        reference:Mapping, # name -> (m,) observables of tokenized-then-reconstructed real jets
-                        observables:Sequence[str]|None=None, # default: every name in both (in `reference` order)
-                        n_bins:int=50, # quantile bins of the KL (reference: 50)
-                        binning:str='omnijet', # KL binning: 'omnijet' (reference-compatible) or 'equiprobable'
-                        c2st:bool=True, # also run the classifier two-sample test
-                        n_folds:int=5, # C2ST cross-validation folds
-                        seed:int=0, # C2ST seed
-                       )->dict: # kl, kl_binning, w1, w1_over_std (per observable), kl_mean, c2st_auc, c2st_auc_std, n_*
+
+def evaluate_generation(
+    generated: Mapping,  # name -> (n,) observables of generated jets (`jet_level_observables`)
+    reference: Mapping,  # name -> (m,) observables of tokenized-then-reconstructed real jets
+    observables: Sequence[str] | None = None,  # default: every name in both (in `reference` order)
+    n_bins: int = 50,  # quantile bins of the KL (reference: 50)
+    binning: str = 'omnijet',  # KL binning: 'omnijet' (reference-compatible) or 'equiprobable'
+    c2st: bool = True,  # also run the classifier two-sample test
+    n_folds: int = 5,  # C2ST cross-validation folds
+    seed: int = 0,  # C2ST seed
+) -> dict:  # kl, kl_binning, w1, w1_over_std (per observable), kl_mean, c2st_auc, c2st_auc_std, n_*
     "Per-observable quantile KL and W1, and a classifier two-sample AUC, of generated vs reference jets."
-    if binning not in ('omnijet', 'equiprobable'): raise ConfigError(f"binning must be 'omnijet' or 'equiprobable', got {binning!r}")
+    if binning not in ('omnijet', 'equiprobable'):
+        raise ConfigError(f"binning must be 'omnijet' or 'equiprobable', got {binning!r}")
     names = [o for o in reference if o in generated] if observables is None else list(observables)
     missing = [o for o in names if o not in generated or o not in reference]
-    if not names or missing: raise ConfigError(f'evaluate_generation: observables {missing or names} missing from generated or reference')
+    if not names or missing:
+        raise ConfigError(f'evaluate_generation: observables {missing or names} missing from generated or reference')
     out = dict(kl={}, kl_binning={}, w1={}, w1_over_std={})
     for o in names:
-        ref, gen = (to_numpy(d[o], 'evaluate_generation', o, ndim=1, kind='fiub').astype(np.float64) for d in (reference, generated))
+        ref, gen = (
+            to_numpy(d[o], 'evaluate_generation', o, ndim=1, kind='fiub').astype(np.float64)
+            for d in (reference, generated)
+        )
         out['kl'][o], out['kl_binning'][o] = _kl(ref, gen, n_bins, binning)
         out['w1'][o] = wasserstein_1d(ref, gen)
         out['w1_over_std'][o] = float(out['w1'][o] / ref.std()) if ref.std() > 0 else math.inf
@@ -197,41 +249,62 @@ def evaluate_generation(generated:Mapping, # name -> (n,) observables of generat
     return out
 
 # %% ../../nbs/22_tasks.generation.ipynb #11754658
-OBSERVABLE_LABELS = dict(pt='jet $p_T$ [GeV]', eta=r'jet $\eta$', phi=r'jet $\phi$', mass='jet mass [GeV]',
-                         tau21=r'$\tau_{21}$', tau32=r'$\tau_{32}$', n_constituents='constituents')
+OBSERVABLE_LABELS = dict(
+    pt='jet $p_T$ [GeV]',
+    eta=r'jet $\eta$',
+    phi=r'jet $\phi$',
+    mass='jet mass [GeV]',
+    tau21=r'$\tau_{21}$',
+    tau32=r'$\tau_{32}$',
+    n_constituents='constituents',
+)
 
-def plot_generation(reference:Mapping, # name -> reference observable values (drawn filled)
-                    candidates:Mapping, # label -> {name -> values}: one line per candidate
-                    observables:Sequence[str]|None=None, # panels (default: every reference observable)
-                    bins=30, # bins per panel (range from the reference)
-                    ncols:int=4, # panels per row
-                    reference_label:str='reference', # legend label of the reference
-                   ): # the matplotlib Figure
+
+def plot_generation(
+    reference: Mapping,  # name -> reference observable values (drawn filled)
+    candidates: Mapping,  # label -> {name -> values}: one line per candidate
+    observables: Sequence[str] | None = None,  # panels (default: every reference observable)
+    bins=30,  # bins per panel (range from the reference)
+    ncols: int = 4,  # panels per row
+    reference_label: str = 'reference',  # legend label of the reference
+):  # the matplotlib Figure
     "A grid of histogram + ratio panels, generated vs reference jets."
     import matplotlib.pyplot as plt
+
     names = list(reference) if observables is None else list(observables)
     nrows, ncols = math.ceil(len(names) / ncols), min(ncols, len(names))
     fig = plt.figure(figsize=(3.2 * ncols, 3.3 * nrows))
     outer = fig.add_gridspec(nrows, ncols, hspace=0.4, wspace=0.4)
     for i, o in enumerate(names):
         inner = outer[divmod(i, ncols)].subgridspec(2, 1, height_ratios=(3, 1), hspace=0.08)
-        ax_main = fig.add_subplot(inner[0]); ax_ratio = fig.add_subplot(inner[1], sharex=ax_main)
-        plot_hist_ratio(reference[o], {k: v[o] for k, v in candidates.items()}, bins=bins, ax=(ax_main, ax_ratio),
-                        xlabel=OBSERVABLE_LABELS.get(o, o), reference_label=reference_label, density=True)
+        ax_main = fig.add_subplot(inner[0])
+        ax_ratio = fig.add_subplot(inner[1], sharex=ax_main)
+        plot_hist_ratio(
+            reference[o],
+            {k: v[o] for k, v in candidates.items()},
+            bins=bins,
+            ax=(ax_main, ax_ratio),
+            xlabel=OBSERVABLE_LABELS.get(o, o),
+            reference_label=reference_label,
+            density=True,
+        )
         ax_main.tick_params(labelbottom=False)
-        if i: ax_main.legend().remove()
+        if i:
+            ax_main.legend().remove()
     return fig
 
 # %% ../../nbs/22_tasks.generation.ipynb #fab109c5
-def class_conditional_tokens(vocab:TokenVocab, # a vocabulary with `num_classes` > 0
-                             codes:Tensor, # (B, N) codes, real ones first
-                             mask:Tensor, # (B, N) bool, True = real
-                             labels:Tensor, # (B,) class labels in [0, num_classes)
-                             unconditional_fraction:float=0., # share of sentences that keep the unconditional start id
-                             generator:torch.Generator|None=None, # random stream of that choice
-                            )->tuple: # tokens (B, N + 2) long, mask (B, N + 2) bool
+def class_conditional_tokens(
+    vocab: TokenVocab,  # a vocabulary with `num_classes` > 0
+    codes: Tensor,  # (B, N) codes, real ones first
+    mask: Tensor,  # (B, N) bool, True = real
+    labels: Tensor,  # (B,) class labels in [0, num_classes)
+    unconditional_fraction: float = 0.0,  # share of sentences that keep the unconditional start id
+    generator: torch.Generator | None = None,  # random stream of that choice
+) -> tuple:  # tokens (B, N + 2) long, mask (B, N + 2) bool
     "Token sentences with class start ids (a random fraction left unconditional)."
-    if not 0 <= unconditional_fraction <= 1: raise ConfigError(f'unconditional_fraction must be in [0, 1], got {unconditional_fraction}')
+    if not 0 <= unconditional_fraction <= 1:
+        raise ConfigError(f'unconditional_fraction must be in [0, 1], got {unconditional_fraction}')
     tokens, tmask = vocab.encode(codes, mask, torch.as_tensor(labels))
     if unconditional_fraction > 0:
         keep = torch.rand(len(tokens), generator=generator) < unconditional_fraction

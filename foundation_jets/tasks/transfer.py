@@ -6,7 +6,10 @@ Docs: https://foundation-jets.github.io/foundation_jets/tasks.transfer.html.md""
 
 # %% ../../nbs/23_tasks.transfer.ipynb #0a33648b
 from __future__ import annotations
-import copy, math, time, warnings
+import copy
+import math
+import time
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -30,275 +33,394 @@ __all__ = ['HEADS', 'REGIMES', 'SummationHead', 'ClassAttentionHead', 'TokenClas
 # %% ../../nbs/23_tasks.transfer.ipynb #ccf4eed9
 class SummationHead(nn.Module):
     "OmniJet-α `summation` head: Linear -> ReLU per token, masked sum over the sentence, Linear to logits."
-    def __init__(self,
-                 dim:int, # backbone width D
-                 num_classes:int=2, # outputs C
-                 hidden:int|None=None, # per-token width (default: D, as the reference)
-                ):
+
+    def __init__(
+        self,
+        dim: int,  # backbone width D
+        num_classes: int = 2,  # outputs C
+        hidden: int | None = None,  # per-token width (default: D, as the reference)
+    ):
         super().__init__()
         hidden = hidden or dim
         self.token_mlp, self.out = nn.Linear(dim, hidden), nn.Linear(hidden, num_classes)
 
-    def forward(self,
-                hidden:Tensor, # (B, T, D) backbone hidden states
-                mask:Tensor, # (B, T) bool, True = real token
-               )->Tensor: # (B, C) logits
+    def forward(
+        self,
+        hidden: Tensor,  # (B, T, D) backbone hidden states
+        mask: Tensor,  # (B, T) bool, True = real token
+    ) -> Tensor:  # (B, C) logits
         return self.out(masked_sum(torch.relu(self.token_mlp(hidden)), mask))
+
 
 class ClassAttentionHead(nn.Module):
     "OmniJet-α `class_attention` head: a class token cross-attends to the hidden states (NormFormer blocks), then an MLP."
-    def __init__(self,
-                 dim:int, # backbone width D
-                 num_classes:int=2, # outputs C
-                 num_heads:int=2, # attention heads of the class-attention blocks (reference: 2)
-                 num_blocks:int=3, # class-attention blocks (reference: 3)
-                 hidden:int|None=None, # MLP width (default: D)
-                 dropout:float=0.1, # dropout in the blocks and the MLP (reference: 0.1)
-                 include_cls:bool=False, # the class token also attends to itself (False: pure cross-attention)
-                ):
+
+    def __init__(
+        self,
+        dim: int,  # backbone width D
+        num_classes: int = 2,  # outputs C
+        num_heads: int = 2,  # attention heads of the class-attention blocks (reference: 2)
+        num_blocks: int = 3,  # class-attention blocks (reference: 3)
+        hidden: int | None = None,  # MLP width (default: D)
+        dropout: float = 0.1,  # dropout in the blocks and the MLP (reference: 0.1)
+        include_cls: bool = False,  # the class token also attends to itself (False: pure cross-attention)
+    ):
         super().__init__()
         hidden = hidden or dim
         self.pool = ClassAttentionPooling(dim, num_heads, num_blocks, dropout=dropout, include_cls=include_cls)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.SiLU(),
-                                 nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
 
-    def forward(self,
-                hidden:Tensor, # (B, T, D) backbone hidden states
-                mask:Tensor, # (B, T) bool, True = real token
-               )->Tensor: # (B, C) logits
+    def forward(
+        self,
+        hidden: Tensor,  # (B, T, D) backbone hidden states
+        mask: Tensor,  # (B, T) bool, True = real token
+    ) -> Tensor:  # (B, C) logits
         return self.mlp(self.pool(hidden, mask))
+
 
 HEADS = {'summation': SummationHead, 'class_attention': ClassAttentionHead}
 
 # %% ../../nbs/23_tasks.transfer.ipynb #8643cf88
 class TokenClassifier(nn.Module):
     "A `GPTBackbone` over token sentences plus a classification head: `(tokens, mask) -> logits`."
-    def __init__(self,
-                 backbone:GPTBackbone, # the (causal) token backbone
-                 num_classes:int=2, # outputs
-                 head:str='summation', # 'summation' or 'class_attention'
-                 head_kwargs:dict|None=None, # more head options (see `SummationHead`, `ClassAttentionHead`)
-                ):
+
+    def __init__(
+        self,
+        backbone: GPTBackbone,  # the (causal) token backbone
+        num_classes: int = 2,  # outputs
+        head: str = 'summation',  # 'summation' or 'class_attention'
+        head_kwargs: dict | None = None,  # more head options (see `SummationHead`, `ClassAttentionHead`)
+    ):
         super().__init__()
-        if head not in HEADS: raise ConfigError(f'head must be one of {tuple(HEADS)}, got {head!r}')
-        if num_classes < 2: raise ConfigError(f'num_classes must be >= 2, got {num_classes}')
+        if head not in HEADS:
+            raise ConfigError(f'head must be one of {tuple(HEADS)}, got {head!r}')
+        if num_classes < 2:
+            raise ConfigError(f'num_classes must be >= 2, got {num_classes}')
         self.backbone, self.head_name, self.num_classes, self.regime = backbone, head, num_classes, None
         self.head = HEADS[head](backbone.dim, num_classes, **(head_kwargs or {}))
 
     @property
-    def frozen(self)->bool: # True when no backbone parameter is trainable
+    def frozen(self) -> bool:  # True when no backbone parameter is trainable
         return not any(p.requires_grad for p in self.backbone.parameters())
 
-    def freeze_backbone(self)->TokenClassifier:
+    def freeze_backbone(self) -> TokenClassifier:
         "Stop gradients into the backbone and keep it in eval mode (no dropout) from now on."
-        for p in self.backbone.parameters(): p.requires_grad_(False)
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
         self.backbone.eval()
         return self
 
-    def train(self, mode:bool=True)->TokenClassifier:
+    def train(self, mode: bool = True) -> TokenClassifier:
         super().train(mode)
-        if self.frozen: self.backbone.eval()
+        if self.frozen:
+            self.backbone.eval()
         return self
 
-    def forward(self,
-                tokens:Tensor, # (B, T) token ids (start, codes + 1, stop, padding)
-                mask:Tensor, # (B, T) bool, True = real token
-               )->Tensor: # (B, num_classes) logits
+    def forward(
+        self,
+        tokens: Tensor,  # (B, T) token ids (start, codes + 1, stop, padding)
+        mask: Tensor,  # (B, T) bool, True = real token
+    ) -> Tensor:  # (B, num_classes) logits
         if mask.shape != tokens.shape or mask.dtype != torch.bool:
-            raise DataFormatError('TokenClassifier', 'mask', f'a bool tensor of shape {tuple(tokens.shape)}', got=f'{mask.dtype} {tuple(mask.shape)}')
+            raise DataFormatError(
+                'TokenClassifier',
+                'mask',
+                f'a bool tensor of shape {tuple(tokens.shape)}',
+                got=f'{mask.dtype} {tuple(mask.shape)}',
+            )
         if self.frozen:
-            with torch.no_grad(): hidden = self.backbone(tokens, mask)
-        else: hidden = self.backbone(tokens, mask)
+            with torch.no_grad():
+                hidden = self.backbone(tokens, mask)
+        else:
+            hidden = self.backbone(tokens, mask)
         return self.head(hidden, mask)
 
 # %% ../../nbs/23_tasks.transfer.ipynb #262d86e9
 REGIMES = ('scratch', 'frozen', 'finetune')
 
-def backbone_config(backbone:GPTBackbone # a built backbone
-                   )->dict: # `GPTBackbone` keyword arguments that rebuild its architecture
+
+def backbone_config(
+    backbone: GPTBackbone,  # a built backbone
+) -> dict:  # `GPTBackbone` keyword arguments that rebuild its architecture
     "The constructor arguments of a `GPTBackbone`, read off the module."
     blocks = backbone.stack.blocks
-    if not len(blocks): raise ConfigError('backbone_config needs a backbone with at least one block')
+    if not len(blocks):
+        raise ConfigError('backbone_config needs a backbone with at least one block')
     b0 = blocks[0]
-    return dict(vocab_size=backbone.vocab_size, dim=backbone.dim, num_heads=b0.attn.num_heads, num_layers=len(blocks),
-                max_len=backbone.max_len, positional=backbone.positional,
-                block='normformer' if isinstance(b0, NormFormerBlock) else 'preln',
-                mlp_ratio=b0.mlp.fc1.out_features / backbone.dim, dropout=backbone.drop.p, attn_dropout=b0.attn.dropout)
+    return dict(
+        vocab_size=backbone.vocab_size,
+        dim=backbone.dim,
+        num_heads=b0.attn.num_heads,
+        num_layers=len(blocks),
+        max_len=backbone.max_len,
+        positional=backbone.positional,
+        block='normformer' if isinstance(b0, NormFormerBlock) else 'preln',
+        mlp_ratio=b0.mlp.fc1.out_features / backbone.dim,
+        dropout=backbone.drop.p,
+        attn_dropout=b0.attn.dropout,
+    )
+
 
 def _pretrained_backbone(pretrained, backbone_kwargs):
     "(config, state dict) of a pretrained GPTLanguageModel, GPTBackbone or state dict."
-    if isinstance(pretrained, GPTLanguageModel): pretrained = pretrained.backbone
+    if isinstance(pretrained, GPTLanguageModel):
+        pretrained = pretrained.backbone
     if isinstance(pretrained, GPTBackbone):
         cfg = backbone_config(pretrained)
         clash = {k: (v, cfg.get(k)) for k, v in (backbone_kwargs or {}).items() if cfg.get(k) != v}
-        if clash: raise ConfigError(f'backbone_kwargs contradict the pretrained backbone, (given, pretrained): {clash}')
+        if clash:
+            raise ConfigError(f'backbone_kwargs contradict the pretrained backbone, (given, pretrained): {clash}')
         return cfg, pretrained.state_dict()
     if isinstance(pretrained, Mapping):
         if not backbone_kwargs or 'vocab_size' not in backbone_kwargs:
-            raise ConfigError('a pretrained state dict needs backbone_kwargs (GPTBackbone arguments, vocab_size included)')
+            raise ConfigError(
+                'a pretrained state dict needs backbone_kwargs (GPTBackbone arguments, vocab_size included)'
+            )
         state = {k.removeprefix('backbone.'): v for k, v in pretrained.items() if not k.startswith('head.')}
         return dict(backbone_kwargs), state
-    raise ConfigError(f'pretrained must be a GPTLanguageModel, a GPTBackbone or a state dict, got {type(pretrained).__name__}')
+    raise ConfigError(
+        f'pretrained must be a GPTLanguageModel, a GPTBackbone or a state dict, got {type(pretrained).__name__}'
+    )
 
-def transfer_classifier(regime:str, # 'scratch', 'frozen' or 'finetune'
-                        pretrained=None, # GPTLanguageModel, GPTBackbone or a state dict of either; needed unless 'scratch'
-                        num_classes:int=2, # outputs
-                        head:str='summation', # 'summation' or 'class_attention'
-                        head_kwargs:dict|None=None, # more head options
-                        backbone_kwargs:dict|None=None, # GPTBackbone arguments (for scratch without `pretrained`, or a state dict)
-                        vocab_size:int|None=None, # the vocabulary of the data (e.g. `TokenVocab(K).size`), checked against the backbone
-                        seed:int|None=None, # seeds torch's global generator before the fresh weights are drawn
-                       )->TokenClassifier:
+
+def transfer_classifier(
+    regime: str,  # 'scratch', 'frozen' or 'finetune'
+    pretrained=None,  # GPTLanguageModel, GPTBackbone or a state dict of either; needed unless 'scratch'
+    num_classes: int = 2,  # outputs
+    head: str = 'summation',  # 'summation' or 'class_attention'
+    head_kwargs: dict | None = None,  # more head options
+    backbone_kwargs: dict | None = None,  # GPTBackbone arguments (for scratch without `pretrained`, or a state dict)
+    vocab_size: int
+    | None = None,  # the vocabulary of the data (e.g. `TokenVocab(K).size`), checked against the backbone
+    seed: int | None = None,  # seeds torch's global generator before the fresh weights are drawn
+) -> TokenClassifier:
     "A `TokenClassifier` for one transfer regime: fresh backbone, frozen pretrained backbone, or pretrained and trainable."
-    if regime not in REGIMES: raise ConfigError(f'regime must be one of {REGIMES}, got {regime!r}')
+    if regime not in REGIMES:
+        raise ConfigError(f'regime must be one of {REGIMES}, got {regime!r}')
     if pretrained is None:
-        if regime != 'scratch': raise ConfigError(f'regime {regime!r} needs a pretrained backbone')
+        if regime != 'scratch':
+            raise ConfigError(f'regime {regime!r} needs a pretrained backbone')
         if not backbone_kwargs or 'vocab_size' not in backbone_kwargs:
             raise ConfigError('scratch without a pretrained model needs backbone_kwargs with vocab_size')
         cfg, state = dict(backbone_kwargs), None
-    else: cfg, state = _pretrained_backbone(pretrained, backbone_kwargs)
+    else:
+        cfg, state = _pretrained_backbone(pretrained, backbone_kwargs)
     if vocab_size is not None and cfg['vocab_size'] != vocab_size:
-        raise ConfigError(f"the backbone reads {cfg['vocab_size']} token ids but the data's vocabulary has {vocab_size}: "
-                          'the tokenizer (codebook size, class tokens) and the pretrained model do not match')
-    if seed is not None: torch.manual_seed(seed)
+        raise ConfigError(
+            f"the backbone reads {cfg['vocab_size']} token ids but the data's vocabulary has {vocab_size}: "
+            'the tokenizer (codebook size, class tokens) and the pretrained model do not match'
+        )
+    if seed is not None:
+        torch.manual_seed(seed)
     backbone = GPTBackbone(**cfg)
     if regime != 'scratch':
-        try: backbone.load_state_dict(state)
-        except RuntimeError as e: raise ConfigError(f'pretrained weights do not fit GPTBackbone({cfg}): {str(e)[:300]}') from None
+        try:
+            backbone.load_state_dict(state)
+        except RuntimeError as e:
+            raise ConfigError(f'pretrained weights do not fit GPTBackbone({cfg}): {str(e)[:300]}') from None
     clf = TokenClassifier(backbone, num_classes, head, head_kwargs)
-    if regime == 'frozen': clf.freeze_backbone()
+    if regime == 'frozen':
+        clf.freeze_backbone()
     clf.regime = regime
     return clf
 
 # %% ../../nbs/23_tasks.transfer.ipynb #f24963d4
 class TransferTask(L.LightningModule):
     "Train a `TokenClassifier`: cross-entropy, AdamW with head and backbone learning rates; logs loss, accuracy and AUC."
-    def __init__(self,
-                 classifier:TokenClassifier, # from `transfer_classifier`
-                 lr:float=1e-4, # head learning rate (reference: 1e-4 for everything)
-                 backbone_lr:float|None=None, # backbone learning rate (None: `lr`); unused when the backbone is frozen
-                 weight_decay:float=1e-2, # AdamW decoupled weight decay (reference: 1e-2)
-                 label_smoothing:float=0., # cross-entropy label smoothing
-                ):
+
+    def __init__(
+        self,
+        classifier: TokenClassifier,  # from `transfer_classifier`
+        lr: float = 1e-4,  # head learning rate (reference: 1e-4 for everything)
+        backbone_lr: float | None = None,  # backbone learning rate (None: `lr`); unused when the backbone is frozen
+        weight_decay: float = 1e-2,  # AdamW decoupled weight decay (reference: 1e-2)
+        label_smoothing: float = 0.0,  # cross-entropy label smoothing
+    ):
         super().__init__()
         self.save_hyperparameters(ignore=['classifier'])
         self.classifier = classifier
         self._outputs = {'train': [], 'val': [], 'test': []}
 
-    def forward(self, tokens:Tensor, mask:Tensor)->Tensor: return self.classifier(tokens, mask)
+    def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        return self.classifier(tokens, mask)
 
-    def _step(self, batch:dict, stage:str)->Tensor:
-        if batch.get('labels') is None: raise DataFormatError('TransferTask batch', 'labels', 'class labels per sentence')
+    def _step(self, batch: dict, stage: str) -> Tensor:
+        if batch.get('labels') is None:
+            raise DataFormatError('TransferTask batch', 'labels', 'class labels per sentence')
         logits = self(batch['tokens'], batch['mask']).float()
         labels = batch['labels']
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        if not torch.isfinite(loss): raise FloatingPointError(f'TransferTask: non-finite {stage} loss {loss.item()}')
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'TransferTask: non-finite {stage} loss {loss.item()}')
         self.log(f'{stage}/loss', loss, on_step=False, on_epoch=True, batch_size=len(labels))
         self._outputs[stage].append((logits.detach().softmax(-1).cpu(), labels.cpu()))
         return loss
 
-    def training_step(self, batch, batch_idx): return self._step(batch, 'train')
-    def validation_step(self, batch, batch_idx): return self._step(batch, 'val')
-    def test_step(self, batch, batch_idx): return self._step(batch, 'test')
-    def predict_step(self, batch, batch_idx, dataloader_idx=0)->Tensor:
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, 'train')
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, 'val')
+
+    def test_step(self, batch, batch_idx):
+        return self._step(batch, 'test')
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0) -> Tensor:
         "Class probabilities `(batch, num_classes)`."
         return self(batch['tokens'], batch['mask']).float().softmax(-1)
 
-    def _epoch_metrics(self, stage:str):
+    def _epoch_metrics(self, stage: str):
         outs, self._outputs[stage] = self._outputs[stage], []
-        if not outs or self.trainer.sanity_checking: return
+        if not outs or self.trainer.sanity_checking:
+            return
         probs, labels = torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
         self.log(f'{stage}/acc', (probs.argmax(-1) == labels).float().mean())
         auc = epoch_auc(probs.numpy(), labels.numpy())
-        if not math.isnan(auc): self.log(f'{stage}/auc', torch.tensor(auc))
+        if not math.isnan(auc):
+            self.log(f'{stage}/auc', torch.tensor(auc))
 
-    def on_train_epoch_end(self): self._epoch_metrics('train')
-    def on_validation_epoch_end(self): self._epoch_metrics('val')
-    def on_test_epoch_end(self): self._epoch_metrics('test')
+    def on_train_epoch_end(self):
+        self._epoch_metrics('train')
+
+    def on_validation_epoch_end(self):
+        self._epoch_metrics('val')
+
+    def on_test_epoch_end(self):
+        self._epoch_metrics('test')
 
     def configure_optimizers(self):
         h, clf = self.hparams, self.classifier
         groups = [{'params': [p for p in clf.head.parameters() if p.requires_grad], 'lr': h.lr}]
         backbone = [p for p in clf.backbone.parameters() if p.requires_grad]
-        if backbone: groups.append({'params': backbone, 'lr': h.lr if h.backbone_lr is None else h.backbone_lr})
+        if backbone:
+            groups.append({'params': backbone, 'lr': h.lr if h.backbone_lr is None else h.backbone_lr})
         return torch.optim.AdamW(groups, lr=h.lr, weight_decay=h.weight_decay)
 
 # %% ../../nbs/23_tasks.transfer.ipynb #822f1c5f
 class _KeepBest(L.Callback):
     "Keep the classifier weights of the validation check with the highest val/auc (lowest val/loss without an AUC)."
-    def __init__(self): self.best, self.state, self.checks = None, None, 0
+
+    def __init__(self):
+        self.best, self.state, self.checks = None, None, 0
+
     def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking: return
+        if trainer.sanity_checking:
+            return
         m = trainer.callback_metrics
         score = float(m['val/auc']) if 'val/auc' in m else -float(m['val/loss'])
         self.checks += 1
         if self.best is None or score > self.best:
             self.best, self.state = score, copy.deepcopy(pl_module.classifier.state_dict())
 
-def _labelled(data, where:str)->TokenSentences:
-    if not isinstance(data, TokenSentences): raise ConfigError(f'{where}: expected TokenSentences, got {type(data).__name__}')
-    if data.labels is None: raise DataFormatError(data.source, 'labels', f'class labels for {where}')
+
+def _labelled(data, where: str) -> TokenSentences:
+    if not isinstance(data, TokenSentences):
+        raise ConfigError(f'{where}: expected TokenSentences, got {type(data).__name__}')
+    if data.labels is None:
+        raise DataFormatError(data.source, 'labels', f'class labels for {where}')
     return data
 
-def subset(data:TokenSentences, # sentences (labels optional)
-           idx, # indices to keep
-          )->TokenSentences:
+
+def subset(
+    data: TokenSentences,  # sentences (labels optional)
+    idx,  # indices to keep
+) -> TokenSentences:
     "The sentences at `idx`, with their labels."
     idx = torch.as_tensor(idx, dtype=torch.long)
-    return TokenSentences(data.tokens[idx], data.mask[idx], None if data.labels is None else data.labels[idx], data.source)
+    return TokenSentences(
+        data.tokens[idx], data.mask[idx], None if data.labels is None else data.labels[idx], data.source
+    )
+
 
 def _loader(data, batch_size, num_samples=None, seed=0):
     sampler = None
     if num_samples is not None:
-        sampler = torch.utils.data.RandomSampler(data, num_samples=num_samples, generator=torch.Generator().manual_seed(seed))
-    return torch.utils.data.DataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=sampler is not None, collate_fn=data.batch)
+        sampler = torch.utils.data.RandomSampler(
+            data, num_samples=num_samples, generator=torch.Generator().manual_seed(seed)
+        )
+    return torch.utils.data.DataLoader(
+        data, batch_size=batch_size, sampler=sampler, drop_last=sampler is not None, collate_fn=data.batch
+    )
 
-def train_transfer(classifier:TokenClassifier, # from `transfer_classifier`
-                   train:TokenSentences, # labelled training sentences
-                   val:TokenSentences|None=None, # labelled validation sentences; the best check's weights are kept
-                   epochs:int=10, # passes over `train` (but at least `min_steps` steps)
-                   batch_size:int=512, # sentences per step (reference: 512); at most len(train)
-                   lr:float=1e-4, # head learning rate (reference: 1e-4)
-                   backbone_lr:float|None=None, # backbone learning rate (None: `lr`)
-                   weight_decay:float=1e-2, # AdamW weight decay (reference: 1e-2)
-                   grad_clip:float=5., # gradient-norm clip (reference: 5; 0 = off)
-                   min_steps:int=0, # at least this many optimizer steps (small training sets)
-                   max_steps:int|None=None, # at most this many optimizer steps
-                   val_checks:int=10, # validation checks spread over the run
-                   device=None, # None: CUDA when available (bf16 autocast there)
-                   seed:int=0, # data-order seed
-                  )->dict: # steps, seconds, best_val (AUC of the kept weights or None), val_checks, train_loss
+
+def train_transfer(
+    classifier: TokenClassifier,  # from `transfer_classifier`
+    train: TokenSentences,  # labelled training sentences
+    val: TokenSentences | None = None,  # labelled validation sentences; the best check's weights are kept
+    epochs: int = 10,  # passes over `train` (but at least `min_steps` steps)
+    batch_size: int = 512,  # sentences per step (reference: 512); at most len(train)
+    lr: float = 1e-4,  # head learning rate (reference: 1e-4)
+    backbone_lr: float | None = None,  # backbone learning rate (None: `lr`)
+    weight_decay: float = 1e-2,  # AdamW weight decay (reference: 1e-2)
+    grad_clip: float = 5.0,  # gradient-norm clip (reference: 5; 0 = off)
+    min_steps: int = 0,  # at least this many optimizer steps (small training sets)
+    max_steps: int | None = None,  # at most this many optimizer steps
+    val_checks: int = 10,  # validation checks spread over the run
+    device=None,  # None: CUDA when available (bf16 autocast there)
+    seed: int = 0,  # data-order seed
+) -> dict:  # steps, seconds, best_val (AUC of the kept weights or None), val_checks, train_loss
     "Fit a classifier with `TransferTask` in one epoch of reshuffled passes; keep the weights of the best validation check."
     train = _labelled(train, 'train_transfer train')
-    if len(train) < 2: raise ConfigError(f'train_transfer needs at least 2 training sentences, got {len(train)}')
-    if val is not None: val = _labelled(val, 'train_transfer val')
+    if len(train) < 2:
+        raise ConfigError(f'train_transfer needs at least 2 training sentences, got {len(train)}')
+    if val is not None:
+        val = _labelled(val, 'train_transfer val')
     bs = min(batch_size, len(train))
     steps = max(min_steps, epochs * (len(train) // bs), 1)
-    if max_steps is not None: steps = max(min(steps, max_steps), 1)
+    if max_steps is not None:
+        steps = max(min(steps, max_steps), 1)
     device = get_device(device)
     task = TransferTask(classifier, lr=lr, backbone_lr=backbone_lr, weight_decay=weight_decay)
     keep = [_KeepBest()] if val is not None else []
     t0 = time.perf_counter()
     with quiet_lightning(), warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='.*(no `val_dataloader`|module\\(s\\) in eval mode).*')  # no val set; frozen backbone
-        trainer = L.Trainer(max_steps=steps, max_epochs=1, accelerator='gpu' if device.type == 'cuda' else 'cpu', devices=1,
-                            precision=lightning_precision(device), gradient_clip_val=grad_clip or None, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            num_sanity_val_steps=0, callbacks=keep, limit_val_batches=None if val is not None else 0,
-                            val_check_interval=max(1, steps // max(val_checks, 1)))
+        warnings.filterwarnings(
+            'ignore', message='.*(no `val_dataloader`|module\\(s\\) in eval mode).*'
+        )  # no val set; frozen backbone
+        trainer = L.Trainer(
+            max_steps=steps,
+            max_epochs=1,
+            accelerator='gpu' if device.type == 'cuda' else 'cpu',
+            devices=1,
+            precision=lightning_precision(device),
+            gradient_clip_val=grad_clip or None,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=keep,
+            limit_val_batches=None if val is not None else 0,
+            val_check_interval=max(1, steps // max(val_checks, 1)),
+        )
         trainer.fit(task, _loader(train, bs, steps * bs, seed), None if val is None else _loader(val, 1024))
-    if keep and keep[0].state is not None: classifier.load_state_dict(keep[0].state)
+    if keep and keep[0].state is not None:
+        classifier.load_state_dict(keep[0].state)
     classifier.cpu()
-    return {'steps': int(trainer.global_step), 'seconds': time.perf_counter() - t0, 'best_val': keep[0].best if keep else None,
-            'val_checks': keep[0].checks if keep else 0, 'train_loss': float(trainer.callback_metrics.get('train/loss', float('nan')))}
+    return {
+        'steps': int(trainer.global_step),
+        'seconds': time.perf_counter() - t0,
+        'best_val': keep[0].best if keep else None,
+        'val_checks': keep[0].checks if keep else 0,
+        'train_loss': float(trainer.callback_metrics.get('train/loss', float('nan'))),
+    }
 
 # %% ../../nbs/23_tasks.transfer.ipynb #1b2c7124
 @torch.no_grad()
-def predict_proba(classifier:TokenClassifier, # a classifier
-                  data:TokenSentences, # sentences
-                  batch_size:int=1024, # sentences per forward pass
-                  device=None, # None: CUDA when available
-                 )->Tensor: # (n, num_classes) class probabilities (float32, CPU)
+def predict_proba(
+    classifier: TokenClassifier,  # a classifier
+    data: TokenSentences,  # sentences
+    batch_size: int = 1024,  # sentences per forward pass
+    device=None,  # None: CUDA when available
+) -> Tensor:  # (n, num_classes) class probabilities (float32, CPU)
     "Class probabilities in eval mode (the classifier's mode and device are restored)."
     device = get_device(device)
     was, where = classifier.training, next(classifier.parameters()).device
@@ -308,33 +430,45 @@ def predict_proba(classifier:TokenClassifier, # a classifier
         for i in range(0, len(data), batch_size):
             b = data.batch(torch.arange(i, min(i + batch_size, len(data))))
             out.append(classifier(b['tokens'].to(device), b['mask'].to(device)).float().softmax(-1).cpu())
-    finally: classifier.train(was).to(where)
+    finally:
+        classifier.train(was).to(where)
     return torch.cat(out) if out else torch.zeros(0, classifier.num_classes)
 
-def evaluate_classifier(classifier:TokenClassifier, # a classifier
-                        data:TokenSentences, # labelled sentences (binary: 1 = signal)
-                        signal_efficiency:float=0.3, # working point of the background rejection
-                        batch_size:int=1024, # sentences per forward pass
-                        device=None, # None: CUDA when available
-                       )->dict: # accuracy, auc, rejection_30, rejection_30_lower_bound, n_test
+
+def evaluate_classifier(
+    classifier: TokenClassifier,  # a classifier
+    data: TokenSentences,  # labelled sentences (binary: 1 = signal)
+    signal_efficiency: float = 0.3,  # working point of the background rejection
+    batch_size: int = 1024,  # sentences per forward pass
+    device=None,  # None: CUDA when available
+) -> dict:  # accuracy, auc, rejection_30, rejection_30_lower_bound, n_test
     "Accuracy, ROC AUC and background rejection at 30 % signal efficiency (macro AUC and no rejection for > 2 classes)."
     data = _labelled(data, 'evaluate_classifier')
     probs, y = predict_proba(classifier, data, batch_size, device), data.labels.numpy()
     out = {'accuracy': float((probs.argmax(-1).numpy() == y).mean()), 'n_test': len(y)}
     if probs.shape[1] != 2:
-        return out | {'auc': epoch_auc(probs.numpy(), y), 'rejection_30': float('nan'), 'rejection_30_lower_bound': False}
+        return out | {
+            'auc': epoch_auc(probs.numpy(), y),
+            'rejection_30': float('nan'),
+            'rejection_30_lower_bound': False,
+        }
     s, n_b = probs[:, 1].double().numpy(), int((y == 0).sum())
     with warnings.catch_warnings():  # no background passing the cut is handled below
         warnings.simplefilter('ignore')
         eps_b = 1 / background_rejection(s, y, signal_efficiency)
     lower = eps_b * n_b < 1
-    return out | {'auc': roc_auc(s, y), 'rejection_30': float(n_b) if lower else 1 / eps_b, 'rejection_30_lower_bound': bool(lower)}
+    return out | {
+        'auc': roc_auc(s, y),
+        'rejection_30': float(n_b) if lower else 1 / eps_b,
+        'rejection_30_lower_bound': bool(lower),
+    }
 
 # %% ../../nbs/23_tasks.transfer.ipynb #c4dc33f9
-def balanced_subsets(labels:Tensor, # (n,) class ids
-                     sizes:Sequence[int], # subset sizes
-                     seed:int=0, # permutation seed
-                    )->dict: # size -> index tensor (shuffled)
+def balanced_subsets(
+    labels: Tensor,  # (n,) class ids
+    sizes: Sequence[int],  # subset sizes
+    seed: int = 0,  # permutation seed
+) -> dict:  # size -> index tensor (shuffled)
     "Nested, class-balanced subsets: `size // C` of each class, the first ones of one fixed permutation."
     labels = torch.as_tensor(labels).long()
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
@@ -343,27 +477,32 @@ def balanced_subsets(labels:Tensor, # (n,) class ids
     for n in sizes:
         k = n // len(by_class)
         if k < 1 or any(len(b) < k for b in by_class):
-            raise ConfigError(f'cannot draw {n} class-balanced sentences from class counts {[len(b) for b in by_class]}')
+            raise ConfigError(
+                f'cannot draw {n} class-balanced sentences from class counts {[len(b) for b in by_class]}'
+            )
         idx = torch.cat([b[:k] for b in by_class])
         out[n] = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed + 1))]
     return out
 
-def transfer_sweep(train:TokenSentences, # labelled pool the training sets are drawn from
-                   test:TokenSentences, # labelled held-out test set
-                   sizes:Sequence[int], # training-set sizes N
-                   regimes:Sequence[str]=REGIMES, # transfer regimes
-                   heads:Sequence[str]=('summation',), # classification heads
-                   pretrained=None, # pretrained `GPTLanguageModel` (needed for 'frozen' and 'finetune')
-                   val:TokenSentences|None=None, # optional labelled set for keeping the best weights
-                   seeds:Sequence[int]=(0,), # repetitions (training subset, initialisation, data order)
-                   head_kwargs:dict|None=None, # head options
-                   backbone_kwargs:dict|None=None, # the backbone for 'scratch' when there is no `pretrained`
-                   train_kwargs:dict|None=None, # `train_transfer` options (epochs, lr, min_steps, device, ...)
-                   regime_kwargs:dict|None=None, # per-regime overrides of `train_kwargs`, e.g. {'frozen': {'lr': 1e-3}}
-                   verbose:bool=False, # print one line per run
-                  ): # pandas.DataFrame: regime, head, n_train, seed, accuracy, auc, rejection_30, ..., steps, seconds
+
+def transfer_sweep(
+    train: TokenSentences,  # labelled pool the training sets are drawn from
+    test: TokenSentences,  # labelled held-out test set
+    sizes: Sequence[int],  # training-set sizes N
+    regimes: Sequence[str] = REGIMES,  # transfer regimes
+    heads: Sequence[str] = ('summation',),  # classification heads
+    pretrained=None,  # pretrained `GPTLanguageModel` (needed for 'frozen' and 'finetune')
+    val: TokenSentences | None = None,  # optional labelled set for keeping the best weights
+    seeds: Sequence[int] = (0,),  # repetitions (training subset, initialisation, data order)
+    head_kwargs: dict | None = None,  # head options
+    backbone_kwargs: dict | None = None,  # the backbone for 'scratch' when there is no `pretrained`
+    train_kwargs: dict | None = None,  # `train_transfer` options (epochs, lr, min_steps, device, ...)
+    regime_kwargs: dict | None = None,  # per-regime overrides of `train_kwargs`, e.g. {'frozen': {'lr': 1e-3}}
+    verbose: bool = False,  # print one line per run
+):  # pandas.DataFrame: regime, head, n_train, seed, accuracy, auc, rejection_30, ..., steps, seconds
     "Train and test every (size, regime, head, seed) combination."
     import pandas as pd
+
     train, test = _labelled(train, 'transfer_sweep train'), _labelled(test, 'transfer_sweep test')
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     rows = []
@@ -372,29 +511,58 @@ def transfer_sweep(train:TokenSentences, # labelled pool the training sets are d
         for n in sizes:
             for regime in regimes:
                 for head in heads:
-                    clf = transfer_classifier(regime, pretrained, num_classes, head, head_kwargs, backbone_kwargs, seed=seed)
+                    clf = transfer_classifier(
+                        regime, pretrained, num_classes, head, head_kwargs, backbone_kwargs, seed=seed
+                    )
                     kw = dict(train_kwargs or {}) | dict((regime_kwargs or {}).get(regime, {}))
                     hist = train_transfer(clf, subset(train, subsets[n]), val, seed=seed, **kw)
                     res = evaluate_classifier(clf, test, device=kw.get('device'))
-                    rows.append({'regime': regime, 'head': head, 'n_train': n, 'seed': seed, **res,
-                                 'steps': hist['steps'], 'seconds': hist['seconds']})
-                    if verbose: print(f"N={n:>6} {regime:>8} {head:>15} seed {seed}: AUC {res['auc']:.3f} acc {res['accuracy']:.3f} "
-                                      f"R30 {res['rejection_30']:.1f} ({hist['steps']} steps, {hist['seconds']:.1f} s)")
+                    rows.append(
+                        {
+                            'regime': regime,
+                            'head': head,
+                            'n_train': n,
+                            'seed': seed,
+                            **res,
+                            'steps': hist['steps'],
+                            'seconds': hist['seconds'],
+                        }
+                    )
+                    if verbose:
+                        print(
+                            f"N={n:>6} {regime:>8} {head:>15} seed {seed}: AUC {res['auc']:.3f} acc {res['accuracy']:.3f} "
+                            f"R30 {res['rejection_30']:.1f} ({hist['steps']} steps, {hist['seconds']:.1f} s)"
+                        )
     return pd.DataFrame(rows)
 
 # %% ../../nbs/23_tasks.transfer.ipynb #788cad55
-def plot_transfer_sweep(df, # from `transfer_sweep`
-                        metric:str='auc', # column to plot against n_train
-                        ax=None, # matplotlib axes (None: a new figure)
-                       ):
+def plot_transfer_sweep(
+    df,  # from `transfer_sweep`
+    metric: str = 'auc',  # column to plot against n_train
+    ax=None,  # matplotlib axes (None: a new figure)
+):
     "Metric against the number of labelled jets: colour = regime, line style = head; mean and min-max band over seeds."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(4.5, 3.2))
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3.2))
     colors = {'scratch': 'tab:gray', 'frozen': 'tab:blue', 'finetune': 'tab:red'}
     styles = {'summation': '-', 'class_attention': '--'}
     for (regime, head), g in df.groupby(['regime', 'head'], sort=False):
         s = g.groupby('n_train')[metric].agg(['mean', 'min', 'max'])
-        ax.plot(s.index, s['mean'], styles.get(head, ':'), marker='o', ms=3, color=colors.get(regime), label=f'{regime}, {head}')
-        if (s['max'] > s['min']).any(): ax.fill_between(s.index, s['min'], s['max'], color=colors.get(regime), alpha=0.15)
-    ax.set_xscale('log'); ax.set_xlabel('labelled training sentences N'); ax.set_ylabel(metric); ax.legend(fontsize=7)
+        ax.plot(
+            s.index,
+            s['mean'],
+            styles.get(head, ':'),
+            marker='o',
+            ms=3,
+            color=colors.get(regime),
+            label=f'{regime}, {head}',
+        )
+        if (s['max'] > s['min']).any():
+            ax.fill_between(s.index, s['min'], s['max'], color=colors.get(regime), alpha=0.15)
+    ax.set_xscale('log')
+    ax.set_xlabel('labelled training sentences N')
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7)
     return ax

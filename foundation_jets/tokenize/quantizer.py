@@ -7,7 +7,8 @@ Docs: https://foundation-jets.github.io/foundation_jets/tokenize.quantizer.html.
 # %% ../../nbs/11a_tokenize.quantizer.ipynb #3e3f11ca
 from __future__ import annotations
 
-import contextlib, math
+import contextlib
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,85 +21,109 @@ __all__ = ['chunk_sizes', 'default_budget', 'nearest_code', 'code_counts', 'perp
            'kmeans_plus_plus', 'kmeans', 'VQOutput', 'VectorQuantizer']
 
 # %% ../../nbs/11a_tokenize.quantizer.ipynb #d171e3ec
-def chunk_sizes(n_rows:int, # number of latents to assign
-                n_codes:int, # number of codes
-                budget:int, # largest score-matrix chunk, in elements
-               )->tuple: # (rows per chunk, codes per chunk), with rows * codes <= budget
+def chunk_sizes(
+    n_rows: int,  # number of latents to assign
+    n_codes: int,  # number of codes
+    budget: int,  # largest score-matrix chunk, in elements
+) -> tuple:  # (rows per chunk, codes per chunk), with rows * codes <= budget
     "Chunk shape for the nearest-code search that keeps every score matrix within `budget` elements."
-    if budget < 1: raise ConfigError(f'budget must be a positive number of elements, got {budget}')
+    if budget < 1:
+        raise ConfigError(f'budget must be a positive number of elements, got {budget}')
     codes = max(1, min(n_codes, budget))
     return max(1, min(n_rows, budget // codes)), codes
 
-def default_budget(device:torch.device|str, # where the search runs
-                  )->int: # score-matrix chunk in elements
+
+def default_budget(
+    device: torch.device | str,  # where the search runs
+) -> int:  # score-matrix chunk in elements
     "Default chunk of the nearest-code search: cache-sized (2**18) on a CPU, 2**24 on an accelerator."
     return 2**18 if torch.device(device).type == 'cpu' else 2**24
 
-def nearest_code(z:Tensor, # (M, D) latents
-                 codebook:Tensor, # (K, D) code vectors
-                 budget:int|None=None, # largest score-matrix chunk, in elements; None = `default_budget(z.device)`
-                 dtype:torch.dtype|None=torch.float32, # compute dtype, autocast off; None = inputs and autocast decide
-                )->Tensor: # (M,) long, index of the nearest code (lowest index on exact ties)
+
+def nearest_code(
+    z: Tensor,  # (M, D) latents
+    codebook: Tensor,  # (K, D) code vectors
+    budget: int | None = None,  # largest score-matrix chunk, in elements; None = `default_budget(z.device)`
+    dtype: torch.dtype | None = torch.float32,  # compute dtype, autocast off; None = inputs and autocast decide
+) -> Tensor:  # (M,) long, index of the nearest code (lowest index on exact ties)
     "Index of the Euclidean-nearest code for each row, in chunks of at most `budget` scores."
     if z.ndim != 2 or codebook.ndim != 2 or z.shape[1] != codebook.shape[1]:
-        raise DataFormatError('nearest_code', 'z', f'shape (M, D) with D = codebook dim {tuple(codebook.shape[1:])}', got=tuple(z.shape))
-    if len(codebook) == 0: raise DataFormatError('nearest_code', 'codebook', 'at least one code', got=tuple(codebook.shape))
+        raise DataFormatError(
+            'nearest_code', 'z', f'shape (M, D) with D = codebook dim {tuple(codebook.shape[1:])}', got=tuple(z.shape)
+        )
+    if len(codebook) == 0:
+        raise DataFormatError('nearest_code', 'codebook', 'at least one code', got=tuple(codebook.shape))
     M, K = len(z), len(codebook)
-    if budget is None: budget = default_budget(z.device)
+    if budget is None:
+        budget = default_budget(z.device)
     out = torch.empty(M, dtype=torch.long, device=z.device)
     rows, codes = chunk_sizes(M, K, budget)
     ctx = torch.autocast(z.device.type, enabled=False) if dtype is not None else contextlib.nullcontext()
     with torch.no_grad(), ctx:
-        if dtype is not None: z, codebook = z.to(dtype), codebook.to(dtype)
+        if dtype is not None:
+            z, codebook = z.to(dtype), codebook.to(dtype)
         c_sq = codebook.pow(2).sum(-1)
         for r0 in range(0, M, rows):
-            zr, best, arg = z[r0:r0 + rows], None, None
+            zr, best, arg = z[r0 : r0 + rows], None, None
             for k0 in range(0, K, codes):
-                scores = torch.addmm(c_sq[None, k0:k0 + codes], zr, codebook[k0:k0 + codes].T, alpha=-2)  # one (rows, codes) matrix
+                scores = torch.addmm(
+                    c_sq[None, k0 : k0 + codes], zr, codebook[k0 : k0 + codes].T, alpha=-2
+                )  # one (rows, codes) matrix
                 s, a = scores.min(-1)  # first minimum within the chunk
-                if best is None: best, arg = s, a + k0
+                if best is None:
+                    best, arg = s, a + k0
                 else:
                     better = s < best  # strict: earlier chunks (lower indices) win ties
                     best, arg = torch.where(better, s, best), torch.where(better, a + k0, arg)
-            out[r0:r0 + rows] = arg
+            out[r0 : r0 + rows] = arg
     return out
 
 # %% ../../nbs/11a_tokenize.quantizer.ipynb #59edb96e
-def code_counts(indices:Tensor, # (...,) code indices
-                num_codes:int, # codebook size K
-                mask:Tensor|None=None, # (...,) bool, True = real; padding is not counted
-               )->Tensor: # (K,) long usage counts
+def code_counts(
+    indices: Tensor,  # (...,) code indices
+    num_codes: int,  # codebook size K
+    mask: Tensor | None = None,  # (...,) bool, True = real; padding is not counted
+) -> Tensor:  # (K,) long usage counts
     "How often each code is used by the real elements."
     idx = indices.reshape(-1) if mask is None else indices[mask]
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_codes):
-        raise DataFormatError('code_counts', 'indices', f'integers in [0, {num_codes})', got=f'range [{int(idx.min())}, {int(idx.max())}]')
+        raise DataFormatError(
+            'code_counts', 'indices', f'integers in [0, {num_codes})', got=f'range [{int(idx.min())}, {int(idx.max())}]'
+        )
     return torch.bincount(idx, minlength=num_codes)
 
-def perplexity(counts:Tensor, # (K,) usage counts
-              )->Tensor: # scalar: exp of the usage entropy (0 for no usage)
+
+def perplexity(
+    counts: Tensor,  # (K,) usage counts
+) -> Tensor:  # scalar: exp of the usage entropy (0 for no usage)
     "Effective number of codes in use: exp(-sum p log p)."
     total = counts.sum()
     p = counts.double() / total.clamp(min=1)
     entropy = -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum()
     return torch.where(total > 0, entropy.exp(), torch.zeros_like(entropy)).float()
 
-def codebook_utilisation(counts:Tensor, # (K,) usage counts
-                        )->Tensor: # scalar in [0, 1]
+
+def codebook_utilisation(
+    counts: Tensor,  # (K,) usage counts
+) -> Tensor:  # scalar in [0, 1]
     "Fraction of the codes used at least once."
     return (counts > 0).float().mean()
 
 # %% ../../nbs/11a_tokenize.quantizer.ipynb #59d922eb
-def _flat_real(x:Tensor, mask:Tensor|None)->Tensor:
+def _flat_real(x: Tensor, mask: Tensor | None) -> Tensor:
     return x.reshape(-1, x.shape[-1]) if mask is None else x[mask]
 
-def kmeans_plus_plus(x:Tensor, # (..., D) points
-                     k:int, # number of centres
-                     mask:Tensor|None=None, # (...,) bool, True = real; padding is never chosen
-                     generator:torch.Generator|None=None, # CPU generator for the random draws
-                    )->Tensor: # (k, D) centres, each one of the real points
+
+def kmeans_plus_plus(
+    x: Tensor,  # (..., D) points
+    k: int,  # number of centres
+    mask: Tensor | None = None,  # (...,) bool, True = real; padding is never chosen
+    generator: torch.Generator | None = None,  # CPU generator for the random draws
+) -> Tensor:  # (k, D) centres, each one of the real points
     "k-means++ seeding: each new centre drawn with probability proportional to D(x)^2."
     x = _flat_real(x, mask)
-    if len(x) == 0: raise DataFormatError('kmeans_plus_plus', 'x', 'at least one real point', got=0)
+    if len(x) == 0:
+        raise DataFormatError('kmeans_plus_plus', 'x', 'at least one real point', got=0)
     n, u = len(x), torch.rand(k, generator=generator, dtype=torch.float64).to(x.device)
     uniform = (u * n).long().clamp(max=n - 1)
     centres = x.new_empty(k, x.shape[1])
@@ -112,13 +137,15 @@ def kmeans_plus_plus(x:Tensor, # (..., D) points
         d2 = torch.minimum(d2, (x - x[j]).pow(2).sum(-1))
     return centres
 
-def kmeans(x:Tensor, # (..., D) points
-           k:int, # number of centres
-           mask:Tensor|None=None, # (...,) bool, True = real
-           iters:int=10, # Lloyd iterations after the k-means++ seeding
-           generator:torch.Generator|None=None, # CPU generator for the seeding
-           budget:int|None=None, # chunk budget of the nearest-centre search (None = `default_budget`)
-          )->Tensor: # (k, D) centres
+
+def kmeans(
+    x: Tensor,  # (..., D) points
+    k: int,  # number of centres
+    mask: Tensor | None = None,  # (...,) bool, True = real
+    iters: int = 10,  # Lloyd iterations after the k-means++ seeding
+    generator: torch.Generator | None = None,  # CPU generator for the seeding
+    budget: int | None = None,  # chunk budget of the nearest-centre search (None = `default_budget`)
+) -> Tensor:  # (k, D) centres
     "k-means++ seeding followed by `iters` masked Lloyd iterations."
     x = _flat_real(x, mask).float()
     centres = kmeans_plus_plus(x, k, generator=generator)
@@ -133,42 +160,57 @@ def kmeans(x:Tensor, # (..., D) points
 @dataclass
 class VQOutput:
     "What `VectorQuantizer.forward` returns."
-    z_q: Tensor # (..., D) quantized latents (value = effective code; zeros at padding)
-    indices: Tensor # (...,) long code indices; -1 at padding
-    loss: Tensor # scalar: beta * codebook_loss + (1 - beta) * commitment_loss
-    codebook_loss: Tensor # scalar: mean ||sg(z) - c||^2 over real elements and dims
-    commitment_loss: Tensor # scalar: mean ||z - sg(c)||^2 over real elements and dims
-    counts: Tensor # (K,) long usage counts of this batch
-    perplexity: Tensor # scalar: exp of the usage entropy of this batch
-    utilisation: Tensor # scalar: fraction of codes used in this batch
-    n_replaced: int # dead codes replaced at the start of this (training) step
+
+    z_q: Tensor  # (..., D) quantized latents (value = effective code; zeros at padding)
+    indices: Tensor  # (...,) long code indices; -1 at padding
+    loss: Tensor  # scalar: beta * codebook_loss + (1 - beta) * commitment_loss
+    codebook_loss: Tensor  # scalar: mean ||sg(z) - c||^2 over real elements and dims
+    commitment_loss: Tensor  # scalar: mean ||z - sg(c)||^2 over real elements and dims
+    counts: Tensor  # (K,) long usage counts of this batch
+    perplexity: Tensor  # scalar: exp of the usage entropy of this batch
+    utilisation: Tensor  # scalar: fraction of codes used in this batch
+    n_replaced: int  # dead codes replaced at the start of this (training) step
 
 # %% ../../nbs/11a_tokenize.quantizer.ipynb #d02fd1d9
 class VectorQuantizer(nn.Module):
     "Euclidean vector quantizer with affine codebook, synchronised straight-through, LRU replacement and k-means++ init."
-    def __init__(self,
-                 num_codes:int=8192, # codebook size K
-                 dim:int=4, # latent dimension D
-                 beta:float=0.9, # weight of the codebook term; the commitment term gets 1 - beta
-                 affine_lr:float=2.0, # a in C' = (1 + a s) C + a b; 0 = no affine reparametrisation
-                 sync_nu:float=1.0, # nu of the synchronised straight-through update; 0 = plain straight-through
-                 replace_after:int=10, # replace codes unused for this many training batches; 0 = never
-                 replace_noise:float=0.01, # rho: replacement = z + rho * |z| * N(0, 1)
-                 kmeans_init:bool=True, # k-means++ initialisation from the first training batch
-                 kmeans_iters:int=10, # Lloyd iterations of the initialisation
-                 budget:int|None=None, # largest score-matrix chunk of the nearest-code search, in elements (None = `default_budget` of the device)
-                 search_dtype:torch.dtype|None=torch.float32, # dtype of the search; None = follow autocast
-                 seed:int=0, # seed of the module's generator (initial codes, k-means++, replacement)
-                ):
+
+    def __init__(
+        self,
+        num_codes: int = 8192,  # codebook size K
+        dim: int = 4,  # latent dimension D
+        beta: float = 0.9,  # weight of the codebook term; the commitment term gets 1 - beta
+        affine_lr: float = 2.0,  # a in C' = (1 + a s) C + a b; 0 = no affine reparametrisation
+        sync_nu: float = 1.0,  # nu of the synchronised straight-through update; 0 = plain straight-through
+        replace_after: int = 10,  # replace codes unused for this many training batches; 0 = never
+        replace_noise: float = 0.01,  # rho: replacement = z + rho * |z| * N(0, 1)
+        kmeans_init: bool = True,  # k-means++ initialisation from the first training batch
+        kmeans_iters: int = 10,  # Lloyd iterations of the initialisation
+        budget: int
+        | None = None,  # largest score-matrix chunk of the nearest-code search, in elements (None = `default_budget` of the device)
+        search_dtype: torch.dtype | None = torch.float32,  # dtype of the search; None = follow autocast
+        seed: int = 0,  # seed of the module's generator (initial codes, k-means++, replacement)
+    ):
         super().__init__()
-        if num_codes < 1 or dim < 1: raise ConfigError(f'num_codes and dim must be positive, got {num_codes} and {dim}')
-        if not 0 <= beta <= 1: raise ConfigError(f'beta must be in [0, 1], got {beta}')
+        if num_codes < 1 or dim < 1:
+            raise ConfigError(f'num_codes and dim must be positive, got {num_codes} and {dim}')
+        if not 0 <= beta <= 1:
+            raise ConfigError(f'beta must be in [0, 1], got {beta}')
         if affine_lr < 0 or sync_nu < 0 or replace_noise < 0:
-            raise ConfigError(f'affine_lr, sync_nu and replace_noise must be >= 0, got {affine_lr}, {sync_nu}, {replace_noise}')
-        if replace_after < 0 or kmeans_iters < 0: raise ConfigError(f'replace_after and kmeans_iters must be >= 0, got {replace_after}, {kmeans_iters}')
-        if budget is not None: chunk_sizes(1, 1, budget)
+            raise ConfigError(
+                f'affine_lr, sync_nu and replace_noise must be >= 0, got {affine_lr}, {sync_nu}, {replace_noise}'
+            )
+        if replace_after < 0 or kmeans_iters < 0:
+            raise ConfigError(f'replace_after and kmeans_iters must be >= 0, got {replace_after}, {kmeans_iters}')
+        if budget is not None:
+            chunk_sizes(1, 1, budget)
         self.num_codes, self.dim, self.beta, self.affine_lr, self.sync_nu = num_codes, dim, beta, affine_lr, sync_nu
-        self.replace_after, self.replace_noise, self.kmeans_init, self.kmeans_iters = replace_after, replace_noise, kmeans_init, kmeans_iters
+        self.replace_after, self.replace_noise, self.kmeans_init, self.kmeans_iters = (
+            replace_after,
+            replace_noise,
+            kmeans_init,
+            kmeans_iters,
+        )
         self.budget, self.search_dtype = budget, search_dtype
         self.generator = torch.Generator().manual_seed(seed)
         self.codebook = nn.Parameter(torch.randn(num_codes, dim, generator=self.generator))
@@ -180,34 +222,41 @@ class VectorQuantizer(nn.Module):
         self.register_buffer('steps', torch.tensor(0))
 
     def extra_repr(self):
-        return (f'num_codes={self.num_codes}, dim={self.dim}, beta={self.beta}, affine_lr={self.affine_lr}, '
-                f'sync_nu={self.sync_nu}, replace_after={self.replace_after}, kmeans_init={self.kmeans_init}')
+        return (
+            f'num_codes={self.num_codes}, dim={self.dim}, beta={self.beta}, affine_lr={self.affine_lr}, '
+            f'sync_nu={self.sync_nu}, replace_after={self.replace_after}, kmeans_init={self.kmeans_init}'
+        )
 
-    def effective_codebook(self)->Tensor: # (K, D), differentiable
+    def effective_codebook(self) -> Tensor:  # (K, D), differentiable
         "The codes actually used: (1 + a s) * C + a b."
-        if self.affine_lr == 0: return self.codebook
+        if self.affine_lr == 0:
+            return self.codebook
         a = self.affine_lr
         return self.codebook * (1 + a * self.affine_scale) + a * self.affine_shift
 
     @torch.no_grad()
-    def set_effective_codes(self,
-                            codes:Tensor, # (n, D) new effective code vectors
-                            idx:Tensor|None=None, # (n,) which codes; None = all
-                           ):
+    def set_effective_codes(
+        self,
+        codes: Tensor,  # (n, D) new effective code vectors
+        idx: Tensor | None = None,  # (n,) which codes; None = all
+    ):
         "Set raw codes so that the effective codes equal `codes` (inverts the affine map)."
         codes = codes.to(self.codebook)
         if self.affine_lr > 0:
             scale = 1 + self.affine_lr * self.affine_scale
             scale = torch.where(scale.abs() < 1e-6, torch.full_like(scale, 1e-6), scale)  # degenerate scale
             codes = (codes - self.affine_lr * self.affine_shift) / scale
-        if idx is None: self.codebook.copy_(codes)
-        else: self.codebook[idx] = codes
+        if idx is None:
+            self.codebook.copy_(codes)
+        else:
+            self.codebook[idx] = codes
 
     @torch.no_grad()
-    def init_codebook(self,
-                      z:Tensor, # (..., D) latents, e.g. the first batch
-                      mask:Tensor|None=None, # (...,) bool, True = real
-                     ):
+    def init_codebook(
+        self,
+        z: Tensor,  # (..., D) latents, e.g. the first batch
+        mask: Tensor | None = None,  # (...,) bool, True = real
+    ):
         "k-means++ and Lloyd on the real latents; the centres become the effective codes."
         centres = kmeans(z.detach(), self.num_codes, mask, self.kmeans_iters, self.generator, self.budget)
         if len(_flat_real(z, mask)) < self.num_codes:  # duplicates: split them (as vqtorch does)
@@ -216,37 +265,52 @@ class VectorQuantizer(nn.Module):
         self.initialised.fill_(True)
 
     @torch.no_grad()
-    def _replace_dead(self, z:Tensor)->int:
+    def _replace_dead(self, z: Tensor) -> int:
         dead = (self.lru_counter <= 0).nonzero().squeeze(1)
         n = len(dead)
-        if n == 0: return 0
+        if n == 0:
+            return 0
         M = len(z)
-        pick = torch.randperm(M, generator=self.generator)[:n] if M >= n else torch.randint(0, M, (n,), generator=self.generator)
+        pick = (
+            torch.randperm(M, generator=self.generator)[:n]
+            if M >= n
+            else torch.randint(0, M, (n,), generator=self.generator)
+        )
         src = z[pick.to(z.device)].float()
         noise = torch.randn(n, self.dim, generator=self.generator).to(src)
         self.set_effective_codes(src + self.replace_noise * src.norm(dim=-1, keepdim=True) * noise, dead)
         self.lru_counter[dead] = self.replace_after
         return n
 
-    def _check(self, z:Tensor, mask:Tensor|None):
+    def _check(self, z: Tensor, mask: Tensor | None):
         if z.ndim < 1 or z.shape[-1] != self.dim:
             raise DataFormatError('VectorQuantizer input', 'z', f'shape (..., {self.dim})', got=tuple(z.shape))
         if mask is not None and (mask.dtype != torch.bool or mask.shape != z.shape[:-1]):
-            raise DataFormatError('VectorQuantizer input', 'mask', f'bool of shape {tuple(z.shape[:-1])}', got=f'{mask.dtype} {tuple(mask.shape)}')
+            raise DataFormatError(
+                'VectorQuantizer input',
+                'mask',
+                f'bool of shape {tuple(z.shape[:-1])}',
+                got=f'{mask.dtype} {tuple(mask.shape)}',
+            )
 
-    def forward(self,
-                z:Tensor, # (..., D) encoder outputs
-                mask:Tensor|None=None, # (...,) bool, True = real; None = all real
-               )->VQOutput:
+    def forward(
+        self,
+        z: Tensor,  # (..., D) encoder outputs
+        mask: Tensor | None = None,  # (...,) bool, True = real; None = all real
+    ) -> VQOutput:
         "Quantize the real latents; in training mode also initialise, replace dead codes and count usage."
         self._check(z, mask)
         zr = _flat_real(z, mask)  # only real rows from here on
         if not torch.isfinite(zr).all():
-            raise DataFormatError('VectorQuantizer input', 'z', 'finite values at real (mask=True) positions', got='NaN or inf')
+            raise DataFormatError(
+                'VectorQuantizer input', 'z', 'finite values at real (mask=True) positions', got='NaN or inf'
+            )
         n_replaced = 0
         if self.training and len(zr):
-            if self.kmeans_init and not bool(self.initialised): self.init_codebook(zr)
-            if self.replace_after > 0: n_replaced = self._replace_dead(zr.detach())
+            if self.kmeans_init and not bool(self.initialised):
+                self.init_codebook(zr)
+            if self.replace_after > 0:
+                n_replaced = self._replace_dead(zr.detach())
         codebook = self.effective_codebook()
         idx = nearest_code(zr.detach(), codebook.detach(), self.budget, self.search_dtype)
         c, zf = codebook[idx].float(), zr.float()
@@ -255,7 +319,8 @@ class VectorQuantizer(nn.Module):
         commitment_loss = (zf - c.detach()).pow(2).sum() / denom
         loss = self.beta * codebook_loss + (1 - self.beta) * commitment_loss
         zq = zf + (c - zf).detach()
-        if self.sync_nu > 0: zq = zq + self.sync_nu * (c - c.detach())
+        if self.sync_nu > 0:
+            zq = zq + self.sync_nu * (c - c.detach())
         zq = zq.to(z.dtype)
         counts = torch.bincount(idx, minlength=self.num_codes)
         if self.training:
@@ -264,26 +329,44 @@ class VectorQuantizer(nn.Module):
                 if self.replace_after > 0:
                     self.lru_counter.sub_(1).clamp_(min=0)
                     self.lru_counter[idx] = self.replace_after
-        if mask is None: z_q, indices = zq.reshape(z.shape), idx.reshape(z.shape[:-1])
+        if mask is None:
+            z_q, indices = zq.reshape(z.shape), idx.reshape(z.shape[:-1])
         else:
             z_q = zq.new_zeros(z.shape).index_put((mask,), zq)
             indices = torch.full(mask.shape, -1, dtype=torch.long, device=z.device).index_put((mask,), idx)
-        return VQOutput(z_q, indices, loss, codebook_loss, commitment_loss, counts,
-                        perplexity(counts), codebook_utilisation(counts), n_replaced)
+        return VQOutput(
+            z_q,
+            indices,
+            loss,
+            codebook_loss,
+            commitment_loss,
+            counts,
+            perplexity(counts),
+            codebook_utilisation(counts),
+            n_replaced,
+        )
 
-    def lookup(self,
-               indices:Tensor, # (...,) integer code indices
-               mask:Tensor|None=None, # (...,) bool, True = real; padding indices are ignored
-              )->Tensor: # (..., D) effective code vectors; zeros at padding
+    def lookup(
+        self,
+        indices: Tensor,  # (...,) integer code indices
+        mask: Tensor | None = None,  # (...,) bool, True = real; padding indices are ignored
+    ) -> Tensor:  # (..., D) effective code vectors; zeros at padding
         "Decode token indices to effective code vectors."
         if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
             raise DataFormatError('VectorQuantizer.lookup', 'indices', 'an integer tensor', got=str(indices.dtype))
         if mask is not None and mask.shape != indices.shape:
-            raise DataFormatError('VectorQuantizer.lookup', 'mask', f'shape {tuple(indices.shape)}', got=tuple(mask.shape))
+            raise DataFormatError(
+                'VectorQuantizer.lookup', 'mask', f'shape {tuple(indices.shape)}', got=tuple(mask.shape)
+            )
         real = indices.reshape(-1) if mask is None else indices[mask]
         if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.num_codes):
-            raise DataFormatError('VectorQuantizer.lookup', 'indices', f'integers in [0, {self.num_codes})',
-                                  got=f'range [{int(real.min())}, {int(real.max())}]')
+            raise DataFormatError(
+                'VectorQuantizer.lookup',
+                'indices',
+                f'integers in [0, {self.num_codes})',
+                got=f'range [{int(real.min())}, {int(real.max())}]',
+            )
         codebook = self.effective_codebook()
-        if mask is None: return codebook[indices.long()]
+        if mask is None:
+            return codebook[indices.long()]
         return codebook.new_zeros(*indices.shape, self.dim).index_put((mask,), codebook[real.long()])

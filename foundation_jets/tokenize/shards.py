@@ -7,7 +7,11 @@ Docs: https://foundation-jets.github.io/foundation_jets/tokenize.shards.html.md"
 # %% ../../nbs/11c_tokenize.shards.ipynb #53c25a20
 from __future__ import annotations
 
-import argparse, hashlib, io, json, sys
+import argparse
+import hashlib
+import io
+import json
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,15 +35,22 @@ __all__ = ['TOKENIZER_CLASSES', 'build_tokenizer', 'tokenizer_bytes', 'save_toke
 TOKENIZER_CLASSES = {'VQVAETokenizer': VQVAETokenizer, 'MLPTokenizer': MLPTokenizer, 'BinnedTokenizer': BinnedTokenizer}
 _TOK_FORMAT = 'foundation_jets.tokenizer'
 
-def _plain(v): return json.loads(json.dumps(v))  # tuples -> lists; fails loudly on non-JSON types
 
-def build_tokenizer(kind:str, # a key of `TOKENIZER_CLASSES`
-                    **config, # constructor arguments (JSON types)
-                   )->nn.Module: # the tokenizer, with `fj_config` recorded for saving
+def _plain(v):
+    return json.loads(json.dumps(v))  # tuples -> lists; fails loudly on non-JSON types
+
+
+def build_tokenizer(
+    kind: str,  # a key of `TOKENIZER_CLASSES`
+    **config,  # constructor arguments (JSON types)
+) -> nn.Module:  # the tokenizer, with `fj_config` recorded for saving
     "Construct a tokenizer and remember how (so `save_tokenizer` can store it)."
-    if kind not in TOKENIZER_CLASSES: raise ConfigError(f'unknown tokenizer {kind!r}; known: {sorted(TOKENIZER_CLASSES)}')
-    try: config = _plain(config)
-    except TypeError as e: raise ConfigError(f'tokenizer options must be JSON types: {e}') from None
+    if kind not in TOKENIZER_CLASSES:
+        raise ConfigError(f'unknown tokenizer {kind!r}; known: {sorted(TOKENIZER_CLASSES)}')
+    try:
+        config = _plain(config)
+    except TypeError as e:
+        raise ConfigError(f'tokenizer options must be JSON types: {e}') from None
     tok = TOKENIZER_CLASSES[kind](**config)
     tok.fj_config = config
     return tok
@@ -47,179 +58,259 @@ def build_tokenizer(kind:str, # a key of `TOKENIZER_CLASSES`
 # %% ../../nbs/11c_tokenize.shards.ipynb #7e446c02
 def _binned_config(tok):
     low, width = tok.low.double(), tok.width.double()
-    return {'ranges': torch.stack([low, low + width * torch.tensor(tok.bins, dtype=torch.float64)], -1).tolist(), 'bins': list(tok.bins)}
+    return {
+        'ranges': torch.stack([low, low + width * torch.tensor(tok.bins, dtype=torch.float64)], -1).tolist(),
+        'bins': list(tok.bins),
+    }
 
-def tokenizer_bytes(tokenizer:nn.Module, # a tokenizer from `build_tokenizer` (or a `BinnedTokenizer`)
-                    spec:FeatureSpec, # the preprocessing its inputs went through
-                   )->bytes: # the content of a tokenizer file
+
+def tokenizer_bytes(
+    tokenizer: nn.Module,  # a tokenizer from `build_tokenizer` (or a `BinnedTokenizer`)
+    spec: FeatureSpec,  # the preprocessing its inputs went through
+) -> bytes:  # the content of a tokenizer file
     "Serialise class name, constructor arguments, weights and feature spec."
     name = type(tokenizer).__name__
-    if name not in TOKENIZER_CLASSES: raise ConfigError(f'cannot save a {name}; known tokenizers: {sorted(TOKENIZER_CLASSES)}')
+    if name not in TOKENIZER_CLASSES:
+        raise ConfigError(f'cannot save a {name}; known tokenizers: {sorted(TOKENIZER_CLASSES)}')
     config = getattr(tokenizer, 'fj_config', None)
-    if config is None and isinstance(tokenizer, BinnedTokenizer): config = _binned_config(tokenizer)
-    if config is None: raise ConfigError(f'{name} has no recorded constructor arguments; create it with build_tokenizer({name!r}, ...)')
+    if config is None and isinstance(tokenizer, BinnedTokenizer):
+        config = _binned_config(tokenizer)
+    if config is None:
+        raise ConfigError(
+            f'{name} has no recorded constructor arguments; create it with build_tokenizer({name!r}, ...)'
+        )
     state = {k: v.detach().cpu().clone() for k, v in tokenizer.state_dict().items()}
     buf = io.BytesIO()
-    torch.save({'format': _TOK_FORMAT, 'version': 1, 'class': name, 'config': _plain(config),
-                'state_dict': state, 'spec': spec.to_dict()}, buf)
+    torch.save(
+        {
+            'format': _TOK_FORMAT,
+            'version': 1,
+            'class': name,
+            'config': _plain(config),
+            'state_dict': state,
+            'spec': spec.to_dict(),
+        },
+        buf,
+    )
     return buf.getvalue()
 
-def save_tokenizer(path:str|Path, # destination file (conventionally .pt)
-                   tokenizer:nn.Module, # the tokenizer
-                   spec:FeatureSpec, # its feature spec
-                  )->Path:
+
+def save_tokenizer(
+    path: str | Path,  # destination file (conventionally .pt)
+    tokenizer: nn.Module,  # the tokenizer
+    spec: FeatureSpec,  # its feature spec
+) -> Path:
     "Write a self-describing tokenizer file, atomically."
     data = tokenizer_bytes(tokenizer, spec)
-    with atomic_path(path) as tmp: Path(tmp).write_bytes(data)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
     return Path(path)
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #d0f2bcb4
-def tokenizer_from_bytes(data:bytes, # content of a tokenizer file
-                         source:str='tokenizer bytes', # file name for error messages
-                        )->tuple[nn.Module, FeatureSpec]: # (tokenizer in eval mode on CPU, spec)
+def tokenizer_from_bytes(
+    data: bytes,  # content of a tokenizer file
+    source: str = 'tokenizer bytes',  # file name for error messages
+) -> tuple[nn.Module, FeatureSpec]:  # (tokenizer in eval mode on CPU, spec)
     "Rebuild a tokenizer and its spec from `tokenizer_bytes` output."
-    try: d = torch.load(io.BytesIO(bytes(data)), map_location='cpu', weights_only=True)
+    try:
+        d = torch.load(io.BytesIO(bytes(data)), map_location='cpu', weights_only=True)
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        raise DataFormatError(source, 'tokenizer', 'a torch.save file of plain types', got=f'{type(e).__name__}: {msg}'[:200]) from None
+        raise DataFormatError(
+            source, 'tokenizer', 'a torch.save file of plain types', got=f'{type(e).__name__}: {msg}'[:200]
+        ) from None
     if not isinstance(d, dict) or d.get('format') != _TOK_FORMAT:
-        raise DataFormatError(source, 'format', repr(_TOK_FORMAT), got=d.get('format') if isinstance(d, dict) else type(d).__name__)
-    if d.get('version') != 1: raise DataFormatError(source, 'version', '1', got=d.get('version'))
-    if d.get('class') not in TOKENIZER_CLASSES: raise DataFormatError(source, 'class', f'one of {sorted(TOKENIZER_CLASSES)}', got=d.get('class'))
-    try: spec = FeatureSpec.from_dict(d['spec'])
-    except (KeyError, TypeError, FoundationJetsError) as e: raise DataFormatError(source, 'spec', 'a FeatureSpec dict', got=str(e)[:300]) from None
+        raise DataFormatError(
+            source, 'format', repr(_TOK_FORMAT), got=d.get('format') if isinstance(d, dict) else type(d).__name__
+        )
+    if d.get('version') != 1:
+        raise DataFormatError(source, 'version', '1', got=d.get('version'))
+    if d.get('class') not in TOKENIZER_CLASSES:
+        raise DataFormatError(source, 'class', f'one of {sorted(TOKENIZER_CLASSES)}', got=d.get('class'))
+    try:
+        spec = FeatureSpec.from_dict(d['spec'])
+    except (KeyError, TypeError, FoundationJetsError) as e:
+        raise DataFormatError(source, 'spec', 'a FeatureSpec dict', got=str(e)[:300]) from None
     try:
         tok = build_tokenizer(d['class'], **d['config'])
         tok.load_state_dict(d['state_dict'])
     except (KeyError, TypeError, RuntimeError, FoundationJetsError) as e:
-        raise DataFormatError(source, 'state_dict', f'weights matching {d.get("class")}({d.get("config")})', got=str(e)[:300]) from None
+        raise DataFormatError(
+            source, 'state_dict', f'weights matching {d.get("class")}({d.get("config")})', got=str(e)[:300]
+        ) from None
     return tok.eval(), spec
 
-def load_tokenizer(path:str|Path, # a file written by `save_tokenizer`
-                  )->tuple[nn.Module, FeatureSpec]: # (tokenizer in eval mode on CPU, spec)
+
+def load_tokenizer(
+    path: str | Path,  # a file written by `save_tokenizer`
+) -> tuple[nn.Module, FeatureSpec]:  # (tokenizer in eval mode on CPU, spec)
     "Read a tokenizer file."
     path = Path(path)
-    if not path.is_file(): raise ConfigError(f'{path}: tokenizer file not found')
+    if not path.is_file():
+        raise ConfigError(f'{path}: tokenizer file not found')
     return tokenizer_from_bytes(path.read_bytes(), str(path))
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #7508e66f
-def set_lengths(mask:Tensor, # (B, N) bool, True = real
-               )->Tensor: # (B,) long: index of the last real element + 1 (0 for an empty set)
+def set_lengths(
+    mask: Tensor,  # (B, N) bool, True = real
+) -> Tensor:  # (B,) long: index of the last real element + 1 (0 for an empty set)
     "Length of each set up to its last real element (correct also for masks with holes)."
     pos = torch.arange(1, mask.shape[1] + 1, device=mask.device)
-    return (mask.long() * pos).amax(1) if mask.shape[1] else torch.zeros(len(mask), dtype=torch.long, device=mask.device)
+    return (
+        (mask.long() * pos).amax(1) if mask.shape[1] else torch.zeros(len(mask), dtype=torch.long, device=mask.device)
+    )
 
-def length_batches(mask:Tensor, # (B, N) bool, True = real
-                   batch_size:int, # at most this many sets per batch
-                   sort:bool=True, # group sets of similar length (longest first); False = input order, fixed-size batches
-                   max_padding:float=0.1, # with sort: close a batch before more than this fraction of its trimmed slots is padding ...
-                   min_batch:int=16, # ... unless it holds fewer than this many sets
-                  )->list[Tensor]: # index tensors, one per batch
+
+def length_batches(
+    mask: Tensor,  # (B, N) bool, True = real
+    batch_size: int,  # at most this many sets per batch
+    sort: bool = True,  # group sets of similar length (longest first); False = input order, fixed-size batches
+    max_padding: float = 0.1,  # with sort: close a batch before more than this fraction of its trimmed slots is padding ...
+    min_batch: int = 16,  # ... unless it holds fewer than this many sets
+) -> list[Tensor]:  # index tensors, one per batch
     "Indices of the sets in each batch: sorted by length and cut so that a batch trimmed to its longest set holds little padding."
-    if batch_size < 1: raise ConfigError(f'batch_size must be >= 1, got {batch_size}')
-    if not 0 <= max_padding <= 1: raise ConfigError(f'max_padding must be in [0, 1], got {max_padding}')
-    if not sort: return list(torch.arange(len(mask)).split(batch_size))
+    if batch_size < 1:
+        raise ConfigError(f'batch_size must be >= 1, got {batch_size}')
+    if not 0 <= max_padding <= 1:
+        raise ConfigError(f'max_padding must be in [0, 1], got {max_padding}')
+    if not sort:
+        return list(torch.arange(len(mask)).split(batch_size))
     lengths = set_lengths(mask)
     order = torch.argsort(lengths, descending=True, stable=True)
     ls, batches, start, total = lengths[order].tolist(), [], 0, 0
     for j, n in enumerate(ls):
         size = j - start  # sets already in the open batch (the first is the longest, ls[start])
-        if size and (size >= batch_size or (size >= min_batch and total + n < (1 - max_padding) * (size + 1) * ls[start])):
-            batches.append(order[start:j]); start, total = j, 0
+        if size and (
+            size >= batch_size or (size >= min_batch and total + n < (1 - max_padding) * (size + 1) * ls[start])
+        ):
+            batches.append(order[start:j])
+            start, total = j, 0
         total += n
-    if start < len(ls): batches.append(order[start:])
+    if start < len(ls):
+        batches.append(order[start:])
     return batches
+
 
 def _batched(tokenizer, fn, a, mask, batch_size, device, fill, sort=True):
     "fn(a, mask) on trimmed batches of similar-length sets; results written back in input order (`fill` elsewhere), None if all sets are empty."
     batches = length_batches(mask, batch_size, sort)
     device, lengths = get_device(device), set_lengths(mask)
+
     def run(idx):
         n = int(lengths[idx].max())
-        if n == 0: return None  # only empty sets: nothing to compute
-        with torch.no_grad(): return fn(a[idx, :n].to(device), mask[idx, :n].to(device)).cpu()
+        if n == 0:
+            return None  # only empty sets: nothing to compute
+        with torch.no_grad():
+            return fn(a[idx, :n].to(device), mask[idx, :n].to(device)).cpu()
+
     n_threads = torch.get_num_threads()
     parallel = device.type == 'cpu' and n_threads > 1 and len(batches) > 1
-    was = tokenizer.training; tokenizer.to(device).eval()
+    was = tokenizer.training
+    tokenizer.to(device).eval()
     try:
         if parallel:  # CPU: one batch per core, one intra-op thread each (see the note above)
             torch.set_num_threads(1)
-            with ThreadPoolExecutor(n_threads) as pool: results = list(pool.map(run, batches))
-        else: results = [run(idx) for idx in batches]
+            with ThreadPoolExecutor(n_threads) as pool:
+                results = list(pool.map(run, batches))
+        else:
+            results = [run(idx) for idx in batches]
     finally:
-        if parallel: torch.set_num_threads(n_threads)
+        if parallel:
+            torch.set_num_threads(n_threads)
         tokenizer.train(was)
     out = None
     for idx, r in zip(batches, results):
-        if r is None: continue
-        if out is None: out = torch.full((len(mask), mask.shape[1], *r.shape[2:]), fill, dtype=r.dtype)
-        out[idx, :r.shape[1]] = r
+        if r is None:
+            continue
+        if out is None:
+            out = torch.full((len(mask), mask.shape[1], *r.shape[2:]), fill, dtype=r.dtype)
+        out[idx, : r.shape[1]] = r
     return out
 
-def encode_sets(tokenizer:nn.Module, # a tokenizer with `encode(x, mask)`
-                sets:ParticleSet, # preprocessed features (the output of `spec.apply`)
-                batch_size:int=1024, # jets per forward pass
-                device=None, # None = CUDA when available
-                sort:bool=True, # batch jets of similar length, each batch trimmed to its longest jet (False: input order)
-               )->Tensor: # codes (B, N) long, -1 at padding
+
+def encode_sets(
+    tokenizer: nn.Module,  # a tokenizer with `encode(x, mask)`
+    sets: ParticleSet,  # preprocessed features (the output of `spec.apply`)
+    batch_size: int = 1024,  # jets per forward pass
+    device=None,  # None = CUDA when available
+    sort: bool = True,  # batch jets of similar length, each batch trimmed to its longest jet (False: input order)
+) -> Tensor:  # codes (B, N) long, -1 at padding
     "Per-constituent codes of preprocessed sets, in sorted, trimmed batches, returned in the input order."
     codes = _batched(tokenizer, tokenizer.encode, sets.x.float(), sets.mask, batch_size, device, -1, sort)
     return torch.full(sets.mask.shape, -1, dtype=torch.long) if codes is None else codes.long()
 
-def tokenize_jets(tokenizer:nn.Module, # a tokenizer with `encode(x, mask)`
-                  spec:FeatureSpec, # the tokenizer's feature spec
-                  sets:ParticleSet, # raw constituents with named columns (e.g. from `read_jetclass`)
-                  batch_size:int=1024, # jets per forward pass
-                  device=None, # None = CUDA when available
-                  sort:bool=True, # batch jets of similar length, each batch trimmed to its longest jet (False: input order)
-                 )->tuple[Tensor, Tensor]: # codes (B, N) long, -1 at padding; mask (B, N) bool after the spec's cuts
+
+def tokenize_jets(
+    tokenizer: nn.Module,  # a tokenizer with `encode(x, mask)`
+    spec: FeatureSpec,  # the tokenizer's feature spec
+    sets: ParticleSet,  # raw constituents with named columns (e.g. from `read_jetclass`)
+    batch_size: int = 1024,  # jets per forward pass
+    device=None,  # None = CUDA when available
+    sort: bool = True,  # batch jets of similar length, each batch trimmed to its longest jet (False: input order)
+) -> tuple[Tensor, Tensor]:  # codes (B, N) long, -1 at padding; mask (B, N) bool after the spec's cuts
     "Per-constituent codes of raw jets."
     x = spec.apply(sets, compact=True)
     return encode_sets(tokenizer, x, batch_size, device, sort), x.mask
+
 
 def _check_codes(codes, mask, num_codes, source, field='codes'):
     if codes.ndim != 2 or codes.shape != mask.shape:
         raise DataFormatError(source, field, f'shape {tuple(mask.shape)} like the mask', got=tuple(codes.shape))
     real = codes[mask]
     if real.numel() and (int(real.min()) < 0 or int(real.max()) >= num_codes):
-        raise DataFormatError(source, field, f'integers in [0, {num_codes}) at real positions', got=f'range [{int(real.min())}, {int(real.max())}]')
+        raise DataFormatError(
+            source,
+            field,
+            f'integers in [0, {num_codes}) at real positions',
+            got=f'range [{int(real.min())}, {int(real.max())}]',
+        )
 
-def decode_tokens(tokenizer:nn.Module, # a tokenizer with `decode(codes, mask)`
-                  spec:FeatureSpec, # the tokenizer's feature spec
-                  codes:Tensor, # (B, N) codes in [0, K) at real positions
-                  mask:Tensor, # (B, N) bool, True = real
-                  batch_size:int=1024, # jets per forward pass
-                  device=None, # None = CUDA when available
-                  sort:bool=True, # batch jets of similar length, each batch trimmed to its longest jet (False: input order)
-                 )->ParticleSet: # physical constituents (the spec's source columns), zeros at padding
+
+def decode_tokens(
+    tokenizer: nn.Module,  # a tokenizer with `decode(codes, mask)`
+    spec: FeatureSpec,  # the tokenizer's feature spec
+    codes: Tensor,  # (B, N) codes in [0, K) at real positions
+    mask: Tensor,  # (B, N) bool, True = real
+    batch_size: int = 1024,  # jets per forward pass
+    device=None,  # None = CUDA when available
+    sort: bool = True,  # batch jets of similar length, each batch trimmed to its longest jet (False: input order)
+) -> ParticleSet:  # physical constituents (the spec's source columns), zeros at padding
     "Codes back to physical constituents (decoder, then the inverse feature spec)."
     codes, mask = torch.as_tensor(codes).long(), torch.as_tensor(mask)
-    if mask.dtype != torch.bool: raise DataFormatError('decode_tokens', 'mask', 'a bool tensor', got=mask.dtype)
+    if mask.dtype != torch.bool:
+        raise DataFormatError('decode_tokens', 'mask', 'a bool tensor', got=mask.dtype)
     _check_codes(codes, mask, tokenizer.num_codes, 'decode_tokens')
-    x = _batched(tokenizer, tokenizer.decode, codes.clamp(min=0), mask, batch_size, device, 0., sort)
-    if x is None: x = torch.zeros(*mask.shape, len(spec))
+    x = _batched(tokenizer, tokenizer.decode, codes.clamp(min=0), mask, batch_size, device, 0.0, sort)
+    if x is None:
+        x = torch.zeros(*mask.shape, len(spec))
     out = spec.inverse(ParticleSet(x.float(), mask, feature_names=spec.feature_names))
-    if not torch.isfinite(out.x[mask]).all(): raise DataFormatError('decode_tokens', 'x', 'finite decoded constituents', got='NaN or inf')
+    if not torch.isfinite(out.x[mask]).all():
+        raise DataFormatError('decode_tokens', 'x', 'finite decoded constituents', got='NaN or inf')
     return out
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #41b32802
 _SHARD_FORMAT = 'foundation_jets.token_shard'
 
-def write_token_shard(path:str|Path, # destination .h5 file
-                      codes:Tensor, # (N, n) codes, -1 (or anything) at padding
-                      mask:Tensor, # (N, n) bool, True = real
-                      labels:Tensor|None, # (N,) class indices, or None (stored as -1)
-                      tokenizer:bytes, # the tokenizer file content (`tokenizer_bytes` / `Path.read_bytes`)
-                      spec:FeatureSpec, # the feature spec the codes were made with
-                      meta:dict|None=None, # JSON-able provenance (source file, entry range, ...)
-                     )->Path:
+
+def write_token_shard(
+    path: str | Path,  # destination .h5 file
+    codes: Tensor,  # (N, n) codes, -1 (or anything) at padding
+    mask: Tensor,  # (N, n) bool, True = real
+    labels: Tensor | None,  # (N,) class indices, or None (stored as -1)
+    tokenizer: bytes,  # the tokenizer file content (`tokenizer_bytes` / `Path.read_bytes`)
+    spec: FeatureSpec,  # the feature spec the codes were made with
+    meta: dict | None = None,  # JSON-able provenance (source file, entry range, ...)
+) -> Path:
     "Write a self-contained token shard, atomically and byte-deterministically."
-    path = Path(path); codes, mask = torch.as_tensor(codes).long(), torch.as_tensor(mask)
+    path = Path(path)
+    codes, mask = torch.as_tensor(codes).long(), torch.as_tensor(mask)
     tok, _ = tokenizer_from_bytes(tokenizer, 'write_token_shard: tokenizer')
-    if mask.dtype != torch.bool: raise DataFormatError(path, 'mask', 'a bool tensor', got=mask.dtype)
+    if mask.dtype != torch.bool:
+        raise DataFormatError(path, 'mask', 'a bool tensor', got=mask.dtype)
     _check_codes(codes, mask, tok.num_codes, str(path))
     labels = torch.full((len(mask),), -1, dtype=torch.long) if labels is None else torch.as_tensor(labels).long()
-    if labels.shape != (len(mask),): raise DataFormatError(path, 'labels', f'shape ({len(mask)},)', got=tuple(labels.shape))
+    if labels.shape != (len(mask),):
+        raise DataFormatError(path, 'labels', f'shape ({len(mask)},)', got=tuple(labels.shape))
     dtype = np.int16 if tok.num_codes <= np.iinfo(np.int16).max else np.int32
     arr = np.where(mask.numpy(), codes.numpy(), -1).astype(dtype)
     with atomic_path(path) as tmp, h5py.File(tmp, 'w', track_order=False) as f:
@@ -228,79 +319,137 @@ def write_token_shard(path:str|Path, # destination .h5 file
         f.create_dataset('mask', data=mask.numpy(), **kw)
         f.create_dataset('labels', data=labels.numpy().astype(np.int64), **kw)
         f.create_dataset('tokenizer', data=np.frombuffer(bytes(tokenizer), dtype=np.uint8), **kw)
-        f.attrs.update({'format': _SHARD_FORMAT, 'version': 1, 'num_codes': int(tok.num_codes),
-                        'spec': spec.to_json(), 'meta': json.dumps(meta or {}, sort_keys=True)})
+        f.attrs.update(
+            {
+                'format': _SHARD_FORMAT,
+                'version': 1,
+                'num_codes': int(tok.num_codes),
+                'spec': spec.to_json(),
+                'meta': json.dumps(meta or {}, sort_keys=True),
+            }
+        )
     return path
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #aa6c7f7c
-def read_token_shard(path:str|Path, # a shard written by `write_token_shard`
-                     rebuild:bool=False, # also rebuild the tokenizer (key 'tokenizer')
-                    )->dict: # codes (N, n) long, mask, labels, spec, meta, num_codes, tokenizer_bytes[, tokenizer]
+def read_token_shard(
+    path: str | Path,  # a shard written by `write_token_shard`
+    rebuild: bool = False,  # also rebuild the tokenizer (key 'tokenizer')
+) -> dict:  # codes (N, n) long, mask, labels, spec, meta, num_codes, tokenizer_bytes[, tokenizer]
     "Read and validate a token shard."
-    path = Path(path); src = str(path)
-    try: f = h5py.File(path, 'r')
-    except (OSError, ValueError) as e: raise DataFormatError(src, 'file', 'a readable HDF5 token shard', got=f'{type(e).__name__}: {e}'[:300]) from None
+    path = Path(path)
+    src = str(path)
+    try:
+        f = h5py.File(path, 'r')
+    except (OSError, ValueError) as e:
+        raise DataFormatError(
+            src, 'file', 'a readable HDF5 token shard', got=f'{type(e).__name__}: {e}'[:300]
+        ) from None
     with f:
         for k in ('codes', 'mask', 'labels', 'tokenizer'):
-            if k not in f: raise DataFormatError(src, k, 'a dataset of the shard', got='missing')
+            if k not in f:
+                raise DataFormatError(src, k, 'a dataset of the shard', got='missing')
         for k in ('format', 'version', 'num_codes', 'spec', 'meta'):
-            if k not in f.attrs: raise DataFormatError(src, k, 'an attribute of the shard', got='missing')
-        if f.attrs['format'] != _SHARD_FORMAT: raise DataFormatError(src, 'format', repr(_SHARD_FORMAT), got=f.attrs['format'])
-        if int(f.attrs['version']) != 1: raise DataFormatError(src, 'version', '1', got=f.attrs['version'])
+            if k not in f.attrs:
+                raise DataFormatError(src, k, 'an attribute of the shard', got='missing')
+        if f.attrs['format'] != _SHARD_FORMAT:
+            raise DataFormatError(src, 'format', repr(_SHARD_FORMAT), got=f.attrs['format'])
+        if int(f.attrs['version']) != 1:
+            raise DataFormatError(src, 'version', '1', got=f.attrs['version'])
+
         def get(k, kind, ndim):
-            try: a = f[k][()]
-            except Exception as e: raise DataFormatError(src, k, 'readable data', got=f'{type(e).__name__}: {e}'[:300]) from None
-            if a.dtype.kind not in kind or a.ndim != ndim: raise DataFormatError(src, k, f'{ndim}-d array of kind {kind!r}', got=f'{a.dtype} {a.shape}')
+            try:
+                a = f[k][()]
+            except Exception as e:
+                raise DataFormatError(src, k, 'readable data', got=f'{type(e).__name__}: {e}'[:300]) from None
+            if a.dtype.kind not in kind or a.ndim != ndim:
+                raise DataFormatError(src, k, f'{ndim}-d array of kind {kind!r}', got=f'{a.dtype} {a.shape}')
             return a
-        codes, mask, labels, tbytes = get('codes', 'i', 2), get('mask', 'b', 2), get('labels', 'i', 1), get('tokenizer', 'u', 1)
+
+        codes, mask, labels, tbytes = (
+            get('codes', 'i', 2),
+            get('mask', 'b', 2),
+            get('labels', 'i', 1),
+            get('tokenizer', 'u', 1),
+        )
         num_codes = int(f.attrs['num_codes'])
-        try: spec = FeatureSpec.from_json(f.attrs['spec']); meta = json.loads(f.attrs['meta'])
-        except (ValueError, TypeError, KeyError, FoundationJetsError) as e: raise DataFormatError(src, 'spec', 'FeatureSpec and meta JSON', got=str(e)[:300]) from None
-    if mask.shape != codes.shape: raise DataFormatError(src, 'mask', f'shape {codes.shape} like codes', got=mask.shape)
-    if labels.shape != codes.shape[:1]: raise DataFormatError(src, 'labels', f'shape ({codes.shape[0]},)', got=labels.shape)
+        try:
+            spec = FeatureSpec.from_json(f.attrs['spec'])
+            meta = json.loads(f.attrs['meta'])
+        except (ValueError, TypeError, KeyError, FoundationJetsError) as e:
+            raise DataFormatError(src, 'spec', 'FeatureSpec and meta JSON', got=str(e)[:300]) from None
+    if mask.shape != codes.shape:
+        raise DataFormatError(src, 'mask', f'shape {codes.shape} like codes', got=mask.shape)
+    if labels.shape != codes.shape[:1]:
+        raise DataFormatError(src, 'labels', f'shape ({codes.shape[0]},)', got=labels.shape)
     codes, mask = torch.from_numpy(codes.astype(np.int64)), torch.from_numpy(mask)
     _check_codes(codes, mask, num_codes, src)
-    if (codes[~mask] != -1).any(): raise DataFormatError(src, 'codes', '-1 at padding', got='other values')
-    out = dict(codes=codes, mask=mask, labels=torch.from_numpy(labels.astype(np.int64)), spec=spec, meta=meta,
-               num_codes=num_codes, tokenizer_bytes=tbytes.tobytes())
+    if (codes[~mask] != -1).any():
+        raise DataFormatError(src, 'codes', '-1 at padding', got='other values')
+    out = dict(
+        codes=codes,
+        mask=mask,
+        labels=torch.from_numpy(labels.astype(np.int64)),
+        spec=spec,
+        meta=meta,
+        num_codes=num_codes,
+        tokenizer_bytes=tbytes.tobytes(),
+    )
     if rebuild:
         tok, _ = tokenizer_from_bytes(out['tokenizer_bytes'], f'{src}: tokenizer')
-        if tok.num_codes != num_codes: raise DataFormatError(src, 'num_codes', f'the tokenizer codebook size {tok.num_codes}', got=num_codes)
+        if tok.num_codes != num_codes:
+            raise DataFormatError(src, 'num_codes', f'the tokenizer codebook size {tok.num_codes}', got=num_codes)
         out['tokenizer'] = tok
     return out
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #e429e2c6
 def _num_entries(path):
     try:
-        with uproot.open(path) as f: return int(f['tree'].num_entries)
-    except FileNotFoundError: raise ConfigError(f'{path}: input file not found') from None
-    except Exception as e: raise DataFormatError(path, 'tree', 'a ROOT file with a TTree "tree"', got=f'{type(e).__name__}: {e}'[:300]) from None
+        with uproot.open(path) as f:
+            return int(f['tree'].num_entries)
+    except FileNotFoundError:
+        raise ConfigError(f'{path}: input file not found') from None
+    except Exception as e:
+        raise DataFormatError(
+            path, 'tree', 'a ROOT file with a TTree "tree"', got=f'{type(e).__name__}: {e}'[:300]
+        ) from None
 
-def shard_ok(path:str|Path, # an existing or missing shard
-             meta:dict|None=None, # if given, the shard's meta must contain these items
-            )->bool:
+
+def shard_ok(
+    path: str | Path,  # an existing or missing shard
+    meta: dict | None = None,  # if given, the shard's meta must contain these items
+) -> bool:
     "True if `path` is a valid token shard (with matching provenance)."
-    try: m = read_token_shard(path)['meta']
-    except (DataFormatError, OSError): return False
+    try:
+        m = read_token_shard(path)['meta']
+    except (DataFormatError, OSError):
+        return False
     return all(m.get(k) == v for k, v in (meta or {}).items())
 
-def tokenize_files(tokenizer_path:str|Path, # a file written by `save_tokenizer`
-                   inputs:list, # JetClass ROOT files
-                   out_dir:str|Path, # folder for the shards
-                   chunk_size:int=100_000, # jets per shard
-                   max_particles:int=128, # constituents read per jet
-                   batch_size:int=1024, # jets per forward pass
-                   device=None, # None = CUDA when available
-                   entry_stop:int|None=None, # read at most this many jets per file
-                   log=None, # callable(str) for progress lines, or None
-                  )->list[dict]: # per shard: input, output, entry_start, entry_stop, status ('written', 'skipped', 'rewritten')
+
+def tokenize_files(
+    tokenizer_path: str | Path,  # a file written by `save_tokenizer`
+    inputs: list,  # JetClass ROOT files
+    out_dir: str | Path,  # folder for the shards
+    chunk_size: int = 100_000,  # jets per shard
+    max_particles: int = 128,  # constituents read per jet
+    batch_size: int = 1024,  # jets per forward pass
+    device=None,  # None = CUDA when available
+    entry_stop: int | None = None,  # read at most this many jets per file
+    log=None,  # callable(str) for progress lines, or None
+) -> list[dict]:  # per shard: input, output, entry_start, entry_stop, status ('written', 'skipped', 'rewritten')
     "Tokenize JetClass files into self-contained token shards, resuming where a previous run stopped."
-    if chunk_size < 1: raise ConfigError(f'chunk_size must be >= 1, got {chunk_size}')
-    tpath = Path(tokenizer_path); tok, spec = load_tokenizer(tpath); tbytes = tpath.read_bytes()
-    sha = hashlib.sha256(tbytes).hexdigest(); out_dir = Path(out_dir); report = []
+    if chunk_size < 1:
+        raise ConfigError(f'chunk_size must be >= 1, got {chunk_size}')
+    tpath = Path(tokenizer_path)
+    tok, spec = load_tokenizer(tpath)
+    tbytes = tpath.read_bytes()
+    sha = hashlib.sha256(tbytes).hexdigest()
+    out_dir = Path(out_dir)
+    report = []
     for inp in map(Path, inputs):
         n = _num_entries(inp)
-        if entry_stop is not None: n = min(n, entry_stop)
+        if entry_stop is not None:
+            n = min(n, entry_stop)
         starts = list(range(0, n, chunk_size)) or [0]
         for k, start in enumerate(starts):
             stop = min(n, start + chunk_size)
@@ -308,22 +457,43 @@ def tokenize_files(tokenizer_path:str|Path, # a file written by `save_tokenizer`
             meta = {'source': inp.name, 'entry_start': start, 'entry_stop': stop, 'tokenizer_sha256': sha}
             status = 'written'
             if out.exists():
-                if shard_ok(out, meta): status = 'skipped'
-                else: status = 'rewritten'
+                if shard_ok(out, meta):
+                    status = 'skipped'
+                else:
+                    status = 'rewritten'
             if status != 'skipped':
-                chunks = list(read_jetclass(inp, chunk_size=max(1, stop - start), max_particles=max_particles, entry_start=start, entry_stop=stop))
-                if chunks: sets = chunks[0]
-                else: sets = ParticleSet(torch.zeros(0, max_particles, 4), torch.zeros(0, max_particles, dtype=torch.bool), torch.zeros(0, dtype=torch.long),
-                                         feature_names=('part_px', 'part_py', 'part_pz', 'part_energy'))
+                chunks = list(
+                    read_jetclass(
+                        inp,
+                        chunk_size=max(1, stop - start),
+                        max_particles=max_particles,
+                        entry_start=start,
+                        entry_stop=stop,
+                    )
+                )
+                if chunks:
+                    sets = chunks[0]
+                else:
+                    sets = ParticleSet(
+                        torch.zeros(0, max_particles, 4),
+                        torch.zeros(0, max_particles, dtype=torch.bool),
+                        torch.zeros(0, dtype=torch.long),
+                        feature_names=('part_px', 'part_py', 'part_pz', 'part_energy'),
+                    )
                 codes, mask = tokenize_jets(tok, spec, sets, batch_size, device)
                 write_token_shard(out, codes, mask, sets.labels, tbytes, spec, meta)
-            report.append({'input': str(inp), 'output': str(out), 'entry_start': start, 'entry_stop': stop, 'status': status})
-            if log: log(f'{status:9s} {out} ({stop - start} jets from {inp.name})')
+            report.append(
+                {'input': str(inp), 'output': str(out), 'entry_start': start, 'entry_stop': stop, 'status': status}
+            )
+            if log:
+                log(f'{status:9s} {out} ({stop - start} jets from {inp.name})')
     return report
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #c60482d5
 def _parser():
-    p = argparse.ArgumentParser(prog='fj tokenize', description='Tokenize JetClass ROOT files into self-contained HDF5 token shards.')
+    p = argparse.ArgumentParser(
+        prog='fj tokenize', description='Tokenize JetClass ROOT files into self-contained HDF5 token shards.'
+    )
     p.add_argument('files', nargs='+', help='JetClass ROOT files')
     p.add_argument('--tokenizer', required=True, help='tokenizer file written by save_tokenizer (.pt)')
     p.add_argument('--out', required=True, help='output folder for the shards')
@@ -335,21 +505,42 @@ def _parser():
     p.add_argument('--quiet', action='store_true', help='no progress lines')
     return p
 
-def cli_main(argv:list[str]|None=None, # arguments after `fj tokenize` (None = sys.argv[1:])
-            )->int: # exit code: 0 ok, 1 bad data, 2 bad usage
+
+def cli_main(
+    argv: list[str] | None = None,  # arguments after `fj tokenize` (None = sys.argv[1:])
+) -> int:  # exit code: 0 ok, 1 bad data, 2 bad usage
     "Entry point of `fj tokenize`."
-    p = _parser(); a = p.parse_args(argv)
+    p = _parser()
+    a = p.parse_args(argv)
     for k in ('chunk_size', 'max_particles', 'batch_size'):
-        if getattr(a, k) < 1: p.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(a, k)}")
-    if a.entry_stop is not None and a.entry_stop < 0: p.error(f'--entry-stop must be >= 0, got {a.entry_stop}')
-    if not Path(a.tokenizer).is_file(): p.error(f'tokenizer file not found: {a.tokenizer}')
+        if getattr(a, k) < 1:
+            p.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(a, k)}")
+    if a.entry_stop is not None and a.entry_stop < 0:
+        p.error(f'--entry-stop must be >= 0, got {a.entry_stop}')
+    if not Path(a.tokenizer).is_file():
+        p.error(f'tokenizer file not found: {a.tokenizer}')
     missing = [f for f in a.files if not Path(f).is_file()]
-    if missing: p.error(f'input file(s) not found: {", ".join(missing)}')
+    if missing:
+        p.error(f'input file(s) not found: {", ".join(missing)}')
     try:
-        rep = tokenize_files(a.tokenizer, a.files, a.out, a.chunk_size, a.max_particles, a.batch_size, a.device, a.entry_stop,
-                             None if a.quiet else print)
-    except ConfigError as e: p.error(str(e))
+        rep = tokenize_files(
+            a.tokenizer,
+            a.files,
+            a.out,
+            a.chunk_size,
+            a.max_particles,
+            a.batch_size,
+            a.device,
+            a.entry_stop,
+            None if a.quiet else print,
+        )
+    except ConfigError as e:
+        p.error(str(e))
     except DataFormatError as e:
-        print(f'fj tokenize: error: {e}', file=sys.stderr); return 1
-    if not a.quiet: print(f"{sum(r['status'] != 'skipped' for r in rep)} shard(s) written, {sum(r['status'] == 'skipped' for r in rep)} skipped")
+        print(f'fj tokenize: error: {e}', file=sys.stderr)
+        return 1
+    if not a.quiet:
+        print(
+            f"{sum(r['status'] != 'skipped' for r in rep)} shard(s) written, {sum(r['status'] == 'skipped' for r in rep)} skipped"
+        )
     return 0

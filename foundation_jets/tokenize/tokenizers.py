@@ -7,7 +7,8 @@ Docs: https://foundation-jets.github.io/foundation_jets/tokenize.tokenizers.html
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #8eb36393
 from __future__ import annotations
 
-import math, time
+import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -24,124 +25,175 @@ __all__ = ['START_TOKEN', 'IGNORE_INDEX', 'PAD_TOKEN', 'stop_token', 'vocab_size
            'fit_tokenizer']
 
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #88acf5b1
-START_TOKEN = 0 # token id of the start-of-jet token
-IGNORE_INDEX = -100 # cross-entropy ignore_index; also the padding value of token sequences
+START_TOKEN = 0  # token id of the start-of-jet token
+IGNORE_INDEX = -100  # cross-entropy ignore_index; also the padding value of token sequences
 PAD_TOKEN = IGNORE_INDEX
 
-def stop_token(num_codes:int, # codebook size K
-              )->int: # K + 1
+
+def stop_token(
+    num_codes: int,  # codebook size K
+) -> int:  # K + 1
     "Token id of the end-of-jet token."
     return num_codes + 1
 
-def vocab_size(num_codes:int, # codebook size K
-              )->int: # K + 2 (start, K codes, stop)
+
+def vocab_size(
+    num_codes: int,  # codebook size K
+) -> int:  # K + 2 (start, K codes, stop)
     "Size of the backbone's token vocabulary."
     return num_codes + 2
 
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #99097aa3
-def codes_to_tokens(codes:Tensor, # (B, N) long code indices in [0, K) (anything at padding)
-                    mask:Tensor, # (B, N) bool, True = real; real constituents first
-                    num_codes:int, # codebook size K
-                   )->Tensor: # (B, N + 2) long: start, codes + 1, stop, then PAD_TOKEN
+def codes_to_tokens(
+    codes: Tensor,  # (B, N) long code indices in [0, K) (anything at padding)
+    mask: Tensor,  # (B, N) bool, True = real; real constituents first
+    num_codes: int,  # codebook size K
+) -> Tensor:  # (B, N + 2) long: start, codes + 1, stop, then PAD_TOKEN
     "OmniJet-α token sequences from per-constituent codes."
     if codes.shape != mask.shape or mask.dtype != torch.bool:
-        raise DataFormatError('codes_to_tokens', 'mask', f'bool of shape {tuple(codes.shape)}', got=f'{mask.dtype} {tuple(mask.shape)}')
+        raise DataFormatError(
+            'codes_to_tokens', 'mask', f'bool of shape {tuple(codes.shape)}', got=f'{mask.dtype} {tuple(mask.shape)}'
+        )
     real = codes[mask]
     if real.numel() and (int(real.min()) < 0 or int(real.max()) >= num_codes):
-        raise DataFormatError('codes_to_tokens', 'codes', f'integers in [0, {num_codes}) at real positions', got=f'range [{int(real.min())}, {int(real.max())}]')
+        raise DataFormatError(
+            'codes_to_tokens',
+            'codes',
+            f'integers in [0, {num_codes}) at real positions',
+            got=f'range [{int(real.min())}, {int(real.max())}]',
+        )
     n = mask.sum(1)
     if (mask != (torch.arange(mask.shape[1], device=mask.device) < n[:, None])).any():
         raise DataFormatError('codes_to_tokens', 'mask', 'real constituents first (no holes)', got='a mask with holes')
     B, N = codes.shape
     tokens = torch.full((B, N + 2), PAD_TOKEN, dtype=torch.long, device=codes.device)
     tokens[:, 0] = START_TOKEN
-    tokens[:, 1:N + 1] = torch.where(mask, codes.long() + 1, tokens[:, 1:N + 1])
+    tokens[:, 1 : N + 1] = torch.where(mask, codes.long() + 1, tokens[:, 1 : N + 1])
     tokens.scatter_(1, (n + 1)[:, None], stop_token(num_codes))
     return tokens
 
-def tokens_to_codes(tokens:Tensor, # (B, L) long token ids (start, codes + 1, stop, padding)
-                    num_codes:int, # codebook size K
-                   )->tuple: # codes (B, L - 1) long with -1 at padding, mask (B, L - 1) bool
+
+def tokens_to_codes(
+    tokens: Tensor,  # (B, L) long token ids (start, codes + 1, stop, padding)
+    num_codes: int,  # codebook size K
+) -> tuple:  # codes (B, L - 1) long with -1 at padding, mask (B, L - 1) bool
     "Codes and mask from token sequences; a sequence ends at its first stop token (or at its end)."
     if tokens.ndim != 2 or tokens.is_floating_point():
-        raise DataFormatError('tokens_to_codes', 'tokens', 'a (B, L) integer tensor', got=f'{tokens.dtype} {tuple(tokens.shape)}')
+        raise DataFormatError(
+            'tokens_to_codes', 'tokens', 'a (B, L) integer tensor', got=f'{tokens.dtype} {tuple(tokens.shape)}'
+        )
     if tokens.shape[1] == 0 or (tokens[:, 0] != START_TOKEN).any():
-        raise DataFormatError('tokens_to_codes', 'tokens', f'sequences that begin with the start token {START_TOKEN}', got=tokens[:, :1].flatten()[:5].tolist())
+        raise DataFormatError(
+            'tokens_to_codes',
+            'tokens',
+            f'sequences that begin with the start token {START_TOKEN}',
+            got=tokens[:, :1].flatten()[:5].tolist(),
+        )
     body = tokens[:, 1:]
     is_stop = body == stop_token(num_codes)
     before_stop = torch.cumsum(is_stop.long(), 1) == 0  # strictly before the first stop
     bad = before_stop & ((body < 1) | (body > num_codes))
     if bad.any():
-        raise DataFormatError('tokens_to_codes', 'tokens', f'code tokens in [1, {num_codes}] before the first stop token {stop_token(num_codes)}',
-                              got=f'{int(body[bad][0])} at position {int(bad.nonzero()[0, 1]) + 1}')
+        raise DataFormatError(
+            'tokens_to_codes',
+            'tokens',
+            f'code tokens in [1, {num_codes}] before the first stop token {stop_token(num_codes)}',
+            got=f'{int(body[bad][0])} at position {int(bad.nonzero()[0, 1]) + 1}',
+        )
     mask = before_stop
     codes = torch.where(mask, body.long() - 1, torch.full_like(body, -1, dtype=torch.long))
     return codes, mask
 
-def next_token_targets(tokens:Tensor, # (B, L) token sequences from `codes_to_tokens`
-                      )->tuple: # inputs (B, L - 1), targets (B, L - 1) with IGNORE_INDEX after the stop
+
+def next_token_targets(
+    tokens: Tensor,  # (B, L) token sequences from `codes_to_tokens`
+) -> tuple:  # inputs (B, L - 1), targets (B, L - 1) with IGNORE_INDEX after the stop
     "Teacher-forcing pairs: inputs = tokens[:, :-1], targets = tokens[:, 1:]; padded inputs become 0, padded targets -100."
     inputs, targets = tokens[:, :-1].clone(), tokens[:, 1:].clone()
-    inputs[inputs == PAD_TOKEN] = START_TOKEN  # never attended to by a causal model once the stop has passed; a valid embedding id
+    inputs[inputs == PAD_TOKEN] = (
+        START_TOKEN  # never attended to by a causal model once the stop has passed; a valid embedding id
+    )
     targets[targets == PAD_TOKEN] = IGNORE_INDEX
     return inputs, targets
 
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #d3e328b2
 class BinnedTokenizer(nn.Module):
     "Fixed-grid tokenizer: per-feature uniform bins, token = flattened bin index, decode = bin centres."
-    def __init__(self,
-                 ranges:list, # per feature (low, high) of the grid, in the preprocessed space
-                 bins:int|list, # bins per feature (one number for all features, or one per feature)
-                ):
+
+    def __init__(
+        self,
+        ranges: list,  # per feature (low, high) of the grid, in the preprocessed space
+        bins: int | list,  # bins per feature (one number for all features, or one per feature)
+    ):
         super().__init__()
         ranges = torch.as_tensor(ranges, dtype=torch.float64)
         if ranges.ndim != 2 or ranges.shape[1] != 2 or not (ranges[:, 1] > ranges[:, 0]).all():
             raise ConfigError(f'ranges must be a list of (low, high) with high > low, got {ranges.tolist()}')
         bins = [bins] * len(ranges) if isinstance(bins, int) else list(bins)
-        if len(bins) != len(ranges) or min(bins) < 1: raise ConfigError(f'bins must be positive, one per feature, got {bins}')
+        if len(bins) != len(ranges) or min(bins) < 1:
+            raise ConfigError(f'bins must be positive, one per feature, got {bins}')
         self.num_features, self.bins = len(ranges), tuple(int(b) for b in bins)
         self.num_codes = math.prod(self.bins)
         self.register_buffer('low', ranges[:, 0].float())
-        self.register_buffer('width', ((ranges[:, 1] - ranges[:, 0]) / torch.tensor(self.bins, dtype=torch.float64)).float())
-        strides = [math.prod(self.bins[f + 1:]) for f in range(len(self.bins))]
+        self.register_buffer(
+            'width', ((ranges[:, 1] - ranges[:, 0]) / torch.tensor(self.bins, dtype=torch.float64)).float()
+        )
+        strides = [math.prod(self.bins[f + 1 :]) for f in range(len(self.bins))]
         self.register_buffer('strides', torch.tensor(strides, dtype=torch.long))
         self.register_buffer('n_bins', torch.tensor(self.bins, dtype=torch.long))
 
     @classmethod
-    def equal_vocab(cls,
-                    num_codes:int, # vocabulary to match, e.g. a VQ-VAE's K
-                    ranges:list, # per feature (low, high)
-                   )->BinnedTokenizer: # round(K ** (1 / F)) bins per feature
+    def equal_vocab(
+        cls,
+        num_codes: int,  # vocabulary to match, e.g. a VQ-VAE's K
+        ranges: list,  # per feature (low, high)
+    ) -> BinnedTokenizer:  # round(K ** (1 / F)) bins per feature
         "A grid with (about) the same vocabulary as a codebook of `num_codes`."
         return cls(ranges, max(1, round(num_codes ** (1 / len(ranges)))))
 
-    def extra_repr(self): return f'bins={self.bins}, num_codes={self.num_codes}'
+    def extra_repr(self):
+        return f'bins={self.bins}, num_codes={self.num_codes}'
 
     def _check(self, x, mask):
         if x.ndim != 3 or x.shape[-1] != self.num_features:
-            raise DataFormatError('BinnedTokenizer input', 'x', f'shape (B, N, {self.num_features})', got=tuple(x.shape))
+            raise DataFormatError(
+                'BinnedTokenizer input', 'x', f'shape (B, N, {self.num_features})', got=tuple(x.shape)
+            )
         if mask.shape != x.shape[:2] or mask.dtype != torch.bool:
-            raise DataFormatError('BinnedTokenizer input', 'mask', f'bool of shape {tuple(x.shape[:2])}', got=f'{mask.dtype} {tuple(mask.shape)}')
-        if not torch.isfinite(x[mask]).all(): raise DataFormatError('BinnedTokenizer input', 'x', 'finite values at real positions', got='NaN or inf')
+            raise DataFormatError(
+                'BinnedTokenizer input',
+                'mask',
+                f'bool of shape {tuple(x.shape[:2])}',
+                got=f'{mask.dtype} {tuple(mask.shape)}',
+            )
+        if not torch.isfinite(x[mask]).all():
+            raise DataFormatError('BinnedTokenizer input', 'x', 'finite values at real positions', got='NaN or inf')
 
-    def encode(self,
-               x:Tensor, # (B, N, F) preprocessed constituent features
-               mask:Tensor, # (B, N) bool, True = real
-              )->Tensor: # (B, N) long codes in [0, prod(bins)), -1 at padding
+    def encode(
+        self,
+        x: Tensor,  # (B, N, F) preprocessed constituent features
+        mask: Tensor,  # (B, N) bool, True = real
+    ) -> Tensor:  # (B, N) long codes in [0, prod(bins)), -1 at padding
         "Flattened bin index of every real constituent (values outside the ranges go to the edge bins)."
         self._check(x, mask)
         idx = torch.floor((x.float() - self.low) / self.width).long()
         idx = torch.minimum(idx.clamp(min=0), self.n_bins - 1)
         return torch.where(mask, (idx * self.strides).sum(-1), -1)
 
-    def decode(self,
-               codes:Tensor, # (B, N) long codes
-               mask:Tensor, # (B, N) bool, True = real
-              )->Tensor: # (B, N, F) bin centres; zeros at padding
+    def decode(
+        self,
+        codes: Tensor,  # (B, N) long codes
+        mask: Tensor,  # (B, N) bool, True = real
+    ) -> Tensor:  # (B, N, F) bin centres; zeros at padding
         "Bin centres of the codes."
         real = codes[mask]
         if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.num_codes):
-            raise DataFormatError('BinnedTokenizer.decode', 'codes', f'integers in [0, {self.num_codes})', got=f'range [{int(real.min())}, {int(real.max())}]')
+            raise DataFormatError(
+                'BinnedTokenizer.decode',
+                'codes',
+                f'integers in [0, {self.num_codes})',
+                got=f'range [{int(real.min())}, {int(real.max())}]',
+            )
         idx = (codes.clamp(min=0)[..., None] // self.strides) % self.n_bins
         return (self.low + (idx + 0.5) * self.width) * mask[..., None]
 
@@ -149,17 +201,20 @@ class BinnedTokenizer(nn.Module):
 @dataclass
 class TokenizerOutput:
     "What a VQ-VAE tokenizer's `forward` returns."
-    recon: Tensor # (B, N, F) reconstructed features, zeros at padding
-    loss: Tensor # scalar: recon_loss + alpha * vq_loss
-    recon_loss: Tensor # scalar: MSE over the real constituents and features
-    vq_loss: Tensor # scalar: the quantizer's loss
-    codes: Tensor # (B, N) long code indices, -1 at padding
-    vq: VQOutput # the quantizer's output (usage counts, perplexity, utilisation, ...)
 
-def masked_mse(x_hat:Tensor, # (B, N, F) reconstruction
-               x:Tensor, # (B, N, F) target
-               mask:Tensor, # (B, N) bool, True = real
-              )->Tensor: # scalar: mean squared error over real elements and features
+    recon: Tensor  # (B, N, F) reconstructed features, zeros at padding
+    loss: Tensor  # scalar: recon_loss + alpha * vq_loss
+    recon_loss: Tensor  # scalar: MSE over the real constituents and features
+    vq_loss: Tensor  # scalar: the quantizer's loss
+    codes: Tensor  # (B, N) long code indices, -1 at padding
+    vq: VQOutput  # the quantizer's output (usage counts, perplexity, utilisation, ...)
+
+
+def masked_mse(
+    x_hat: Tensor,  # (B, N, F) reconstruction
+    x: Tensor,  # (B, N, F) target
+    mask: Tensor,  # (B, N) bool, True = real
+) -> Tensor:  # scalar: mean squared error over real elements and features
     "Mean squared error over the real elements only."
     d = (x_hat.float() - x.float())[mask]
     return d.pow(2).mean() if d.numel() else d.sum()
@@ -167,56 +222,76 @@ def masked_mse(x_hat:Tensor, # (B, N, F) reconstruction
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #25a2ba4c
 class _VQVAE(nn.Module):
     "Shared encode / quantize / decode / loss logic; subclasses define `_encode_features` and `_decode_features`."
+
     def _init_vq(self, num_features, dim, latent_dim, num_codes, alpha, vq_kwargs):
-        if num_features < 1 or dim < 1 or latent_dim < 1: raise ConfigError(f'num_features, dim and latent_dim must be positive, got {num_features}, {dim}, {latent_dim}')
-        if alpha < 0: raise ConfigError(f'alpha must be >= 0, got {alpha}')
+        if num_features < 1 or dim < 1 or latent_dim < 1:
+            raise ConfigError(
+                f'num_features, dim and latent_dim must be positive, got {num_features}, {dim}, {latent_dim}'
+            )
+        if alpha < 0:
+            raise ConfigError(f'alpha must be >= 0, got {alpha}')
         self.num_features, self.num_codes, self.alpha = num_features, num_codes, alpha
         self.to_latent, self.from_latent = nn.Linear(dim, latent_dim), nn.Linear(latent_dim, dim)
         self.quantizer = VectorQuantizer(num_codes, latent_dim, **({'beta': 0.9} | dict(vq_kwargs or {})))
 
     def _check(self, x, mask, what='x'):
         if x.ndim != 3 or (what == 'x' and x.shape[-1] != self.num_features):
-            raise DataFormatError(f'{type(self).__name__} input', what, f'shape (B, N, {self.num_features})', got=tuple(x.shape))
+            raise DataFormatError(
+                f'{type(self).__name__} input', what, f'shape (B, N, {self.num_features})', got=tuple(x.shape)
+            )
         if mask.shape != x.shape[:2] or mask.dtype != torch.bool:
-            raise DataFormatError(f'{type(self).__name__} input', 'mask', f'bool of shape {tuple(x.shape[:2])}', got=f'{mask.dtype} {tuple(mask.shape)}')
+            raise DataFormatError(
+                f'{type(self).__name__} input',
+                'mask',
+                f'bool of shape {tuple(x.shape[:2])}',
+                got=f'{mask.dtype} {tuple(mask.shape)}',
+            )
         if what == 'x' and not torch.isfinite(x[mask]).all():
-            raise DataFormatError(f'{type(self).__name__} input', 'x', 'finite values at real positions', got='NaN or inf')
+            raise DataFormatError(
+                f'{type(self).__name__} input', 'x', 'finite values at real positions', got='NaN or inf'
+            )
 
-    def latents(self,
-                x:Tensor, # (B, N, F) preprocessed features
-                mask:Tensor, # (B, N) bool, True = real
-               )->Tensor: # (B, N, latent_dim) encoder outputs, zeros at padding
+    def latents(
+        self,
+        x: Tensor,  # (B, N, F) preprocessed features
+        mask: Tensor,  # (B, N) bool, True = real
+    ) -> Tensor:  # (B, N, latent_dim) encoder outputs, zeros at padding
         "Continuous encoder outputs (before quantization)."
         self._check(x, mask)
-        x = torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))  # padding values never matter
+        x = torch.where(
+            mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device)
+        )  # padding values never matter
         return self.to_latent(self._encode_features(x, mask)) * mask[..., None]
 
     def _decode_latents(self, z_q, mask):
         return self.out_proj(self._decode_features(self.from_latent(z_q), mask)) * mask[..., None]
 
     @torch.no_grad()
-    def encode(self,
-               x:Tensor, # (B, N, F) preprocessed features
-               mask:Tensor, # (B, N) bool, True = real
-              )->Tensor: # (B, N) long codes in [0, K), -1 at padding
+    def encode(
+        self,
+        x: Tensor,  # (B, N, F) preprocessed features
+        mask: Tensor,  # (B, N) bool, True = real
+    ) -> Tensor:  # (B, N) long codes in [0, K), -1 at padding
         "Code of every real constituent (no side effects on the codebook)."
         z = self.latents(x, mask)[mask]
         idx = nearest_code(z.float(), self.quantizer.effective_codebook().detach().float(), self.quantizer.budget)
         return torch.full(mask.shape, -1, dtype=torch.long, device=x.device).index_put((mask,), idx)
 
     @torch.no_grad()
-    def decode(self,
-               codes:Tensor, # (B, N) long codes
-               mask:Tensor, # (B, N) bool, True = real
-              )->Tensor: # (B, N, F) reconstructed features, zeros at padding
+    def decode(
+        self,
+        codes: Tensor,  # (B, N) long codes
+        mask: Tensor,  # (B, N) bool, True = real
+    ) -> Tensor:  # (B, N, F) reconstructed features, zeros at padding
         "Features from codes: codebook lookup, then the decoder."
         self._check(codes[..., None], mask, 'codes')
         return self._decode_latents(self.quantizer.lookup(codes, mask), mask)
 
-    def forward(self,
-                x:Tensor, # (B, N, F) preprocessed features
-                mask:Tensor, # (B, N) bool, True = real
-               )->TokenizerOutput:
+    def forward(
+        self,
+        x: Tensor,  # (B, N, F) preprocessed features
+        mask: Tensor,  # (B, N) bool, True = real
+    ) -> TokenizerOutput:
         "Training step: encode, quantize (with initialisation, replacement and counts in training mode), decode, loss."
         z = self.latents(x, mask)
         vq = self.quantizer(z, mask)
@@ -227,70 +302,89 @@ class _VQVAE(nn.Module):
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #0c80e86a
 class VQVAETokenizer(_VQVAE):
     "Conditional tokenizer: bidirectional NormFormer encoder and decoder around a vector quantizer (OmniJet-α)."
-    def __init__(self,
-                 num_features:int=3, # constituent features F (log pT - 1.8, 3 eta_rel, 3 phi_rel)
-                 dim:int=128, # transformer width
-                 num_heads:int=8, # attention heads
-                 num_layers:int=4, # NormFormer blocks in the encoder and (as many) in the decoder
-                 latent_dim:int=4, # latent (code vector) dimension
-                 num_codes:int=8192, # codebook size K
-                 alpha:float=10., # weight of the VQ loss
-                 mlp_ratio:float=1., # MLP width / dim (gabbro: 128 -> 128 -> 128)
-                 dropout:float=0.1, # dropout in the blocks
-                 vq_kwargs:dict|None=None, # more `VectorQuantizer` options (beta=0.9 by default)
-                ):
+
+    def __init__(
+        self,
+        num_features: int = 3,  # constituent features F (log pT - 1.8, 3 eta_rel, 3 phi_rel)
+        dim: int = 128,  # transformer width
+        num_heads: int = 8,  # attention heads
+        num_layers: int = 4,  # NormFormer blocks in the encoder and (as many) in the decoder
+        latent_dim: int = 4,  # latent (code vector) dimension
+        num_codes: int = 8192,  # codebook size K
+        alpha: float = 10.0,  # weight of the VQ loss
+        mlp_ratio: float = 1.0,  # MLP width / dim (gabbro: 128 -> 128 -> 128)
+        dropout: float = 0.1,  # dropout in the blocks
+        vq_kwargs: dict | None = None,  # more `VectorQuantizer` options (beta=0.9 by default)
+    ):
         super().__init__()
         self.in_proj, self.out_proj = nn.Linear(num_features, dim), nn.Linear(dim, num_features)
         self.encoder = TransformerStack(dim, num_heads, num_layers, 'normformer', mlp_ratio, dropout)
         self.decoder = TransformerStack(dim, num_heads, num_layers, 'normformer', mlp_ratio, dropout)
         self._init_vq(num_features, dim, latent_dim, num_codes, alpha, vq_kwargs)
 
-    def _encode_features(self, x, mask): return self.encoder(self.in_proj(x), mask)
-    def _decode_features(self, h, mask): return self.decoder(h, mask)
+    def _encode_features(self, x, mask):
+        return self.encoder(self.in_proj(x), mask)
+
+    def _decode_features(self, h, mask):
+        return self.decoder(h, mask)
 
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #99602c6e
-def _mlp(n_in:int, hidden:list, n_out:int)->nn.Sequential:
+def _mlp(n_in: int, hidden: list, n_out: int) -> nn.Sequential:
     layers, d = [], n_in
-    for h in hidden: layers += [nn.Linear(d, h), nn.SiLU()]; d = h
+    for h in hidden:
+        layers += [nn.Linear(d, h), nn.SiLU()]
+        d = h
     return nn.Sequential(*layers, nn.Linear(d, n_out))
+
 
 class MLPTokenizer(_VQVAE):
     "Unconditional tokenizer: a per-constituent MLP encoder and decoder around a vector quantizer."
-    def __init__(self,
-                 num_features:int=3, # constituent features F
-                 hidden:list=(128, 128, 128), # hidden widths of the encoder (the decoder mirrors them)
-                 latent_dim:int=4, # latent (code vector) dimension
-                 num_codes:int=8192, # codebook size K
-                 alpha:float=10., # weight of the VQ loss
-                 vq_kwargs:dict|None=None, # more `VectorQuantizer` options
-                ):
+
+    def __init__(
+        self,
+        num_features: int = 3,  # constituent features F
+        hidden: list = (128, 128, 128),  # hidden widths of the encoder (the decoder mirrors them)
+        latent_dim: int = 4,  # latent (code vector) dimension
+        num_codes: int = 8192,  # codebook size K
+        alpha: float = 10.0,  # weight of the VQ loss
+        vq_kwargs: dict | None = None,  # more `VectorQuantizer` options
+    ):
         super().__init__()
         hidden = list(hidden)
-        if not hidden: raise ConfigError('hidden must list at least one width')
+        if not hidden:
+            raise ConfigError('hidden must list at least one width')
         self.encoder = _mlp(num_features, hidden[:-1], hidden[-1])
         self.decoder = _mlp(hidden[-1], hidden[::-1][1:], hidden[0])
         self.out_proj = nn.Linear(hidden[0], num_features)
         self._init_vq(num_features, hidden[-1], latent_dim, num_codes, alpha, vq_kwargs)
 
-    def _encode_features(self, x, mask): return torch.relu(self.encoder(x))
-    def _decode_features(self, h, mask): return torch.relu(self.decoder(h))
+    def _encode_features(self, x, mask):
+        return torch.relu(self.encoder(x))
+
+    def _decode_features(self, h, mask):
+        return torch.relu(self.decoder(h))
 
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #5ceb0e65
-def fit_tokenizer(tokenizer:nn.Module, # a VQ-VAE tokenizer (`VQVAETokenizer` or `MLPTokenizer`)
-                  sets:ParticleSet, # preprocessed features (B, N, F) and mask
-                  epochs:int=1, # passes over `sets`
-                  batch_size:int=64, # jets per step
-                  lr:float=1e-3, # AdamW learning rate
-                  device=None, # None = CUDA when available
-                  weight_decay:float=1e-2, # AdamW weight decay
-                  grad_clip:float=5., # max gradient norm (0 = off)
-                  steps:int|None=None, # stop after this many steps (None = all epochs)
-                  seed:int=0, # shuffling seed
-                 )->dict: # {'loss', 'recon_loss', 'vq_loss', 'utilisation'}: per-step lists; 'seconds'
+def fit_tokenizer(
+    tokenizer: nn.Module,  # a VQ-VAE tokenizer (`VQVAETokenizer` or `MLPTokenizer`)
+    sets: ParticleSet,  # preprocessed features (B, N, F) and mask
+    epochs: int = 1,  # passes over `sets`
+    batch_size: int = 64,  # jets per step
+    lr: float = 1e-3,  # AdamW learning rate
+    device=None,  # None = CUDA when available
+    weight_decay: float = 1e-2,  # AdamW weight decay
+    grad_clip: float = 5.0,  # max gradient norm (0 = off)
+    steps: int | None = None,  # stop after this many steps (None = all epochs)
+    seed: int = 0,  # shuffling seed
+) -> dict:  # {'loss', 'recon_loss', 'vq_loss', 'utilisation'}: per-step lists; 'seconds'
     "Train a tokenizer with AdamW; returns the loss history."
     params = [p for p in tokenizer.parameters() if p.requires_grad]
-    if not params: raise ConfigError(f'{type(tokenizer).__name__} has no trainable parameters (a BinnedTokenizer needs no training)')
-    if epochs < 1 or batch_size < 1: raise ConfigError(f'epochs and batch_size must be positive, got {epochs}, {batch_size}')
+    if not params:
+        raise ConfigError(
+            f'{type(tokenizer).__name__} has no trainable parameters (a BinnedTokenizer needs no training)'
+        )
+    if epochs < 1 or batch_size < 1:
+        raise ConfigError(f'epochs and batch_size must be positive, got {epochs}, {batch_size}')
     if sets.x.shape[-1] != getattr(tokenizer, 'num_features', sets.x.shape[-1]):
         raise DataFormatError('fit_tokenizer', 'sets.x', f'{tokenizer.num_features} features', got=sets.x.shape[-1])
     device = get_device(device)
@@ -305,12 +399,16 @@ def fit_tokenizer(tokenizer:nn.Module, # a VQ-VAE tokenizer (`VQVAETokenizer` or
                 out = tokenizer(batch.x, batch.mask)
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
-            if grad_clip: nn.utils.clip_grad_norm_(params, grad_clip)
+            if grad_clip:
+                nn.utils.clip_grad_norm_(params, grad_clip)
             opt.step()
-            for k in ('loss', 'recon_loss', 'vq_loss'): hist[k].append(float(getattr(out, k).detach()))
+            for k in ('loss', 'recon_loss', 'vq_loss'):
+                hist[k].append(float(getattr(out, k).detach()))
             hist['utilisation'].append(float(out.vq.utilisation))
             step += 1
-            if steps is not None and step >= steps: break
-        if steps is not None and step >= steps: break
+            if steps is not None and step >= steps:
+                break
+        if steps is not None and step >= steps:
+            break
     tokenizer.eval()
     return hist | {'seconds': time.perf_counter() - t0}
