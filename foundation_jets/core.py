@@ -20,8 +20,8 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['FoundationJetsError', 'DataFormatError', 'ConfigError', 'check_array', 'get_device', 'autocast',
-           'lightning_precision', 'seed_everything', 'ParticleSet', 'pad_sets', 'collate_sets', 'atomic_path',
-           'atomic_write_bytes', 'atomic_write_text', 'project_root', 'data_dir', 'shared_data_dir']
+           'lightning_precision', 'seed_everything', 'cpu_threads', 'ParticleSet', 'pad_sets', 'collate_sets',
+           'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'project_root', 'data_dir', 'shared_data_dir']
 
 # %% ../nbs/00_core.ipynb #9b9c945d
 class FoundationJetsError(Exception):
@@ -107,6 +107,22 @@ def seed_everything(
     torch.manual_seed(seed)
     os.environ['PYTHONHASHSEED'] = str(seed)
     return seed
+
+# %% ../nbs/00_core.ipynb #c0fed683
+@contextlib.contextmanager
+def cpu_threads(
+    n: int | None,  # intra-op threads inside the block; None leaves the current setting
+):
+    "Run a block with `n` torch CPU threads, restoring the previous number afterwards."
+    before = torch.get_num_threads()
+    if n is not None and n < 1:
+        raise ConfigError(f'cpu_threads needs n >= 1 or None, got {n}')
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield before
+    finally:
+        torch.set_num_threads(before)
 
 # %% ../nbs/00_core.ipynb #f312d169
 @dataclass
