@@ -9,7 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
+import shutil
+import signal
+import socket
+import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -21,7 +28,8 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['FoundationJetsError', 'DataFormatError', 'ConfigError', 'check_array', 'get_device', 'autocast',
            'lightning_precision', 'seed_everything', 'cpu_threads', 'ParticleSet', 'pad_sets', 'collate_sets',
-           'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'project_root', 'data_dir', 'shared_data_dir']
+           'temporary_prefix', 'remove_stale_temporaries', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text',
+           'check_output_dir', 'check_output_file', 'die_with_parent', 'project_root', 'data_dir', 'shared_data_dir']
 
 # %% ../nbs/00_core.ipynb #9b9c945d
 class FoundationJetsError(Exception):
@@ -74,12 +82,27 @@ def check_array(
 
 # %% ../nbs/00_core.ipynb #04ec3d48
 def get_device(
-    device: str | torch.device | None = None,  # "cpu", "cuda", "cuda:1", or None for the best available
+    device: str | torch.device | None = None,  # "cpu", "cuda", "cuda:1", "mps", or None / "auto" for the best available
 ) -> torch.device:
-    "The requested device, or CUDA when available, else CPU."
-    if device is not None and str(device) != 'auto':
-        return torch.device(device)
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    "The requested device, or CUDA when available, else CPU; a device this machine lacks is a `ConfigError`."
+    if device is None or str(device) == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device {str(device)!r}: expected 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'") from None
+    if dev.type == 'cuda':
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(f"device {str(device)!r}: CUDA is not available on this machine; use 'cpu' or 'auto'")
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(f"device {str(device)!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    elif dev.type == 'mps':
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {str(device)!r}: MPS is not available on this machine; use 'cpu' or 'auto'")
+    elif dev.type != 'cpu':
+        raise ConfigError(f"device {str(device)!r}: unsupported device type; use 'cpu', 'cuda', 'mps' or 'auto'")
+    return dev
 
 
 def autocast(
@@ -269,12 +292,12 @@ def collate_sets(
     x = torch.cat([_pad_elements(b.x, n) for b in batch])
     mask = torch.cat([_pad_elements(b.mask, n, False) for b in batch])
     labs = [b.labels for b in batch]
-    if all(l is None for l in labs):
+    if all(t is None for t in labs):
         lab = None
-    elif any(l is None for l in labs):
+    elif any(t is None for t in labs):
         raise DataFormatError('collate_sets', 'labels', 'labels on every set or on none')
     else:
-        lab = torch.cat([_pad_elements(l, n, -1) if l.ndim == 2 else l for l in labs])
+        lab = torch.cat([_pad_elements(t, n, -1) if t.ndim == 2 else t for t in labs])
     keys = set(batch[0].meta)
     if any(set(b.meta) != keys for b in batch):
         raise DataFormatError('collate_sets', 'meta', f'the same keys on every set: {sorted(keys)}')
@@ -292,6 +315,61 @@ def _umask() -> int:
     return um
 
 
+_HOST = re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname().split('.')[0]) or 'host'
+
+
+def temporary_prefix(
+    path: str | Path,  # the final output the temporary stands for
+) -> str:
+    "Name prefix of this process's temporaries for `path`: `.NAME.HOST.PID.` (hidden, traceable to its writer)."
+    return f'.{Path(path).name}.{_HOST}.{os.getpid()}.'
+
+
+def _pid_alive(pid: int) -> bool:
+    "Whether process `pid` runs on this host (a zombie, killed but not yet reaped, counts as gone)."
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return True
+
+
+def remove_stale_temporaries(
+    folder: str | Path,  # folder holding the temporaries
+    name: str | None = None,  # only those of this output name; None: of every output
+    suffix: str = '.part',  # '.part' files, or e.g. '.extracting' folders
+) -> list[Path]:  # what was removed
+    "Remove the temporaries `.NAME.HOST.PID.*SUFFIX` whose writer on this host no longer runs (killed by -9)."
+    pattern = re.compile(r'\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+' + re.escape(suffix))
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    removed = []
+    for e in entries:
+        m = pattern.fullmatch(e.name)
+        if m is None or m['host'] != _HOST or (name is not None and m['name'] != name):
+            continue
+        if _pid_alive(int(m['pid'])):
+            continue
+        try:
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path)
+            else:
+                os.unlink(e.path)
+            removed.append(Path(e.path))
+        except OSError:
+            pass
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(
     path: str | Path,  # final destination
@@ -301,10 +379,12 @@ def atomic_path(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"{path}: cannot create the output folder: {e}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise ConfigError(f"{path}: output folder {path.parent} is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent)
+        raise ConfigError(f"{path}: cannot create the output folder: {e.strerror or e}") from None
+    remove_stale_temporaries(path.parent, path.name)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix='.part', dir=path.parent)
+    except OSError as e:
+        raise ConfigError(f"{path}: output folder {path.parent} is not writable: {e.strerror or e}") from None
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -327,6 +407,85 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     "Write `text` (UTF-8) to `path` atomically."
     return atomic_write_bytes(path, text.encode())
+
+# %% ../nbs/00_core.ipynb #0f56a33d
+def _probe_dir(folder: Path, create: bool) -> str | None:
+    "None if a file can be created in `folder` (made first when `create`), else the reason."
+    if folder.exists() and not folder.is_dir():
+        return 'exists and is not a folder'
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not folder.is_dir():
+            return 'does not exist'
+        fd, probe = tempfile.mkstemp(prefix=temporary_prefix(folder / 'write-test'), suffix='.part', dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f'not writable ({e.strerror or e})'
+    return None
+
+
+def check_output_dir(
+    path: str | Path,  # folder that will receive the outputs
+    arg: str = '--out',  # the option that named it (for the message)
+    parents: bool = True,  # create missing parent folders; False: the parent must exist
+) -> Path:
+    "Create `path` if needed and prove that it takes files; a `ConfigError` naming `arg` otherwise."
+    p = Path(path)
+    if not parents and not p.exists():
+        parent = p.parent if str(p.parent) else Path('.')
+        if not parent.is_dir():
+            raise ConfigError(f"{arg} {str(path)!r}: the parent folder {str(parent)!r} does not exist")
+    why = _probe_dir(p, create=True)
+    if why:
+        raise ConfigError(f"{arg} {str(path)!r}: {why}")
+    return p
+
+
+def check_output_file(
+    path: str | Path,  # file that will be written
+    arg: str = '--out',  # the option that named it (for the message)
+    suffixes: Sequence[str] = (),  # allowed suffixes, e.g. ('.h5', '.hdf5'); empty: any
+    parents: bool = False,  # create a missing folder for it; False: the folder must exist
+) -> Path:
+    "Validate an output file: its suffix, not a folder, in a folder that takes files; a `ConfigError` naming `arg`."
+    p = Path(path)
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise ConfigError(f"{arg} {str(path)!r}: must end with {' or '.join(suffixes)}")
+    if p.is_dir():
+        raise ConfigError(f"{arg} {str(path)!r}: is a folder; give a file name")
+    folder = p.parent if str(p.parent) else Path('.')
+    why = _probe_dir(folder, create=parents)
+    if why:
+        raise ConfigError(f"{arg} {str(path)!r}: its folder {str(folder)!r} {why}")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ConfigError(f"{arg} {str(path)!r}: exists and is not writable")
+    return p
+
+# %% ../nbs/00_core.ipynb #592f0b79
+def die_with_parent(
+    parent_pid: int,  # process id of the parent that started this worker
+    poll: float = 0.5,  # seconds between the watchdog's checks
+):
+    "Pool initializer: ignore Ctrl-C, and exit as soon as the process `parent_pid` is gone (even after kill -9)."
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith('linux'):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the kernel was told
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(poll)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name='die_with_parent').start()
 
 # %% ../nbs/00_core.ipynb #b153b762
 def project_root() -> Path:
