@@ -35,138 +35,27 @@ from foundation_jets.core import (
     shared_data_dir,
     get_device,
 )
-from .physics import constituent_features
-from .data.modules import SetDataModule
+from .data.jets import JETCLASS_LABELS
+from .data.features import part_spec
 from .models.deepsets import DeepSets
 from .tasks.classifier import SetClassifier
 
 # %% auto #0
-__all__ = ['JETCLASS_LABELS', 'JET_FEATURES', 'DEFAULT_MODEL', 'DEFAULT_DATA', 'LIGHTNING_COMMANDS', 'TOOLS', 'USAGE',
-           'jet_features', 'load_jetclass_npy', 'JetNpyDataModule', 'trainer_defaults', 'FjCLI', 'run_lightning',
+__all__ = ['DEFAULT_MODEL', 'DEFAULT_DATA', 'LIGHTNING_COMMANDS', 'TOOLS', 'USAGE', 'trainer_defaults', 'FjCLI', 'run_lightning',
            'run_tool', 'main']
 
 # %% ../nbs/40_cli.ipynb #68a295cb
-JETCLASS_LABELS = ('QCD', 'Hbb', 'Hcc', 'Hgg', 'H4q', 'Hqql', 'Zqq', 'Wqq', 'Tbqq', 'Tbl')  # JetClass label order
-JET_FEATURES = ('log_pt', 'log_energy', 'log_pt_rel', 'log_e_rel', 'eta_rel', 'phi_rel', 'delta_r')  # ParT "kin" inputs
-
-
-def jet_features(
-    p4: torch.Tensor,  # (batch, n, 4) constituent (px, py, pz, E)
-    mask: torch.Tensor,  # (batch, n) bool, True for real constituents
-) -> torch.Tensor:  # (batch, n, 7) features in `JET_FEATURES` order, zeros in padding
-    "Per-constituent kinematic inputs relative to the jet axis."
-    f = constituent_features(p4, mask)
-    log = lambda t: torch.log(torch.where(mask, t, 1.0).clamp(min=1e-30))
-    x = torch.stack(
-        [log(f['pt']), log(f['energy']), log(f['pt_rel']), log(f['e_rel']), f['eta_rel'], f['phi_rel'], f['delta_r']],
-        -1,
-    )
-    return torch.where(mask[..., None], x, 0.0)
-
-
-def load_jetclass_npy(
-    path: str | Path | None = None,  # folder with pf_vectors.npy, pf_mask.npy, labels.npy (default: the shared sample)
-    max_particles: int = 128,  # keep at most this many leading constituents
-) -> ParticleSet:  # x: `JET_FEATURES`, labels: class ids in `JETCLASS_LABELS` order, meta: jet_pt, jet_mass
-    "Read the JetClass `.npy` sample into a `ParticleSet` of unstandardised jet features."
-    from foundation_jets.physics import jet_pt, jet_mass
-
-    path = Path(path) if path is not None else shared_data_dir() / 'jetclass_500'
-    files = {k: path / f'{k}.npy' for k in ('pf_vectors', 'pf_mask', 'labels')}
-    for k, f in files.items():
-        if not f.exists():
-            raise ConfigError(f"{f}: JetClass npy file '{k}.npy' not found (data path: {path})")
-    v = check_array(np.load(files['pf_vectors']), files['pf_vectors'], 'pf_vectors', shape=(None, 4, None), kind='f')
-    m = check_array(np.load(files['pf_mask']), files['pf_mask'], 'pf_mask', shape=(len(v), 1, v.shape[2]), kind='fiub')
-    y = check_array(
-        np.load(files['labels']), files['labels'], 'labels', shape=(len(v), len(JETCLASS_LABELS)), kind='fiub'
-    )
-    if not ((y == 0) | (y == 1)).all() or not (y.sum(1) == 1).all():
-        raise DataFormatError(files['labels'], 'labels', 'one-hot rows (exactly one 1 per jet)')
-    p4 = torch.as_tensor(v, dtype=torch.float32).transpose(1, 2)[:, :max_particles].contiguous()
-    mask = torch.as_tensor(m[:, 0] > 0)[:, :max_particles]
-    if not mask.any(1).all():
-        raise DataFormatError(files['pf_mask'], 'pf_mask', 'at least one constituent per jet')
-    return ParticleSet(
-        jet_features(p4, mask),
-        mask,
-        torch.as_tensor(y.argmax(1)),
-        {'jet_pt': jet_pt(p4, mask), 'jet_mass': jet_mass(p4, mask)},
-        JET_FEATURES,
-    )
-
-# %% ../nbs/40_cli.ipynb #79737420
-class JetNpyDataModule(SetDataModule):
-    "JetClass `.npy` jets as a config-constructible data module with deterministic, stratified splits."
-
-    def __init__(
-        self,
-        path: str | None = None,  # folder of the .npy files (default: shared_data_dir()/jetclass_500)
-        classes: list[str] | None = None,  # class names to keep, in label order of the task (default: all 10)
-        train_fraction: float = 0.6,  # share of each class in the training split
-        val_fraction: float = 0.2,  # share in the validation split; the rest is the test split
-        max_particles: int = 128,  # leading constituents kept per jet
-        standardize: bool = True,  # standardise features with training-split mean and std
-        batch_size: int = 32,  # jets per batch
-        num_workers: int = 0,  # DataLoader worker processes
-        shuffle: bool = True,  # shuffle the training split (epoch-seeded, resumable)
-        seed: int = 0,  # seed of the split and of the shuffle
-    ):
-        classes = list(JETCLASS_LABELS) if classes is None else list(classes)
-        unknown = [c for c in classes if c not in JETCLASS_LABELS]
-        if unknown or len(classes) < 2 or len(set(classes)) != len(classes):
-            raise ConfigError(
-                f"JetNpyDataModule: classes must be at least two distinct names from {list(JETCLASS_LABELS)}, got {classes}"
-            )
-        if not (0 < train_fraction and 0 <= val_fraction and train_fraction + val_fraction < 1):
-            raise ConfigError(
-                f"JetNpyDataModule: need 0 < train_fraction, 0 <= val_fraction and a non-empty test split, got {train_fraction}, {val_fraction}"
-            )
-        jets = load_jetclass_npy(path, max_particles)
-        ids = [JETCLASS_LABELS.index(c) for c in classes]
-        rng = np.random.default_rng(seed)
-        split = {'train': [], 'val': [], 'test': []}
-        for c in ids:
-            idx = rng.permutation(np.flatnonzero(jets.labels.numpy() == c))
-            a = int(round(train_fraction * len(idx)))
-            b = a + int(round(val_fraction * len(idx)))
-            split['train'] += idx[:a].tolist()
-            split['val'] += idx[a:b].tolist()
-            split['test'] += idx[b:].tolist()
-        remap = torch.full((len(JETCLASS_LABELS),), -1, dtype=torch.long)
-        remap[ids] = torch.arange(len(ids))
-        jets = ParticleSet(jets.x, jets.mask, remap[jets.labels], jets.meta, jets.feature_names)
-        sets = {
-            k: jets[torch.tensor(sorted(v), dtype=torch.long)].trim() for k, v in split.items()
-        }  # trim: no all-padding slots
-        tr = sets['train']
-        self.mean = tr.x[tr.mask].mean(0) if standardize else torch.zeros(tr.n_features)
-        self.std = tr.x[tr.mask].std(0).clamp(min=1e-6) if standardize else torch.ones(tr.n_features)
-        for k, ps in sets.items():
-            ps.x = torch.where(ps.mask[..., None], (ps.x - self.mean) / self.std, 0.0)
-        super().__init__(
-            sets['train'],
-            sets['val'] if len(sets['val']) else None,
-            sets['test'],
-            batch_size,
-            num_workers,
-            shuffle,
-            seed,
-        )
-        self.classes, self.n_classes, self.n_features = classes, len(classes), jets.n_features
-
-# %% ../nbs/40_cli.ipynb #b68cee0d
 DEFAULT_MODEL = {
     'class_path': 'foundation_jets.tasks.classifier.SetClassifier',
     'init_args': {
         'n_classes': len(JETCLASS_LABELS),
         'backbone': {
             'class_path': 'foundation_jets.models.deepsets.DeepSets',
-            'init_args': {'n_features': len(JET_FEATURES), 'n_classes': len(JETCLASS_LABELS)},
+            'init_args': {'n_features': len(part_spec('kin')), 'n_classes': len(JETCLASS_LABELS)},
         },
     },
 }
-DEFAULT_DATA = {'class_path': 'foundation_jets.cli.JetNpyDataModule'}
+DEFAULT_DATA = {'class_path': 'foundation_jets.data.modules.JetNpyDataModule'}
 
 
 def trainer_defaults() -> dict:

@@ -8,18 +8,16 @@ Docs: https://foundation-jets.github.io/foundation_jets/physics.html.md"""
 from __future__ import annotations
 import math
 import warnings
-from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from .core import DataFormatError, ConfigError, shared_data_dir
+from .core import DataFormatError, ConfigError
 
 # %% auto #0
-__all__ = ['PAIR_FEATURES', 'JETCLASS_LABELS', 'as_tensor', 'pt', 'phi', 'mass2', 'mass', 'pseudorapidity', 'rapidity',
-           'p4_to_ptetaphie', 'p4_to_ptetaphim', 'ptetaphim_to_p4', 'ptetaphie_to_p4', 'delta_phi', 'delta_r', 'jet_p4',
-           'jet_ptetaphim', 'jet_pt', 'jet_eta', 'jet_phi', 'jet_mass', 'constituent_features', 'eta_rel', 'phi_rel',
-           'pair_features', 'load_jetclass_500', 'exclusive_kt_axes', 'tau_n', 'nsubjettiness', 'energy_correlators',
-           'd2', 'jet_observables']
+__all__ = ['PAIR_FEATURES', 'as_tensor', 'pt', 'phi', 'mass2', 'mass', 'pseudorapidity', 'rapidity', 'p4_to_ptetaphie',
+           'p4_to_ptetaphim', 'ptetaphim_to_p4', 'ptetaphie_to_p4', 'delta_phi', 'delta_r', 'jet_p4', 'jet_ptetaphim',
+           'jet_pt', 'jet_eta', 'jet_phi', 'jet_mass', 'constituent_features', 'eta_rel', 'phi_rel', 'pair_features',
+           'exclusive_kt_axes', 'tau_n', 'nsubjettiness', 'energy_correlators', 'd2', 'jet_observables']
 
 # %% ../nbs/01_physics.ipynb #29ec282d
 def as_tensor(
@@ -228,23 +226,6 @@ def pair_features(
     m2 = mass2(p4[..., :, None, :] + p4[..., None, :, :])
     f = torch.stack([delta, ptmin * delta, z, m2], -1).clamp(min=eps).log()
     return torch.where((a(m) & b(m))[..., None], f, 0.0)
-
-# %% ../nbs/01_physics.ipynb #26e29304
-JETCLASS_LABELS = ('QCD', 'Hbb', 'Hcc', 'Hgg', 'H4q', 'Hqql', 'Zqq', 'Wqq', 'Tbqq', 'Tbl')  # JetClass label order
-
-
-def load_jetclass_500(
-    folder=None,  # folder with pf_vectors.npy, pf_mask.npy, labels.npy (default: the shared sample)
-    dtype: torch.dtype = torch.float64,
-) -> tuple[Tensor, Tensor, Tensor]:  # p4 (B, n, 4), mask (B, n) bool, labels (B,) int
-    "The shared 500 real JetClass jets as `(p4, mask, labels)`."
-    d = Path(folder) if folder is not None else shared_data_dir() / 'jetclass_500'
-    v, m, y = (np.load(d / f) for f in ('pf_vectors.npy', 'pf_mask.npy', 'labels.npy'))
-    if v.ndim != 3 or v.shape[1] != 4:
-        raise DataFormatError(d / 'pf_vectors.npy', 'pf_vectors', 'shape (N, 4, P)', got=v.shape)
-    if m.shape != (v.shape[0], 1, v.shape[2]):
-        raise DataFormatError(d / 'pf_mask.npy', 'pf_mask', f'shape {(v.shape[0], 1, v.shape[2])}', got=m.shape)
-    return torch.as_tensor(v).transpose(1, 2).to(dtype), torch.as_tensor(m[:, 0] > 0), torch.as_tensor(y.argmax(-1))
 
 # %% ../nbs/01_physics.ipynb #908f49a2
 def _fastjet():

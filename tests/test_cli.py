@@ -21,7 +21,7 @@ def _bad_usage(tmp):
     (tmp / 'unknown_key.yaml').write_text('trainer: {max_epochs: 1}\nmodell: {}\n')
     (tmp / 'bad_class.yaml').write_text('model: {class_path: foundation_jets.nothing.Here}\n')
     (tmp / 'bad_value.yaml').write_text(
-        'data: {class_path: foundation_jets.cli.JetNpyDataModule, init_args: {classes: [QCD, top]}}\n'
+        'data: {class_path: foundation_jets.data.modules.JetNpyDataModule, init_args: {classes: [QCD, top]}}\n'
         'trainer: {max_epochs: 1}\n'
     )
     return {

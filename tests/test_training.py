@@ -15,7 +15,7 @@ from foundation_jets.core import collate_sets
 from foundation_jets.data.modules import SetDataset
 from foundation_jets.models.deepsets import DeepSets
 from foundation_jets.tasks.classifier import SetClassifier, ring_sets
-from foundation_jets.cli import JetNpyDataModule
+from foundation_jets.data.modules import JetNpyDataModule
 
 ROOT = Path(__file__).resolve().parent.parent
 FJ = [sys.executable, '-c', 'import sys; from foundation_jets.cli import main; sys.exit(main())']
@@ -44,7 +44,7 @@ model:
     lr: 0.01
     backbone: {{class_path: foundation_jets.models.deepsets.DeepSets, init_args: {{n_features: 7, n_classes: 2, phi_dims: [16, 16], f_dims: [16]}}}}
 data:
-  class_path: foundation_jets.cli.JetNpyDataModule
+  class_path: foundation_jets.data.modules.JetNpyDataModule
   init_args: {{classes: [QCD, Tbqq], batch_size: 16}}
 """
 

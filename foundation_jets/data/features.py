@@ -138,7 +138,7 @@ class Tanh(Step):
 @_register_step
 @dataclass(frozen=True)
 class Standardize(Step):
-    "$y = (x - \\mu) / \\sigma$ with $\\sigma$ fitted on real elements; $\\sigma <$ `min_std` is replaced by 1 (never divides by zero)."
+    "$y = (x - \\mu) / \\sigma$, fitted on real elements; $\\sigma <$ `min_std` counts as 1 (never divides by 0)."
 
     mean: float | None = None  # fitted mean (None until `FeatureSpec.fit`)
     std: float | None = None  # fitted standard deviation
@@ -169,7 +169,7 @@ class Standardize(Step):
 @_register_step
 @dataclass(frozen=True)
 class LogRange(Step):
-    "PILArNet-M energy scale: $y = 2\\,\\frac{\\log_{10}(x+\\epsilon) - \\log_{10}\\epsilon}{\\log_{10}(\\epsilon + x_\\max) - \\log_{10}\\epsilon} - 1$, so $x = x_\\max \\mapsto 1$."
+    "PILArNet-M energy scale: $\\log_{10}(x+\\epsilon)$ mapped linearly so that $0 \\mapsto -1$, $x_\\max \\mapsto 1$."
 
     eps: float = 0.13  # offset inside the log (PoLAr-MAE's effective value, see below)
     xmax: float = 20.0  # energy mapped to +1 (MeV); larger values go above 1, unclipped

@@ -32,13 +32,14 @@ from foundation_jets.core import (
     data_dir,
     shared_data_dir,
 )
+from ..physics import jet_mass, jet_pt
 
 # %% auto #0
 __all__ = ['JETCLASS_LABELS', 'JETCLASS_FILE_PREFIXES', 'JETCLASS_LABEL_DTYPES', 'JETCLASS_PARTICLE_BRANCHES',
-           'JETCLASS_JET_BRANCHES', 'TOP_META_COLUMNS', 'AOJ_PARTICLE_FEATURES', 'AOJ_JET_KINEMATICS',
-           'AOJ_JET_TAGGING', 'AOJ_EVENT_INFO', 'jetclass_label_from_filename', 'content_sha256', 'write_jetclass_root',
-           'read_jetclass', 'load_jetclass', 'jetclass_npy_to_root', 'load_embedded_jets', 'read_top_tagging',
-           'write_top_tagging_h5', 'read_aspen', 'write_aspen_h5']
+           'JETCLASS_JET_BRANCHES', 'JETCLASS_NPY_FILES', 'TOP_META_COLUMNS', 'AOJ_PARTICLE_FEATURES',
+           'AOJ_JET_KINEMATICS', 'AOJ_JET_TAGGING', 'AOJ_EVENT_INFO', 'jetclass_label_from_filename', 'content_sha256',
+           'write_jetclass_root', 'read_jetclass', 'load_jetclass', 'load_jetclass_npy', 'jetclass_npy_to_root',
+           'load_embedded_jets', 'read_top_tagging', 'write_top_tagging_h5', 'read_aspen', 'write_aspen_h5']
 
 # %% ../../nbs/02a_data.jets.ipynb #57c3292c
 JETCLASS_LABELS = ('QCD', 'Hbb', 'Hcc', 'Hgg', 'H4q', 'Hqql', 'Zqq', 'Wqq', 'Tbqq', 'Tbl')
@@ -522,25 +523,68 @@ def load_jetclass(
     )
 
 # %% ../../nbs/02a_data.jets.ipynb #6f2cec7f
+JETCLASS_NPY_FILES = ('pf_vectors', 'pf_mask', 'labels')
+
+
+def load_jetclass_npy(
+    path: str | Path | None = None,  # folder with pf_vectors.npy, pf_mask.npy, labels.npy (default: the shared sample)
+    max_particles: int | None = 128,  # keep at most this many leading constituents (None: all slots)
+    dtype: torch.dtype = torch.float32,  # float dtype of `x` and of the jet quantities in `meta`
+) -> ParticleSet:  # x: part_px/py/pz/energy (GeV), labels: class ids into `JETCLASS_LABELS`, meta: jet_pt, jet_mass
+    "Read a ParT-style JetClass `.npy` sample (four-vectors, mask, one-hot labels) into a `ParticleSet`."
+    path = Path(path) if path is not None else shared_data_dir() / 'jetclass_500'
+    if not path.exists():
+        raise FileNotFoundError(f'{path}: no such folder (a JetClass .npy sample is a folder of {JETCLASS_NPY_FILES})')
+    if not path.is_dir():
+        raise NotADirectoryError(f'{path}: is a file, expected a folder holding {JETCLASS_NPY_FILES} .npy files')
+    if max_particles is not None and max_particles < 1:
+        raise ConfigError(f'load_jetclass_npy: max_particles must be >= 1 or None, got {max_particles}')
+    arrs = {}
+    for k in JETCLASS_NPY_FILES:
+        f = path / f'{k}.npy'
+        if not f.is_file():
+            raise FileNotFoundError(f'{f}: no such file (a JetClass .npy sample needs {JETCLASS_NPY_FILES})')
+        try:
+            arrs[k] = np.load(f, allow_pickle=False)
+        except Exception as e:
+            raise DataFormatError(f, k, 'a readable .npy array', got=f'{type(e).__name__}: {e}'[:300]) from None
+    v = check_array(arrs['pf_vectors'], path / 'pf_vectors.npy', 'pf_vectors', shape=(None, 4, None), kind='f')
+    m = check_array(arrs['pf_mask'], path / 'pf_mask.npy', 'pf_mask', shape=(len(v), 1, v.shape[2]), kind='fiub')
+    y = check_array(arrs['labels'], path / 'labels.npy', 'labels', shape=(len(v), len(JETCLASS_LABELS)), kind='fiub')
+    if len(y) and (not ((y == 0) | (y == 1)).all() or not (y.sum(1) == 1).all()):
+        i = int(np.argmax(~(((y == 0) | (y == 1)).all(1) & (y.sum(1) == 1))))
+        raise DataFormatError(path / 'labels.npy', 'labels', 'one-hot rows (exactly one 1 per jet)', got=f'jet {i}')
+    mask = m[:, 0] > 0
+    if len(mask) and not mask.any(1).all():
+        raise DataFormatError(
+            path / 'pf_mask.npy',
+            'pf_mask',
+            'at least one constituent per jet',
+            got=f'jet {int(np.argmin(mask.any(1)))}',
+        )
+    n = v.shape[2] if max_particles is None else max_particles
+    p4 = torch.as_tensor(v).transpose(1, 2)[:, :n].to(dtype)
+    mask = torch.as_tensor(mask)[:, :n]
+    p4 = torch.where(mask[..., None], p4, 0.0).contiguous()  # padding is zero whatever the file holds there
+    p64 = p4.double()
+    return ParticleSet(
+        p4,
+        mask,
+        torch.as_tensor(y.argmax(1), dtype=torch.int64),
+        {'jet_pt': jet_pt(p64, mask).to(dtype), 'jet_mass': jet_mass(p64, mask).to(dtype)},
+        _PARTICLE_DEFAULT,
+    )
+
+# %% ../../nbs/02a_data.jets.ipynb #f85bea93
 def jetclass_npy_to_root(
     src_dir: str | Path,  # folder with pf_vectors.npy, pf_mask.npy, labels.npy
     dst: str | Path,  # destination .root file
 ) -> Path:
     "Convert ParT-style JetClass arrays (`pf_vectors`, `pf_mask`, one-hot `labels`) into a JetClass ROOT file."
-    src = Path(src_dir)
-    try:
-        v, m, lab = (np.load(src / f'{k}.npy') for k in ('pf_vectors', 'pf_mask', 'labels'))
-    except (OSError, ValueError) as e:
-        raise DataFormatError(src, 'pf_vectors/pf_mask/labels', 'readable .npy files', got=str(e)) from None
-    check_array(v, src / 'pf_vectors.npy', 'pf_vectors', shape=(None, 4, None), kind='f')
-    check_array(m, src / 'pf_mask.npy', 'pf_mask', shape=(len(v), 1, v.shape[-1]))
-    check_array(lab, src / 'labels.npy', 'labels', shape=(len(v), len(JETCLASS_LABELS)))
-    if not (lab.sum(-1) == 1).all():
-        raise DataFormatError(src / 'labels.npy', 'labels', 'one-hot rows')
-    mask = m[:, 0] > 0
-    names = ('part_px', 'part_py', 'part_pz', 'part_energy')
-    particles = {b: [v[i, k][mask[i]] for i in range(len(v))] for k, b in enumerate(names)}
-    return write_jetclass_root(dst, particles, labels=lab.argmax(-1))
+    jets = load_jetclass_npy(src_dir, max_particles=None)
+    x, mask = jets.x.numpy(), jets.mask.numpy()
+    particles = {b: [x[i, mask[i], k] for i in range(len(x))] for k, b in enumerate(_PARTICLE_DEFAULT)}
+    return write_jetclass_root(dst, particles, labels=jets.labels.numpy())
 
 # %% ../../nbs/02a_data.jets.ipynb #1e91b681
 def load_embedded_jets(

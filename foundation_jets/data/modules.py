@@ -22,10 +22,13 @@ import lightning as L
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 from ..core import ParticleSet, collate_sets, DataFormatError, ConfigError, atomic_path, check_array
+from .jets import JETCLASS_LABELS, load_jetclass_npy
+from .features import FeatureSpec, Standardize, part_spec
 
 # %% auto #0
-__all__ = ['SPLITS', 'SetDataset', 'EpochShuffleSampler', 'SetDataModule', 'write_h5_shard', 'read_h5_attrs', 'read_h5_shard',
-           'resolve_reader', 'ShuffleBuffer', 'StreamingSetDataset', 'split_files', 'StreamingDataModule']
+__all__ = ['SPLITS', 'SetDataset', 'EpochShuffleSampler', 'SetDataModule', 'JetNpyDataModule', 'write_h5_shard', 'read_h5_attrs',
+           'read_h5_shard', 'resolve_reader', 'ShuffleBuffer', 'StreamingSetDataset', 'split_files',
+           'StreamingDataModule']
 
 # %% ../../nbs/04_data.modules.ipynb #7cc8d198
 class SetDataset(Dataset):
@@ -100,6 +103,67 @@ class SetDataModule(L.LightningDataModule):
 
     def predict_dataloader(self):
         return self._loader('test')
+
+# %% ../../nbs/04_data.modules.ipynb #9102e481
+class JetNpyDataModule(SetDataModule):
+    "JetClass `.npy` jets with ParT kin features, as a config-constructible module with stratified splits."
+
+    def __init__(
+        self,
+        path: str | None = None,  # folder of the .npy files (default: shared_data_dir()/jetclass_500)
+        classes: list[str] | None = None,  # class names to keep, in label order of the task (default: all 10)
+        train_fraction: float = 0.6,  # share of each class in the training split
+        val_fraction: float = 0.2,  # share in the validation split; the rest is the test split
+        max_particles: int = 128,  # leading constituents kept per jet
+        standardize: bool = True,  # standardise features with training-split mean and std
+        batch_size: int = 32,  # jets per batch
+        num_workers: int = 0,  # DataLoader worker processes
+        shuffle: bool = True,  # shuffle the training split (epoch-seeded, resumable)
+        seed: int = 0,  # seed of the split and of the shuffle
+    ):
+        classes = list(JETCLASS_LABELS) if classes is None else list(classes)
+        unknown = [c for c in classes if c not in JETCLASS_LABELS]
+        if unknown or len(classes) < 2 or len(set(classes)) != len(classes):
+            raise ConfigError(
+                f'JetNpyDataModule: classes must be at least two distinct names from {list(JETCLASS_LABELS)}, '
+                f'got {classes}'
+            )
+        if not (0 < train_fraction and 0 <= val_fraction and train_fraction + val_fraction < 1):
+            raise ConfigError(
+                'JetNpyDataModule: need 0 < train_fraction, 0 <= val_fraction and a non-empty test split, '
+                f'got {train_fraction}, {val_fraction}'
+            )
+        jets = load_jetclass_npy(path, max_particles)
+        ids = [JETCLASS_LABELS.index(c) for c in classes]
+        rng = np.random.default_rng(seed)
+        split = {'train': [], 'val': [], 'test': []}
+        for c in ids:
+            idx = rng.permutation(np.flatnonzero(jets.labels.numpy() == c))
+            a = int(round(train_fraction * len(idx)))
+            b = a + int(round(val_fraction * len(idx)))
+            split['train'] += idx[:a].tolist()
+            split['val'] += idx[a:b].tolist()
+            split['test'] += idx[b:].tolist()
+        remap = torch.full((len(JETCLASS_LABELS),), -1, dtype=torch.long)
+        remap[ids] = torch.arange(len(ids))
+        jets = replace(jets, labels=remap[jets.labels])
+        raw = {k: jets[torch.tensor(sorted(v), dtype=torch.long)].trim() for k, v in split.items()}
+        spec = part_spec('kin')
+        if standardize:
+            feats = tuple(replace(f, steps=(*f.steps, Standardize())) for f in spec.features)
+            spec = FeatureSpec(feats, spec.derive, f'{spec.name}_standardized').fit(raw['train'])
+        sets = {k: spec(v) for k, v in raw.items()}
+        self.feature_spec = spec
+        super().__init__(
+            sets['train'],
+            sets['val'] if len(sets['val']) else None,
+            sets['test'],
+            batch_size,
+            num_workers,
+            shuffle,
+            seed,
+        )
+        self.classes, self.n_classes, self.n_features = classes, len(classes), len(spec)
 
 # %% ../../nbs/04_data.modules.ipynb #f24aa4f1
 _SHARD_FORMAT = 'foundation_jets.sets'
@@ -269,7 +333,7 @@ class ShuffleBuffer:
 
 # %% ../../nbs/04_data.modules.ipynb #e7446e6e
 class StreamingSetDataset(IterableDataset):
-    "Iterable dataset streaming sets from many files, sharded over DataLoader workers and DDP ranks, with a shuffle buffer."
+    "Iterable dataset streaming sets from many files, sharded over DataLoader workers and DDP ranks, with shuffling."
 
     def __init__(
         self,
@@ -309,7 +373,7 @@ class StreamingSetDataset(IterableDataset):
         return int(self._epoch)
 
     def resolve_rank(self):
-        "Fix rank and world size now (call in the main process before workers start; DataLoaders made by the data module do)."
+        "Fix rank and world size now (in the main process before workers start, as the data module's loaders do)."
         self.rank, self.world_size = _dist_info(self.rank, self.world_size)
 
     def file_order(self, epoch: int | None = None) -> list[str]:
