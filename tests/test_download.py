@@ -37,6 +37,22 @@ from foundation_jets.data.download import (
 
 pytestmark = pytest.mark.timeout(60)
 
+# the md5 sums the JetClass authors publish (get_datasets.py of jet-universe/particle_transformer; checksums.md)
+PUBLISHED_JETCLASS_MD5 = {
+    'JetClass_Pythia_train_100M_part0.tar': 'de4fd2dca2e68ab3c85d5cfd3bcc65c3',
+    'JetClass_Pythia_train_100M_part1.tar': '9722a359c5ef697bea0fbf79bf50f003',
+    'JetClass_Pythia_train_100M_part2.tar': '1e9f66cd1f915f9d10e90ae1d7761720',
+    'JetClass_Pythia_train_100M_part3.tar': '47348fc8985319fa4806da87500482fa',
+    'JetClass_Pythia_train_100M_part4.tar': '6b0ce16bd93b442a8d51914466990279',
+    'JetClass_Pythia_train_100M_part5.tar': '416e347512e716de51d392bee327b8e9',
+    'JetClass_Pythia_train_100M_part6.tar': 'e9b9c1557b1b39bf0a16e4ab631ae451',
+    'JetClass_Pythia_train_100M_part7.tar': '5bfc6cb285ccb7680cefa9ac82ad1a2e',
+    'JetClass_Pythia_train_100M_part8.tar': '540c1a0d66dfad78d2b363c5740ccf86',
+    'JetClass_Pythia_train_100M_part9.tar': '668f40b3275167ff7104c48317c0ae2a',
+    'JetClass_Pythia_val_5M.tar': '7235ccb577ed85023ea3ab4d5e6160cf',
+    'JetClass_Pythia_test_20M.tar': '64e5156d26d101adeb43b8388207d767',
+}
+
 
 # ---------------------------------------------------------------- the server
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -154,7 +170,7 @@ def sha256(b):
 
 
 def make_tar(entries, mode='w:gz'):
-    "entries: (name, bytes) files, (name, '->target') symlinks, (name, '=>target') hard links, (name, 'dir'), (name, 'chr')."
+    "entries: (name, bytes) files, (name, '->target') symlinks, (name, '=>target') hard links, (name, 'dir'|'chr')."
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode=mode) as tf:
         for name, data in entries:
@@ -186,7 +202,17 @@ def test_registry_entries():
     names = list_datasets()
     assert names == sorted(names)
     assert {'jetclass', 'top-tagging', 'aspen-open-jets', 'adc2021', 'pilarnet-m', 'trackml'} <= set(names)
+    assert {'jetclass-example', 'top-landscape', 'quark-gluon'} <= set(names)
     jc = get_dataset('jetclass')
+    assert {f.name: f.checksum for f in jc.files} == {n: f'md5:{v}' for n, v in PUBLISHED_JETCLASS_MD5.items()}
+    ex = get_dataset('jetclass-example').files[0]
+    assert (ex.name, ex.size, ex.checksum) == (
+        'JetClass_example_100k.root',
+        136_175_293,
+        'sha256:65b3ec7952ed0b18baf2a661a9ffc80173dbf269f4f8dedb1a54d30288ca4e27',
+    )
+    assert get_dataset('top-landscape').file('TopLandscape.tar').checksum == 'md5:4fca2e47afbf321b0f201da6b804c404'
+    assert get_dataset('quark-gluon').file('QuarkGluon.tar').checksum == 'md5:d8dd7f71a7aaaf9f1d2ee3cddef998f9'
     assert [f.name for f in jc.files][-2:] == ['JetClass_Pythia_val_5M.tar', 'JetClass_Pythia_test_20M.tar']
     assert all('zenodo.org/records/6619768/files/' in f.url and f.archive == 'tar' for f in jc.files)
     adc = {f.name: f.url for f in get_dataset('adc2021').files}
@@ -298,11 +324,101 @@ def test_wrong_size_fails_and_is_not_kept(server, tmp_path):
     assert tree(tmp_path) == []
 
 
-def test_unverified_download_warns_with_its_sha256(server, tmp_path):
+def test_unverified_download_prints_its_sha256_as_a_plain_line(server, tmp_path, capsys):
     server.files['/f.bin'] = b'hello'
-    with pytest.warns(UserWarning, match=hashlib.sha256(b'hello').hexdigest()):
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # a UserWarning (with source lines) would fail here
         download_url(server.url + '/f.bin', tmp_path / 'f.bin', progress=False)
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f'f.bin: no published checksum; sha256 {hashlib.sha256(b"hello").hexdigest()} '
+        '(recorded in .f.bin.sha256, checked on every run)'
+    ]
     assert (tmp_path / 'f.bin').read_bytes() == b'hello'
+
+
+def test_completed_file_corrupted_later_fails_every_run(server, dataset, tmp_path, capsys):
+    "A file verified at its download and changed afterwards is refused (and kept), registered checksum or not."
+    body = os.urandom(20_000)
+    server.files['/sealed/a.bin'] = server.files['/sealed/b.bin'] = body
+    dataset('sealed', [RemoteFile('a.bin', None, size=len(body), checksum=sha256(body)), RemoteFile('b.bin', None)])
+    args = ['sealed', '--to', str(tmp_path), '--mirror', server.url, '--quiet']
+    assert cli_main(args) == 0
+    assert cli_main(args) == 0  # unchanged: verified again, fetched nothing
+    assert len(server.log) == 2
+    capsys.readouterr()
+    for name, damage in (('a.bin', 'truncate'), ('a.bin', 'flip'), ('b.bin', 'truncate'), ('b.bin', 'flip')):
+        f = tmp_path / name
+        f.write_bytes(body[:-1] if damage == 'truncate' else body[:-1] + bytes([body[-1] ^ 1]))
+        assert cli_main(args) == 1, (name, damage)
+        err = capsys.readouterr().err
+        assert f'{name}: ' in err and 'changed or was truncated after its download' in err, err
+        assert f.exists()  # kept: it may be the only copy
+        f.write_bytes(body)
+    assert cli_main(args) == 0
+    assert len(server.log) == 2
+
+
+def test_verify_refuses_files_without_a_published_checksum(server, dataset, tmp_path, capsys):
+    body = b'payload'
+    server.files['/strict/a.bin'] = server.files['/strict/b.bin'] = body
+    dataset('strict', [RemoteFile('a.bin', None, checksum=sha256(body)), RemoteFile('b.bin', None)])
+    base = ['strict', '--to', str(tmp_path), '--mirror', server.url, '--quiet', '--verify']
+    assert cli_main(base) == 2
+    err = capsys.readouterr().err
+    assert '--verify' in err and 'b.bin' in err and 'a.bin' not in err.split('checksum for')[1]
+    assert server.log == [] and tree(tmp_path) == []
+    assert cli_main([*base, '--files', 'a.bin']) == 0
+    assert (tmp_path / 'a.bin').read_bytes() == body
+
+
+def test_bad_mirror_and_unwritable_target_name_the_option(tmp_path, capsys):
+    for args, words in (
+        (
+            ['jetclass-example', '--to', str(tmp_path), '--mirror', 'notaurl'],
+            "--mirror (or $FJ_DOWNLOAD_MIRROR) 'notaurl'",
+        ),
+        (['jetclass-example', '--to', '/proc/x'], "--to '/proc/x': not writable"),
+        (['jetclass-example', '--to', str(tmp_path / 'f' / 'x')], '--to'),
+    ):
+        (tmp_path / 'f').write_text('a file, not a folder')
+        assert cli_main(args) == 2, args
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_stale_extraction_folder_is_removed_by_a_rerun(tmp_path):
+    "A staging folder left by a run killed with -9 (its pid is gone) is removed when the archive is extracted again."
+    import subprocess
+    import sys
+
+    from foundation_jets.core import temporary_prefix
+
+    arc = tmp_path / 'a.tar.gz'
+    arc.write_bytes(make_tar([('d/x.txt', b'x')]))
+    dead = int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True).stdout)
+    stale = tmp_path / 'out' / (temporary_prefix(arc).replace(f'.{os.getpid()}.', f'.{dead}.') + 'abc123.extracting')
+    (stale / 'd').mkdir(parents=True)
+    (stale / 'd' / 'half.txt').write_bytes(b'half')
+    safe_extract(arc, tmp_path / 'out')
+    assert tree(tmp_path / 'out') == ['d', 'd/x.txt']
+
+
+def test_interrupted_extraction_leaves_no_staging_folder(tmp_path, monkeypatch):
+    arc = tmp_path / 'a.tar'
+    arc.write_bytes(make_tar([('d/x.txt', b'x'), ('d/y.txt', b'y')], 'w'))
+    real, calls = dl._write_member, []
+
+    def ctrl_c_on_second(*a):
+        calls.append(a)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(dl, '_write_member', ctrl_c_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        safe_extract(arc, tmp_path / 'out')
+    assert tree(tmp_path / 'out') == []
 
 
 def test_404_is_not_retried(server, tmp_path):
@@ -434,7 +550,7 @@ def test_cli_files_subset_and_real_entry_through_mirror(server, tmp_path, capsys
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         assert cli_main(['top-tagging', '--to', str(tmp_path), '--files', 'val.h5', '--mirror', server.url + '/']) == 0
-    assert tree(tmp_path) == ['val.h5']
+    assert tree(tmp_path) == ['.val.h5.sha256', 'val.h5']
 
 
 def test_cli_usage_errors(tmp_path, capsys, monkeypatch):

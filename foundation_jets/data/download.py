@@ -23,7 +23,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +30,20 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from ..core import ConfigError, FoundationJetsError
+from foundation_jets.core import (
+    ConfigError,
+    FoundationJetsError,
+    atomic_write_text,
+    check_output_dir,
+    remove_stale_temporaries,
+    temporary_prefix,
+)
 
 # %% auto #0
 __all__ = ['ARCHIVE_KINDS', 'REGISTRY', 'MIRROR_ENV', 'DownloadError', 'ChecksumError', 'UnsafeArchiveError', 'parse_checksum',
            'file_digest', 'RemoteFile', 'Dataset', 'register_dataset', 'list_datasets', 'get_dataset', 'zenodo_url',
-           'gdrive_url', 'huggingface_url', 'resolve_url', 'drive_confirm_url', 'download_url', 'safe_extract',
-           'download', 'cli_main']
+           'gdrive_url', 'huggingface_url', 'resolve_url', 'drive_confirm_url', 'verify_file', 'download_url',
+           'safe_extract', 'download', 'cli_main']
 
 # %% ../../nbs/05_data.download.ipynb #3922ee24
 class DownloadError(FoundationJetsError, OSError):
@@ -51,12 +57,16 @@ class DownloadError(FoundationJetsError, OSError):
 class ChecksumError(FoundationJetsError, ValueError):
     "A downloaded file does not have its published checksum."
 
-    def __init__(self, file, algorithm: str, expected: str, actual: str):
+    def __init__(
+        self,
+        file,
+        algorithm: str,
+        expected: str,
+        actual: str,
+        hint: str = 'the corrupted download was deleted, run the command again to fetch it afresh',
+    ):
         self.file, self.algorithm, self.expected, self.actual = str(file), algorithm, expected, actual
-        super().__init__(
-            f"{self.file}: {algorithm} checksum mismatch: expected {expected}, got {actual}; "
-            "the corrupted download was deleted, run the command again to fetch it afresh"
-        )
+        super().__init__(f"{self.file}: {algorithm} checksum mismatch: expected {expected}, got {actual}; {hint}")
 
 
 class UnsafeArchiveError(FoundationJetsError, ValueError):
@@ -213,13 +223,36 @@ _JETCLASS_TARS = [f'JetClass_Pythia_train_100M_part{i}.tar' for i in range(10)] 
     'JetClass_Pythia_val_5M.tar',
     'JetClass_Pythia_test_20M.tar',
 ]
-_MD5_NOTE = 'md5 published in the upstream get_datasets.py, not recorded in the references: unknown here'
+_JETCLASS_MD5 = dict(
+    zip(
+        _JETCLASS_TARS,
+        [
+            'de4fd2dca2e68ab3c85d5cfd3bcc65c3',
+            '9722a359c5ef697bea0fbf79bf50f003',
+            '1e9f66cd1f915f9d10e90ae1d7761720',
+            '47348fc8985319fa4806da87500482fa',
+            '6b0ce16bd93b442a8d51914466990279',
+            '416e347512e716de51d392bee327b8e9',
+            'e9b9c1557b1b39bf0a16e4ab631ae451',
+            '5bfc6cb285ccb7680cefa9ac82ad1a2e',
+            '540c1a0d66dfad78d2b363c5740ccf86',
+            '668f40b3275167ff7104c48317c0ae2a',
+            '7235ccb577ed85023ea3ab4d5e6160cf',
+            '64e5156d26d101adeb43b8388207d767',
+        ],
+    )
+)
+_PART_NOTE = 'md5 from get_datasets.py of jet-universe/particle_transformer; size not published'
+_HQU = 'https://hqu.web.cern.ch/datasets'
 
 register_dataset(
     Dataset(
         'jetclass',
         'JetClass: 125M simulated jets in 10 classes (100M train, 5M val, 20M test), ROOT files in tar archives',
-        tuple(RemoteFile(n, zenodo_url(6619768, n), archive='tar', note=_MD5_NOTE) for n in _JETCLASS_TARS),
+        tuple(
+            RemoteFile(n, zenodo_url(6619768, n), checksum=f'md5:{_JETCLASS_MD5[n]}', archive='tar', note=_PART_NOTE)
+            for n in _JETCLASS_TARS
+        ),
         citation='H. Qu, C. Li, S. Qian, "Particle Transformer for Jet Tagging", arXiv:2202.03772',
         licence='CC-BY-4.0',
         homepage='https://zenodo.org/records/6619768',
@@ -235,13 +268,54 @@ register_dataset(
         (
             RemoteFile(
                 'JetClass_example_100k.root',
-                'https://hqu.web.cern.ch/datasets/JetClass/example/JetClass_example_100k.root',
+                f'{_HQU}/JetClass/example/JetClass_example_100k.root',
                 size=136_175_293,
-                note='size from the reference note; no checksum published',
+                checksum='sha256:65b3ec7952ed0b18baf2a661a9ffc80173dbf269f4f8dedb1a54d30288ca4e27',
+                note='size and sha256 from the project checksums.md',
             ),
         ),
         citation='H. Qu, C. Li, S. Qian, "Particle Transformer for Jet Tagging", arXiv:2202.03772',
         licence='CC-BY-4.0',
+    ),
+    replace=True,
+)
+
+register_dataset(
+    Dataset(
+        'top-landscape',
+        'Top-tagging reference set (Zenodo 2603256) converted to ROOT by the ParT authors: one tar',
+        (
+            RemoteFile(
+                'TopLandscape.tar',
+                f'{_HQU}/TopLandscape/TopLandscape.tar',
+                checksum='md5:4fca2e47afbf321b0f201da6b804c404',
+                archive='tar',
+                note=_PART_NOTE,
+            ),
+        ),
+        citation='G. Kasieczka et al., "The Machine Learning Landscape of Top Taggers", SciPost Phys. 7, 014 (2019); '
+        'converted by H. Qu, C. Li, S. Qian, arXiv:2202.03772',
+        homepage='https://zenodo.org/records/2603256',
+    ),
+    replace=True,
+)
+
+register_dataset(
+    Dataset(
+        'quark-gluon',
+        'Pythia 8 quark and gluon jets (Zenodo 3164691) converted to ROOT by the ParT authors: one tar',
+        (
+            RemoteFile(
+                'QuarkGluon.tar',
+                f'{_HQU}/QuarkGluon/QuarkGluon.tar',
+                checksum='md5:d8dd7f71a7aaaf9f1d2ee3cddef998f9',
+                archive='tar',
+                note=_PART_NOTE,
+            ),
+        ),
+        citation='P. T. Komiske, E. M. Metodiev, J. Thaler, "Energy Flow Networks", JHEP 01 (2019) 121; '
+        'converted by H. Qu, C. Li, S. Qian, arXiv:2202.03772',
+        homepage='https://zenodo.org/records/3164691',
     ),
     replace=True,
 )
@@ -272,7 +346,8 @@ register_dataset(
         citation='O. Amram et al., "Aspen Open Jets", arXiv:2412.10504',
         homepage='https://www.fdr.uni-hamburg.de/record/16505',
         base_url=_AOJ,
-        note='only the first and last file names are recorded; ask for others with --files RunG_batchK.h5 / RunH_batchK.h5',
+        note='only the first and last file names are recorded; '
+        'ask for others with --files RunG_batchK.h5 / RunH_batchK.h5',
     ),
     replace=True,
 )
@@ -369,6 +444,12 @@ def resolve_url(
     "The URL to fetch `file` from: the mirror when one is set, else the canonical URL."
     mirror = mirror or os.environ.get(MIRROR_ENV) or None
     if mirror:
+        u = urllib.parse.urlsplit(mirror)
+        if u.scheme not in ('http', 'https', 'file') or (u.scheme != 'file' and not u.netloc):
+            raise ConfigError(
+                f"--mirror (or ${MIRROR_ENV}) {mirror!r}: expected an http://, https:// or file:// URL of a server "
+                f"holding <mirror>/{dataset.name}/{file.name}"
+            )
         return f"{mirror.rstrip('/')}/{urllib.parse.quote(dataset.name)}/{urllib.parse.quote(file.name)}"
     if file.url is None:
         raise ConfigError(
@@ -433,11 +514,18 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
 
 def _open(opener, url: str, offset: int, timeout: float):
     "Send a GET (with a Range header when resuming); return the response or raise."
-    req = urllib.request.Request(url, headers={'User-Agent': 'foundation_jets-download', 'Accept-Encoding': 'identity'})
+    try:
+        req = urllib.request.Request(
+            url, headers={'User-Agent': 'foundation_jets-download', 'Accept-Encoding': 'identity'}
+        )
+    except ValueError as e:
+        raise DownloadError(url, f'not a URL that can be fetched ({e})') from None
     if offset:
         req.add_header('Range', f'bytes={offset}-')
     try:
         return opener.open(req, timeout=timeout)
+    except ValueError as e:
+        raise DownloadError(url, f'not a URL that can be fetched ({e})') from None
     except urllib.error.HTTPError as e:
         if e.code == 416:
             return e  # handled by the caller
@@ -502,10 +590,53 @@ def _fetch_once(
     return True, url
 
 # %% ../../nbs/05_data.download.ipynb #afdf2653
+_ON_DISK = 'the file on disk changed or was truncated after its download: delete it and run again to fetch it afresh'
+
+
+def _say(log, msg: str):
+    "One plain line through `log`, or on stderr."
+    if log is None:
+        print(msg, file=sys.stderr)
+    else:
+        log(msg)
+
+
+def _record(path: Path) -> Path:
+    "The hidden file holding the sha256 measured when `path` was downloaded."
+    return path.with_name(f'.{path.name}.sha256')
+
+
+def verify_file(
+    path: str | Path,  # a file already on disk
+    checksum: str | None = None,  # its published 'md5:HEX' or 'sha256:HEX'; None: compare with the recorded sha256
+    size: int | None = None,  # its published size in bytes, if known
+    log=None,  # callable(str) for the line about a file without a published checksum; None: stderr
+) -> bool:  # True: matched a published checksum; False: only the sha256 recorded at its download
+    "Check a file on disk against its published size and checksum (or the sha256 recorded at its download)."
+    path = Path(path)
+    got = path.stat().st_size
+    if size is not None and got != size:
+        raise ChecksumError(path, 'size', f'{size} bytes', f'{got} bytes', _ON_DISK)
+    if checksum:
+        algo, expected = parse_checksum(checksum)
+        actual = file_digest(path, algo)
+        if actual != expected:
+            raise ChecksumError(path, algo, expected, actual, _ON_DISK)
+        return True
+    actual, rec = file_digest(path), _record(path)
+    recorded = rec.read_text().split()[0] if rec.is_file() and rec.read_text().strip() else None
+    if recorded is not None and recorded != actual:
+        raise ChecksumError(path, 'sha256', f'{recorded} (recorded in {rec.name} at its download)', actual, _ON_DISK)
+    if recorded is None:
+        atomic_write_text(rec, f'{actual}  {path.name}\n')
+    _say(log, f'{path.name}: no published checksum; sha256 {actual} (recorded in {rec.name}, checked on every run)')
+    return False
+
+
 def download_url(
     url: str,  # where to fetch from (http, https or file)
     dest: str | Path,  # final path; bytes go to DEST.part until verified
-    checksum: str | None = None,  # 'md5:HEX' or 'sha256:HEX'; None = unverified (a warning gives the sha256)
+    checksum: str | None = None,  # 'md5:HEX' or 'sha256:HEX'; None = unverified (its sha256 is printed and recorded)
     size: int | None = None,  # expected size in bytes, if known
     progress: bool | None = None,  # tqdm bar; None = only when stderr is a terminal
     retries: int = 5,  # how many dropped connections / 5xx answers to survive
@@ -513,15 +644,13 @@ def download_url(
     timeout: float = 60.0,  # socket timeout in seconds
     gdrive: bool = False,  # handle Google Drive's confirmation page
     chunk_size: int = 1 << 20,  # bytes per read
+    log=None,  # callable(str) for the line about a file without a published checksum; None: stderr
 ) -> Path:  # dest
     "Download `url` to `dest`: resume with HTTP Range, verify size and checksum, then rename atomically."
     dest = Path(dest)
     algo, expected = parse_checksum(checksum) if checksum else (None, None)
-    if (
-        dest.exists()
-        and (size is None or dest.stat().st_size == size)
-        and (algo is None or file_digest(dest, algo) == expected)
-    ):
+    if dest.exists():
+        verify_file(dest, checksum, size, log)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + '.part')
@@ -573,9 +702,9 @@ def download_url(
             part.unlink(missing_ok=True)
             raise ChecksumError(dest, algo, expected, actual)
     else:
-        warnings.warn(
-            f'{dest.name}: no published checksum, not verified; its sha256 is {file_digest(part)}', stacklevel=2
-        )
+        actual, rec = file_digest(part), _record(dest)
+        atomic_write_text(rec, f'{actual}  {dest.name}\n')
+        _say(log, f'{dest.name}: no published checksum; sha256 {actual} (recorded in {rec.name}, checked on every run)')
     with open(part, 'rb+') as f:
         os.fsync(f.fileno())
     os.replace(part, dest)
@@ -707,7 +836,8 @@ def safe_extract(
         ctx = zipfile.ZipFile(archive) if kind == 'zip' else tarfile.open(archive, 'r:*')
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
         raise UnsafeArchiveError(archive, '', f'not a readable {kind} archive ({e})') from None
-    staging = Path(tempfile.mkdtemp(prefix=f'.{archive.name}.', suffix='.extracting', dir=target))
+    remove_stale_temporaries(target, archive.name, '.extracting')
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(archive), suffix='.extracting', dir=target))
     try:
         with ctx as a:
             members = _zip_members(archive, a) if kind == 'zip' else _tar_members(archive, a)
@@ -743,21 +873,29 @@ def download(
     mirror: str | None = None,  # mirror base URL (<mirror>/<name>/<file>); None reads FJ_DOWNLOAD_MIRROR
     extract: bool = True,  # extract archives into `to`
     progress: bool | None = None,  # tqdm bars; None = only on a terminal
+    verify: bool = False,  # refuse files without a published checksum
+    log=None,  # callable(str) for the lines about files without a published checksum; None: stderr
     **kwargs,  # passed to download_url (retries, backoff, timeout, chunk_size)
 ) -> list[Path]:  # the downloaded files
-    "Download (and extract) the files of dataset `name` into folder `to`."
+    "Download (and extract) the files of dataset `name` into folder `to`, verifying every file on every run."
     ds, to = get_dataset(name), Path(to)
     chosen = [ds.file(f) for f in files] if files else list(ds.files)
+    if verify and any(f.checksum is None for f in chosen):
+        raise ConfigError(
+            f"--verify: dataset '{name}' has no published checksum for "
+            + ', '.join(f.name for f in chosen if f.checksum is None)
+        )
     urls = [resolve_url(ds, f, mirror) for f in chosen]  # fail on a missing URL before fetching anything
+    check_output_dir(to, 'download folder')
     out = []
     for f, url in zip(chosen, urls):
-        path = download_url(url, to / f.name, f.checksum, f.size, progress=progress, gdrive=f.gdrive, **kwargs)
+        path = download_url(url, to / f.name, f.checksum, f.size, progress, gdrive=f.gdrive, log=log, **kwargs)
         out.append(path)
         kind = f.archive or _archive_kind(f.name)
         marker = path.with_name(f'.{path.name}.extracted')
         if extract and kind and not marker.exists():
             safe_extract(path, to, kind)
-            marker.write_text(f'{path.stat().st_size}\n')
+            atomic_write_text(marker, f'{path.stat().st_size}\n')
     return out
 
 # %% ../../nbs/05_data.download.ipynb #eba6a4c8
@@ -771,6 +909,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--list', action='store_true', help='list the datasets, or the files of NAME, and exit')
     p.add_argument('--mirror', metavar='URL', help=f'fetch <URL>/<name>/<file> instead (default: ${MIRROR_ENV})')
     p.add_argument('--no-extract', action='store_true', help='keep archives packed')
+    p.add_argument('--verify', action='store_true', help='fail if a file has no published checksum')
     p.add_argument('--retries', type=int, default=5, help='dropped connections to survive per file (default 5)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     return p
@@ -814,6 +953,7 @@ def cli_main(
         print('fj download: error: --retries must be >= 0', file=sys.stderr)
         return 2
     try:
+        check_output_dir(args.to, '--to')
         paths = download(
             args.name,
             args.to,
@@ -821,6 +961,7 @@ def cli_main(
             args.mirror,
             extract=not args.no_extract,
             progress=False if args.quiet else None,
+            verify=args.verify,
             retries=args.retries,
         )
     except ConfigError as e:
