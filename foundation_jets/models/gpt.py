@@ -20,7 +20,7 @@ from ..nn import KVCache, TransformerStack
 
 # %% auto #0
 __all__ = ['TokenVocab', 'sinusoidal_positions', 'GPTBackbone', 'NextTokenHead', 'GPTLanguageModel', 'StaticKVCache',
-           'static_cache', 'filter_logits', 'sample_next', 'Generation', 'generate', 'toy_sentences']
+           'static_cache', 'filter_logits', 'sample_next', 'Generation', 'generate']
 
 # %% ../../nbs/13_models.gpt.ipynb #a90b63ab
 @dataclass(frozen=True)
@@ -130,6 +130,18 @@ class GPTBackbone(nn.Module):
         if positional not in self.positional_kinds:
             raise ConfigError(f'positional must be one of {self.positional_kinds}, got {positional!r}')
         self.vocab_size, self.dim, self.max_len, self.positional = vocab_size, dim, max_len, positional
+        self.config = dict(
+            vocab_size=vocab_size,
+            dim=dim,
+            num_heads=num_heads,
+            num_layers=num_layers,
+            max_len=max_len,
+            positional=positional,
+            block=block,
+            mlp_ratio=mlp_ratio,
+            dropout=dropout,
+            attn_dropout=attn_dropout,
+        )
         self.embed = nn.Embedding(vocab_size, dim)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.pos = None
@@ -213,6 +225,7 @@ class GPTLanguageModel(nn.Module):
             vocab_size, dim, num_heads, num_layers, max_len, positional, block, mlp_ratio, dropout, attn_dropout
         )
         self.head = NextTokenHead(dim, vocab_size)
+        self.config = dict(self.backbone.config)
 
     @property
     def vocab_size(self) -> int:
@@ -408,26 +421,3 @@ def generate(
     lengths = lengths.clamp(max=seq.shape[1])
     mask = torch.arange(seq.shape[1], device=device) < lengths[:, None]
     return Generation(seq.masked_fill(~mask, pad_token), mask, lengths, steps)
-
-# %% ../../nbs/13_models.gpt.ipynb #1bb52512
-def toy_sentences(
-    n: int,  # number of sentences
-    K: int,  # codebook size
-    generator: torch.Generator | None = None,  # random stream
-) -> tuple:  # codes (n, N) long, mask (n, N) bool, Bayes cross entropy per target (float)
-    "Strictly decreasing code runs ending in 0, as padded codes, mask and the Bayes -log p of each target."
-    runs = []
-    for _ in range(n):
-        c = int(torch.randint(0, K, (1,), generator=generator))
-        run = [c]
-        while c > 0:
-            c = int(torch.randint(0, c, (1,), generator=generator))
-            run.append(c)
-        runs.append(run)
-    N = max(map(len, runs))
-    codes, mask = torch.zeros(n, N, dtype=torch.long), torch.zeros(n, N, dtype=torch.bool)
-    nll = []
-    for i, r in enumerate(runs):
-        codes[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), True
-        nll += [math.log(K)] + [math.log(c) for c in r[:-1]] + [0.0]  # first code, next codes, stop
-    return codes, mask, sum(nll) / len(nll)
