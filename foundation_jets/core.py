@@ -343,10 +343,11 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale_temporaries(
     folder: str | Path,  # folder holding the temporaries
-    name: str | None = None,  # only those of this output name; None: of every output
+    name: str | Sequence[str] | None = None,  # only those of this output name (or names); None: of every output
     suffix: str = '.part',  # '.part' files, or e.g. '.extracting' folders
 ) -> list[Path]:  # what was removed
     "Remove the temporaries `.NAME.HOST.PID.*SUFFIX` whose writer on this host no longer runs (killed by -9)."
+    names = {name} if isinstance(name, str) else None if name is None else set(name)
     pattern = re.compile(r'\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+' + re.escape(suffix))
     try:
         entries = list(os.scandir(folder))
@@ -355,7 +356,7 @@ def remove_stale_temporaries(
     removed = []
     for e in entries:
         m = pattern.fullmatch(e.name)
-        if m is None or m['host'] != _HOST or (name is not None and m['name'] != name):
+        if m is None or m['host'] != _HOST or (names is not None and m['name'] not in names):
             continue
         if _pid_alive(int(m['pid'])):
             continue

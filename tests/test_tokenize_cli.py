@@ -78,3 +78,39 @@ def test_bad_tokenizer_file_is_reported(tmp_path, capsys):
     assert cli_main(['--tokenizer', str(tmp_path / 'junk.pt'), '--out', str(tmp_path), '--quiet', str(FILES[0])]) == 1
     err = capsys.readouterr().err
     assert 'junk.pt' in err and 'Traceback' not in err
+
+
+def _jets_in(folder):
+    return sum(len(read_token_shard(p)['codes']) for p in sorted(folder.glob('*.tokens.h5')))
+
+
+def test_rerun_with_another_chunk_size_never_duplicates_jets(tok_file, tmp_path, capsys):
+    "Issue 11.6: --chunk-size 100 into a folder written with --chunk-size 20 is refused (or --overwrite replaces)."
+    from foundation_jets.tokenize.shards import TOKEN_LAYOUT_FILE, cli_main
+
+    _, path = tok_file
+    base = ['--tokenizer', str(path), '--out', str(tmp_path), '--entry-stop', '60', '--device', 'cpu', '--quiet']
+    assert cli_main([*base, '--chunk-size', '20', str(FILES[0])]) == 0
+    assert len(list(tmp_path.glob('*.tokens.h5'))) == 3 and _jets_in(tmp_path) == 60
+    assert (tmp_path / TOKEN_LAYOUT_FILE).is_file()
+    with pytest.raises(SystemExit) as e:
+        cli_main([*base, '--chunk-size', '100', str(FILES[0])])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert '--chunk-size 20 (this run: 100)' in err and '--overwrite' in err, err
+    assert _jets_in(tmp_path) == 60  # nothing added
+    assert cli_main([*base, '--chunk-size', '100', '--overwrite', str(FILES[0])]) == 0
+    assert [p.name for p in tmp_path.glob('*.tokens.h5')] == ['TTBar_000.tokens.h5'] and _jets_in(tmp_path) == 60
+    assert cli_main([*base, '--chunk-size', '100', str(FILES[0])]) == 0  # same options: resumes
+
+
+def test_folder_of_shards_without_a_layout_is_refused(tok_file, tmp_path, capsys):
+    from foundation_jets.tokenize.shards import TOKEN_LAYOUT_FILE, cli_main
+
+    _, path = tok_file
+    base = ['--tokenizer', str(path), '--out', str(tmp_path), '--entry-stop', '30', '--device', 'cpu', '--quiet']
+    assert cli_main([*base, str(FILES[0])]) == 0
+    (tmp_path / TOKEN_LAYOUT_FILE).unlink()
+    with pytest.raises(SystemExit):
+        cli_main([*base, '--chunk-size', '10', str(FILES[0])])
+    assert f'no {TOKEN_LAYOUT_FILE}' in capsys.readouterr().err

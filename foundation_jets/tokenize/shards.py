@@ -21,15 +21,26 @@ import torch
 import uproot
 from torch import Tensor, nn
 
-from ..core import ConfigError, DataFormatError, FoundationJetsError, ParticleSet, atomic_path, get_device
+from foundation_jets.core import (
+    ConfigError,
+    DataFormatError,
+    FoundationJetsError,
+    ParticleSet,
+    atomic_path,
+    atomic_write_text,
+    check_output_dir,
+    get_device,
+    remove_stale_temporaries,
+)
 from ..data.features import FeatureSpec
 from ..data.jets import read_jetclass
 from .tokenizers import BinnedTokenizer, MLPTokenizer, VQVAETokenizer
 
 # %% auto #0
-__all__ = ['TOKENIZER_CLASSES', 'build_tokenizer', 'tokenizer_bytes', 'save_tokenizer', 'tokenizer_from_bytes', 'load_tokenizer',
-           'set_lengths', 'length_batches', 'encode_sets', 'tokenize_jets', 'decode_tokens', 'write_token_shard',
-           'read_token_shard', 'shard_ok', 'tokenize_files', 'cli_main']
+__all__ = ['TOKENIZER_CLASSES', 'TOKEN_LAYOUT_FILE', 'build_tokenizer', 'tokenizer_bytes', 'save_tokenizer',
+           'tokenizer_from_bytes', 'load_tokenizer', 'set_lengths', 'length_batches', 'encode_sets', 'tokenize_jets',
+           'decode_tokens', 'write_token_shard', 'read_token_shard', 'check_shard_layout', 'shard_ok', 'tokenize_files',
+           'cli_main']
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #82e37ec0
 TOKENIZER_CLASSES = {'VQVAETokenizer': VQVAETokenizer, 'MLPTokenizer': MLPTokenizer, 'BinnedTokenizer': BinnedTokenizer}
@@ -165,10 +176,10 @@ def length_batches(
     mask: Tensor,  # (B, N) bool, True = real
     batch_size: int,  # at most this many sets per batch
     sort: bool = True,  # group sets of similar length (longest first); False = input order, fixed-size batches
-    max_padding: float = 0.1,  # with sort: close a batch before more than this fraction of its trimmed slots is padding ...
+    max_padding: float = 0.1,  # with sort: close a batch before more than this fraction of its slots is padding ...
     min_batch: int = 16,  # ... unless it holds fewer than this many sets
 ) -> list[Tensor]:  # index tensors, one per batch
-    "Indices of the sets in each batch: sorted by length and cut so that a batch trimmed to its longest set holds little padding."
+    "Indices of the sets in each batch: sorted by length, cut so that a batch trimmed to its longest set pads little."
     if batch_size < 1:
         raise ConfigError(f'batch_size must be >= 1, got {batch_size}')
     if not 0 <= max_padding <= 1:
@@ -192,7 +203,7 @@ def length_batches(
 
 
 def _batched(tokenizer, fn, a, mask, batch_size, device, fill, sort=True):
-    "fn(a, mask) on trimmed batches of similar-length sets; results written back in input order (`fill` elsewhere), None if all sets are empty."
+    "fn(a, mask) on trimmed batches of similar-length sets, in input order (`fill` elsewhere); None: all sets empty."
     batches = length_batches(mask, batch_size, sort)
     device, lengths = get_device(device), set_lengths(mask)
 
@@ -402,6 +413,57 @@ def read_token_shard(
     return out
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #e429e2c6
+TOKEN_LAYOUT_FILE = 'token_layout.json'
+_LAYOUT_FORMAT = 'foundation_jets.token_layout'
+_LAYOUT_OPTIONS = {
+    'chunk_size': '--chunk-size',
+    'max_particles': '--max-particles',
+    'entry_stop': '--entry-stop',
+    'tokenizer_sha256': 'the sha256 of --tokenizer',
+}
+
+
+def check_shard_layout(
+    out_dir: str | Path,  # folder of the shards
+    layout: dict,  # the options that define the shards: keys of `_LAYOUT_OPTIONS`
+    overwrite: bool = False,  # delete shards written with another layout instead of refusing
+) -> str:  # 'new' (recorded now), 'same' (matches the record) or 'overwritten' (old shards deleted)
+    "Record the shard layout of `out_dir`, or check a run's layout against the recorded one."
+    out_dir = Path(out_dir)
+    path, shards = out_dir / TOKEN_LAYOUT_FILE, sorted(out_dir.glob('*.tokens.h5'))
+    layout = {'format': _LAYOUT_FORMAT, 'version': 1, **layout}
+    status = 'new'
+    if path.exists():
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        if recorded == layout:
+            return 'same'
+        if not overwrite:
+            diff = [
+                f'{opt} {recorded.get(k)!r} (this run: {layout[k]!r})'
+                for k, opt in _LAYOUT_OPTIONS.items()
+                if recorded.get(k) != layout[k]
+            ]
+            raise ConfigError(
+                f"--out {str(out_dir)!r}: its {len(shards)} shard(s) were written with "
+                + (', '.join(diff) if diff else f'an unreadable {TOKEN_LAYOUT_FILE}')
+                + '; rerun with the same options, or pass --overwrite to delete them and start again'
+            )
+    elif shards and not overwrite:
+        raise ConfigError(
+            f"--out {str(out_dir)!r}: holds {len(shards)} token shard(s) but no {TOKEN_LAYOUT_FILE} saying how they "
+            'were made; write to another folder, or pass --overwrite to delete them and start again'
+        )
+    if overwrite and (shards or path.exists()):
+        for f in shards:
+            f.unlink()
+        status = 'overwritten'
+    atomic_write_text(path, json.dumps(layout, indent=1, sort_keys=True) + '\n')
+    return status
+
+# %% ../../nbs/11c_tokenize.shards.ipynb #37a59d2c
 def _num_entries(path):
     try:
         with uproot.open(path) as f:
@@ -436,60 +498,67 @@ def tokenize_files(
     device=None,  # None = CUDA when available
     entry_stop: int | None = None,  # read at most this many jets per file
     log=None,  # callable(str) for progress lines, or None
+    overwrite: bool = False,  # delete shards written with other options instead of refusing (see above)
 ) -> list[dict]:  # per shard: input, output, entry_start, entry_stop, status ('written', 'skipped', 'rewritten')
     "Tokenize JetClass files into self-contained token shards, resuming where a previous run stopped."
     if chunk_size < 1:
         raise ConfigError(f'chunk_size must be >= 1, got {chunk_size}')
+    get_device(device)  # an unusable device fails before any work
     tpath = Path(tokenizer_path)
     tok, spec = load_tokenizer(tpath)
     tbytes = tpath.read_bytes()
     sha = hashlib.sha256(tbytes).hexdigest()
-    out_dir = Path(out_dir)
-    report = []
+    out_dir = check_output_dir(out_dir, 'out_dir')
+    plan = []
     for inp in map(Path, inputs):
         n = _num_entries(inp)
         if entry_stop is not None:
             n = min(n, entry_stop)
         starts = list(range(0, n, chunk_size)) or [0]
         for k, start in enumerate(starts):
-            stop = min(n, start + chunk_size)
-            out = out_dir / (f'{inp.stem}.tokens.h5' if len(starts) == 1 else f'{inp.stem}.{k:04d}.tokens.h5')
-            meta = {'source': inp.name, 'entry_start': start, 'entry_stop': stop, 'tokenizer_sha256': sha}
-            status = 'written'
-            if out.exists():
-                if shard_ok(out, meta):
-                    status = 'skipped'
-                else:
-                    status = 'rewritten'
-            if status != 'skipped':
-                chunks = list(
-                    read_jetclass(
-                        inp,
-                        chunk_size=max(1, stop - start),
-                        max_particles=max_particles,
-                        entry_start=start,
-                        entry_stop=stop,
-                    )
+            name = f'{inp.stem}.tokens.h5' if len(starts) == 1 else f'{inp.stem}.{k:04d}.tokens.h5'
+            plan.append((inp, start, min(n, start + chunk_size), out_dir / name))
+    layout = dict(chunk_size=chunk_size, max_particles=max_particles, entry_stop=entry_stop, tokenizer_sha256=sha)
+    check_shard_layout(out_dir, layout, overwrite)
+    remove_stale_temporaries(out_dir, [out.name for *_, out in plan])
+    report = []
+    for inp, start, stop, out in plan:
+        meta = {'source': inp.name, 'entry_start': start, 'entry_stop': stop, 'tokenizer_sha256': sha}
+        status = 'written'
+        if out.exists():
+            if shard_ok(out, meta):
+                status = 'skipped'
+            else:
+                status = 'rewritten'
+        if status != 'skipped':
+            chunks = list(
+                read_jetclass(
+                    inp,
+                    chunk_size=max(1, stop - start),
+                    max_particles=max_particles,
+                    entry_start=start,
+                    entry_stop=stop,
                 )
-                if chunks:
-                    sets = chunks[0]
-                else:
-                    sets = ParticleSet(
-                        torch.zeros(0, max_particles, 4),
-                        torch.zeros(0, max_particles, dtype=torch.bool),
-                        torch.zeros(0, dtype=torch.long),
-                        feature_names=('part_px', 'part_py', 'part_pz', 'part_energy'),
-                    )
-                codes, mask = tokenize_jets(tok, spec, sets, batch_size, device)
-                write_token_shard(out, codes, mask, sets.labels, tbytes, spec, meta)
-            report.append(
-                {'input': str(inp), 'output': str(out), 'entry_start': start, 'entry_stop': stop, 'status': status}
             )
-            if log:
-                log(f'{status:9s} {out} ({stop - start} jets from {inp.name})')
+            if chunks:
+                sets = chunks[0]
+            else:
+                sets = ParticleSet(
+                    torch.zeros(0, max_particles, 4),
+                    torch.zeros(0, max_particles, dtype=torch.bool),
+                    torch.zeros(0, dtype=torch.long),
+                    feature_names=('part_px', 'part_py', 'part_pz', 'part_energy'),
+                )
+            codes, mask = tokenize_jets(tok, spec, sets, batch_size, device)
+            write_token_shard(out, codes, mask, sets.labels, tbytes, spec, meta)
+        report.append(
+            {'input': str(inp), 'output': str(out), 'entry_start': start, 'entry_stop': stop, 'status': status}
+        )
+        if log:
+            log(f'{status:9s} {out} ({stop - start} jets from {inp.name})')
     return report
 
-# %% ../../nbs/11c_tokenize.shards.ipynb #c60482d5
+# %% ../../nbs/11c_tokenize.shards.ipynb #ac30e06d
 def _parser():
     p = argparse.ArgumentParser(
         prog='fj tokenize', description='Tokenize JetClass ROOT files into self-contained HDF5 token shards.'
@@ -502,6 +571,7 @@ def _parser():
     p.add_argument('--batch-size', type=int, default=1024, help='jets per forward pass (default 1024)')
     p.add_argument('--entry-stop', type=int, default=None, help='read at most this many jets per file')
     p.add_argument('--device', default=None, help='torch device (default: CUDA when available)')
+    p.add_argument('--overwrite', action='store_true', help='delete shards made with other options first')
     p.add_argument('--quiet', action='store_true', help='no progress lines')
     return p
 
@@ -523,6 +593,11 @@ def cli_main(
     if missing:
         p.error(f'input file(s) not found: {", ".join(missing)}')
     try:
+        get_device(a.device)
+    except ConfigError as e:
+        p.error(f'--device: {e}')
+    try:
+        check_output_dir(a.out, '--out')
         rep = tokenize_files(
             a.tokenizer,
             a.files,
@@ -533,6 +608,7 @@ def cli_main(
             a.device,
             a.entry_stop,
             None if a.quiet else print,
+            a.overwrite,
         )
     except ConfigError as e:
         p.error(str(e))
@@ -540,7 +616,6 @@ def cli_main(
         print(f'fj tokenize: error: {e}', file=sys.stderr)
         return 1
     if not a.quiet:
-        print(
-            f"{sum(r['status'] != 'skipped' for r in rep)} shard(s) written, {sum(r['status'] == 'skipped' for r in rep)} skipped"
-        )
+        done = sum(r['status'] != 'skipped' for r in rep)
+        print(f"{done} shard(s) written, {len(rep) - done} skipped")
     return 0
