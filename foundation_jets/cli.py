@@ -12,6 +12,7 @@ import importlib
 import io
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -20,6 +21,7 @@ import numpy as np
 import yaml
 import torch
 import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from foundation_jets.core import (
@@ -41,8 +43,8 @@ from .models.deepsets import DeepSets
 from .tasks.classifier import SetClassifier
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL', 'DEFAULT_DATA', 'LIGHTNING_COMMANDS', 'TOOLS', 'USAGE', 'trainer_defaults', 'FjCLI', 'run_lightning',
-           'run_tool', 'main']
+__all__ = ['DEFAULT_MODEL', 'DEFAULT_DATA', 'LIGHTNING_COMMANDS', 'TOOLS', 'USAGE', 'SIMULATE_USAGE', 'trainer_defaults', 'FjCLI',
+           'check_checkpoint', 'run_lightning', 'run_tool', 'Terminated', 'main']
 
 # %% ../nbs/40_cli.ipynb #68a295cb
 DEFAULT_MODEL = {
@@ -59,7 +61,7 @@ DEFAULT_DATA = {'class_path': 'foundation_jets.data.modules.JetNpyDataModule'}
 
 
 def trainer_defaults() -> dict:
-    "Trainer defaults of `fj fit|validate|test|predict` (any of them can be overridden in YAML or on the command line)."
+    "Trainer defaults of `fj fit|validate|test|predict` (each can be overridden in YAML or on the command line)."
     return {
         'accelerator': 'auto',
         'precision': lightning_precision(),
@@ -88,17 +90,19 @@ class FjCLI(LightningCLI):
             if e.code in (0, None):
                 sys.stderr.write(text)
                 raise
-            lines = [l.strip() for l in text.splitlines() if l.strip()]
-            i = next((k for k, l in enumerate(lines) if 'error:' in l), None)
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            i = next((k for k, line in enumerate(lines) if 'error:' in line), None)
             msg = ' '.join(lines[i:]) if i is not None else text.strip()
             cmd = args[0] if args else 'fit'
             sys.stderr.write(
-                f"usage: fj {cmd} [--config CONFIG.yaml] [--section.option VALUE ...]   (`fj {cmd} --help` lists the options)\n"
+                f"usage: fj {cmd} [--config CONFIG.yaml] [--section.option VALUE ...]   "
+                f"(`fj {cmd} --help` lists the options)\n"
                 f"fj {cmd}: {msg[msg.index('error:') :] if 'error:' in msg else msg}\n"
             )
             raise
         sys.stderr.write(err.getvalue())
         self._check_config_sections(args)
+        self._check_values()
 
     def _check_config_sections(self, args):
         "jsonargparse ignores unknown top-level sections of a config file under a subcommand; we refuse them."
@@ -120,8 +124,23 @@ class FjCLI(LightningCLI):
                 )
                 raise SystemExit(2)
 
+    def _check_values(self):
+        "Refuse values that would only fail deep inside the run: a bad `--ckpt_path`, a batch size below 1."
+        cmd = self.config.get('subcommand')
+        cfg = self.config.get(cmd) if cmd else self.config
+        if cfg is None:
+            return
+        ckpt = cfg.get('ckpt_path')
+        if ckpt and str(ckpt) not in ('last', 'best', 'hpc', 'registry') and '://' not in str(ckpt):
+            check_checkpoint(ckpt)
+        init = (cfg.get('data') or {}).get('init_args') or {}
+        for key, low in (('batch_size', 1), ('num_workers', 0)):
+            v = init.get(key) if hasattr(init, 'get') else None
+            if v is not None and (not isinstance(v, int) or v < low):
+                raise ConfigError(f'--data.{key} {v!r}: must be an integer >= {low}')
+
     def instantiate_classes(self):
-        "Build the objects; an invalid value in the config is a one-line `ConfigError` (set FJ_DEBUG=1 for the traceback)."
+        "Build the objects; an invalid value in the config is a one-line `ConfigError` (`fj --debug`: the traceback)."
         try:
             super().instantiate_classes()
         except Exception as e:
@@ -132,7 +151,7 @@ class FjCLI(LightningCLI):
                 c = c.__cause__ or c.__context__
             if c is not None:
                 raise c from None
-            lines = [l for l in str(e).splitlines() if l.strip() and not l.startswith('Given value')]
+            lines = [line for line in str(e).splitlines() if line.strip() and not line.startswith('Given value')]
             raise ConfigError(
                 f"cannot build the objects of the config: {type(e).__name__}: {' '.join(lines[:4])}"
             ) from None
@@ -144,6 +163,26 @@ class FjCLI(LightningCLI):
 
 
 LIGHTNING_COMMANDS = ('fit', 'validate', 'test', 'predict')
+
+
+def check_checkpoint(
+    path: str | Path,  # the file given with --ckpt_path
+) -> Path:
+    "Refuse a missing, truncated or foreign checkpoint before Lightning loads it (which would show a traceback)."
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--ckpt_path {str(path)!r}: {'not a file' if p.exists() else 'file not found'}")
+    try:
+        ck = torch.load(p, map_location='cpu', weights_only=True, mmap=True)  # never runs pickled code
+    except Exception as e:
+        msg = (str(e).strip().splitlines() or [''])[0]
+        raise DataFormatError(
+            p, 'ckpt_path', 'a Lightning checkpoint of tensors and plain types', got=f'{type(e).__name__}: {msg}'[:200]
+        ) from None
+    if not isinstance(ck, dict) or 'state_dict' not in ck:
+        got = sorted(map(str, ck))[:6] if isinstance(ck, dict) else type(ck).__name__
+        raise DataFormatError(p, 'ckpt_path', "a Lightning checkpoint (a dict with 'state_dict')", got=got)
+    return p
 
 
 def run_lightning(
@@ -164,8 +203,14 @@ def run_lightning(
         )
     except SystemExit as e:
         return _exit_code(e)
+    except ConfigError as e:
+        print(f"fj {argv[0]}: error: {e}", file=sys.stderr)
+        return 2
     except FoundationJetsError as e:
         print(f"fj {argv[0]}: error: {e}", file=sys.stderr)
+        return 1
+    except MisconfigurationException as e:
+        print(f"fj {argv[0]}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return 0
 
@@ -189,7 +234,7 @@ TOOLS = {
     'demo': 'foundation_jets.demo',
 }
 
-USAGE = """usage: fj COMMAND [options]
+USAGE = """usage: fj [--debug] COMMAND [options]
 
 Training (LightningCLI; `fj fit --help` lists every option):
   fj fit      [--config cfg.yaml] [--trainer.max_epochs N] ...   train (resume: --ckpt_path last)
@@ -200,12 +245,21 @@ Tools:
   fj download ...                                                  fetch public datasets
   fj simulate jets|events|lartpc|tracks ...                        simulate samples
   fj tokenize --tokenizer TOK.pt --out DIR FILES...                tokenize jets into self-contained shards
-  fj demo [--out runs/demo] [--smoke]                              OmniJet-α end to end: tokenize, pretrain, generate, transfer
+  fj demo [--out runs/demo] [--smoke]                              OmniJet-α end to end on the embedded jets
+Errors are one line and a non-zero exit code; `fj --debug COMMAND ...` (or FJ_DEBUG=1) shows the traceback.
+"""
+
+SIMULATE_USAGE = """usage: fj simulate KIND [options]      (`fj simulate KIND --help` lists the options of KIND)
+
+  jets     JetClass-like boosted jets from Pythia 8 + fastjet, one ROOT file per process
+  events   ADC2021-like L1 events (19 objects x 4) from Pythia 8, one HDF5 file
+  lartpc   LArTPC point clouds in the PILArNet-M v2 HDF5 layout
+  tracks   charged tracks in a solenoid: a 2-D barrel HDF5 shard or TrackML-like CSV
 """
 
 
-def _usage_error(msg: str) -> int:
-    print(USAGE.split('\n\n')[0], file=sys.stderr)
+def _usage_error(msg: str, usage: str = USAGE) -> int:
+    print(usage.split('\n\n')[0], file=sys.stderr)
     print(f"fj: error: {msg}", file=sys.stderr)
     return 2
 
@@ -247,11 +301,31 @@ def run_tool(
     return int(rc or 0)
 
 # %% ../nbs/40_cli.ipynb #526fb1ce
-def main(
-    argv: list[str] | None = None,  # arguments without the program name (default: sys.argv[1:])
-) -> int:  # exit code: 0 success, 2 usage error
-    "The `fj` command."
-    argv = list(sys.argv[1:] if argv is None else argv)
+class Terminated(KeyboardInterrupt):
+    "SIGTERM, raised like Ctrl-C so that cleanups run."
+
+    signum = int(signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    "Within the block, SIGTERM raises `Terminated` (main thread only; elsewhere a no-op)."
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv:
         return _usage_error('a command is required')
     cmd = argv[0]
@@ -264,10 +338,61 @@ def main(
         return run_tool(cmd, argv[1:])  # single-word tools: download, tokenize, demo
     if cmd == 'simulate':
         what = argv[1] if len(argv) > 1 else None
-        if what in ('-h', '--help'):
-            print(USAGE)
+        if what in ('-h', '--help', 'help'):
+            print(SIMULATE_USAGE)
             return 0
         if f'simulate {what}' not in TOOLS:
-            return _usage_error(f"fj simulate needs one of jets, events, lartpc, tracks; got {what!r}")
+            return _usage_error(f"fj simulate needs one of jets, events, lartpc, tracks; got {what!r}", SIMULATE_USAGE)
         return run_tool(f'simulate {what}', argv[2:])
     return _usage_error(f"unknown command {cmd!r}")
+
+
+def _one_line(e: BaseException) -> str:
+    text = ' '.join(str(e).split())
+    return text[:500] + (' ...' if len(text) > 500 else '')
+
+
+def main(
+    argv: list[str] | None = None,  # arguments without the program name (default: sys.argv[1:])
+) -> int:  # exit code: 0 success, 1 failure, 2 usage error, 130 Ctrl-C, 143 SIGTERM
+    "The `fj` command."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = '--debug' in argv or os.environ.get('FJ_DEBUG', '') not in ('', '0')
+    argv = [a for a in argv if a != '--debug']
+    label = ' '.join(argv[:2]) if argv[:1] == ['simulate'] else (argv[0] if argv else '')
+    before = os.environ.get('FJ_DEBUG')
+    if debug:
+        os.environ['FJ_DEBUG'] = '1'  # FjCLI re-raises too
+    try:
+        with _sigterm_raises():
+            return _dispatch(argv)
+    except KeyboardInterrupt as e:
+        if debug:
+            raise
+        signum = getattr(e, 'signum', int(signal.SIGINT))
+        what = 'terminated' if isinstance(e, Terminated) else 'interrupted'
+        print(f"fj {label}: {what}; rerun to resume", file=sys.stderr)
+        return 128 + signum
+    except Exception as e:
+        if debug:
+            raise
+        if isinstance(e, ConfigError):
+            print(f"fj {label}: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        if isinstance(e, (FoundationJetsError, OSError)):
+            print(f"fj {label}: error: {_one_line(e)}", file=sys.stderr)
+            return 1
+        if isinstance(e, MemoryError):
+            print(f"fj {label}: error: out of memory", file=sys.stderr)
+            return 1
+        print(
+            f"fj {label}: internal error: {type(e).__name__}: {_one_line(e)} "
+            "(please report it; `fj --debug ...` shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if before is None:
+            os.environ.pop('FJ_DEBUG', None)
+        else:
+            os.environ['FJ_DEBUG'] = before
