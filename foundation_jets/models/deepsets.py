@@ -52,6 +52,14 @@ class DeepSets(nn.Module):
         if n_classes < 1 or n_features < 1:
             raise ConfigError(f"DeepSets: n_features and n_classes must be >= 1, got {n_features}, {n_classes}")
         self.n_features, self.n_classes, self.pooling = n_features, n_classes, pooling
+        self.config = dict(
+            n_features=n_features,
+            n_classes=n_classes,
+            phi_dims=list(phi_dims),
+            f_dims=list(f_dims),
+            pooling=pooling,
+            dropout=dropout,
+        )
         self.phi = mlp([n_features, *phi_dims], final_activation=True)
         self.f = mlp([phi_dims[-1], *f_dims, n_classes], dropout=dropout)
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from fastcore.basics import patch
 from torch import Tensor, nn
 
 from ..core import ConfigError, DataFormatError
@@ -173,7 +174,7 @@ class VQOutput:
 
 # %% ../../nbs/11a_tokenize.quantizer.ipynb #d02fd1d9
 class VectorQuantizer(nn.Module):
-    "Euclidean vector quantizer with affine codebook, synchronised straight-through, LRU replacement and k-means++ init."
+    "Euclidean vector quantizer: affine codebook, synchronised straight-through, LRU replacement, k-means++ init."
 
     def __init__(
         self,
@@ -186,8 +187,7 @@ class VectorQuantizer(nn.Module):
         replace_noise: float = 0.01,  # rho: replacement = z + rho * |z| * N(0, 1)
         kmeans_init: bool = True,  # k-means++ initialisation from the first training batch
         kmeans_iters: int = 10,  # Lloyd iterations of the initialisation
-        budget: int
-        | None = None,  # largest score-matrix chunk of the nearest-code search, in elements (None = `default_budget` of the device)
+        budget: int | None = None,  # largest chunk of the nearest-code search, in elements (None: `default_budget`)
         search_dtype: torch.dtype | None = torch.float32,  # dtype of the search; None = follow autocast
         seed: int = 0,  # seed of the module's generator (initial codes, k-means++, replacement)
     ):
@@ -204,13 +204,10 @@ class VectorQuantizer(nn.Module):
             raise ConfigError(f'replace_after and kmeans_iters must be >= 0, got {replace_after}, {kmeans_iters}')
         if budget is not None:
             chunk_sizes(1, 1, budget)
-        self.num_codes, self.dim, self.beta, self.affine_lr, self.sync_nu = num_codes, dim, beta, affine_lr, sync_nu
-        self.replace_after, self.replace_noise, self.kmeans_init, self.kmeans_iters = (
-            replace_after,
-            replace_noise,
-            kmeans_init,
-            kmeans_iters,
-        )
+        self.num_codes, self.dim, self.beta = num_codes, dim, beta
+        self.affine_lr, self.sync_nu = affine_lr, sync_nu
+        self.replace_after, self.replace_noise = replace_after, replace_noise
+        self.kmeans_init, self.kmeans_iters = kmeans_init, kmeans_iters
         self.budget, self.search_dtype = budget, search_dtype
         self.generator = torch.Generator().manual_seed(seed)
         self.codebook = nn.Parameter(torch.randn(num_codes, dim, generator=self.generator))
@@ -227,92 +224,138 @@ class VectorQuantizer(nn.Module):
             f'sync_nu={self.sync_nu}, replace_after={self.replace_after}, kmeans_init={self.kmeans_init}'
         )
 
-    def effective_codebook(self) -> Tensor:  # (K, D), differentiable
-        "The codes actually used: (1 + a s) * C + a b."
-        if self.affine_lr == 0:
-            return self.codebook
-        a = self.affine_lr
-        return self.codebook * (1 + a * self.affine_scale) + a * self.affine_shift
+# %% ../../nbs/11a_tokenize.quantizer.ipynb #8a265073
+@patch
+def effective_codebook(self: VectorQuantizer) -> Tensor:  # (K, D), differentiable
+    "The codes actually used: (1 + a s) * C + a b."
+    if self.affine_lr == 0:
+        return self.codebook
+    a = self.affine_lr
+    return self.codebook * (1 + a * self.affine_scale) + a * self.affine_shift
 
-    @torch.no_grad()
-    def set_effective_codes(
-        self,
-        codes: Tensor,  # (n, D) new effective code vectors
-        idx: Tensor | None = None,  # (n,) which codes; None = all
-    ):
-        "Set raw codes so that the effective codes equal `codes` (inverts the affine map)."
-        codes = codes.to(self.codebook)
-        if self.affine_lr > 0:
-            scale = 1 + self.affine_lr * self.affine_scale
-            scale = torch.where(scale.abs() < 1e-6, torch.full_like(scale, 1e-6), scale)  # degenerate scale
-            codes = (codes - self.affine_lr * self.affine_shift) / scale
-        if idx is None:
-            self.codebook.copy_(codes)
-        else:
-            self.codebook[idx] = codes
 
-    @torch.no_grad()
-    def init_codebook(
-        self,
-        z: Tensor,  # (..., D) latents, e.g. the first batch
-        mask: Tensor | None = None,  # (...,) bool, True = real
-    ):
-        "k-means++ and Lloyd on the real latents; the centres become the effective codes."
-        centres = kmeans(z.detach(), self.num_codes, mask, self.kmeans_iters, self.generator, self.budget)
-        if len(_flat_real(z, mask)) < self.num_codes:  # duplicates: split them (as vqtorch does)
-            centres = centres + 1e-3 * torch.randn(centres.shape, generator=self.generator).to(centres)
-        self.set_effective_codes(centres)
-        self.initialised.fill_(True)
+@patch
+@torch.no_grad()
+def set_effective_codes(
+    self: VectorQuantizer,
+    codes: Tensor,  # (n, D) new effective code vectors
+    idx: Tensor | None = None,  # (n,) which codes; None = all
+):
+    "Set raw codes so that the effective codes equal `codes` (inverts the affine map)."
+    codes = codes.to(self.codebook)
+    if self.affine_lr > 0:
+        scale = 1 + self.affine_lr * self.affine_scale
+        scale = torch.where(scale.abs() < 1e-6, torch.full_like(scale, 1e-6), scale)  # degenerate scale
+        codes = (codes - self.affine_lr * self.affine_shift) / scale
+    if idx is None:
+        self.codebook.copy_(codes)
+    else:
+        self.codebook[idx] = codes
 
-    @torch.no_grad()
-    def _replace_dead(self, z: Tensor) -> int:
-        dead = (self.lru_counter <= 0).nonzero().squeeze(1)
-        n = len(dead)
-        if n == 0:
-            return 0
-        M = len(z)
-        pick = (
-            torch.randperm(M, generator=self.generator)[:n]
-            if M >= n
-            else torch.randint(0, M, (n,), generator=self.generator)
+# %% ../../nbs/11a_tokenize.quantizer.ipynb #e694b2a0
+@patch
+def lookup(
+    self: VectorQuantizer,
+    indices: Tensor,  # (...,) integer code indices
+    mask: Tensor | None = None,  # (...,) bool, True = real; padding indices are ignored
+) -> Tensor:  # (..., D) effective code vectors; zeros at padding
+    "Decode token indices to effective code vectors."
+    if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
+        raise DataFormatError('VectorQuantizer.lookup', 'indices', 'an integer tensor', got=str(indices.dtype))
+    if mask is not None and mask.shape != indices.shape:
+        raise DataFormatError('VectorQuantizer.lookup', 'mask', f'shape {tuple(indices.shape)}', got=tuple(mask.shape))
+    real = indices.reshape(-1) if mask is None else indices[mask]
+    if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.num_codes):
+        raise DataFormatError(
+            'VectorQuantizer.lookup',
+            'indices',
+            f'integers in [0, {self.num_codes})',
+            got=f'range [{int(real.min())}, {int(real.max())}]',
         )
-        src = z[pick.to(z.device)].float()
-        noise = torch.randn(n, self.dim, generator=self.generator).to(src)
-        self.set_effective_codes(src + self.replace_noise * src.norm(dim=-1, keepdim=True) * noise, dead)
-        self.lru_counter[dead] = self.replace_after
-        return n
+    codebook = self.effective_codebook()
+    if mask is None:
+        return codebook[indices.long()]
+    return codebook.new_zeros(*indices.shape, self.dim).index_put((mask,), codebook[real.long()])
 
-    def _check(self, z: Tensor, mask: Tensor | None):
-        if z.ndim < 1 or z.shape[-1] != self.dim:
-            raise DataFormatError('VectorQuantizer input', 'z', f'shape (..., {self.dim})', got=tuple(z.shape))
-        if mask is not None and (mask.dtype != torch.bool or mask.shape != z.shape[:-1]):
-            raise DataFormatError(
-                'VectorQuantizer input',
-                'mask',
-                f'bool of shape {tuple(z.shape[:-1])}',
-                got=f'{mask.dtype} {tuple(mask.shape)}',
-            )
+# %% ../../nbs/11a_tokenize.quantizer.ipynb #fdc9adab
+@patch
+@torch.no_grad()
+def init_codebook(
+    self: VectorQuantizer,
+    z: Tensor,  # (..., D) latents, e.g. the first batch
+    mask: Tensor | None = None,  # (...,) bool, True = real
+):
+    "k-means++ and Lloyd on the real latents; the centres become the effective codes."
+    centres = kmeans(z.detach(), self.num_codes, mask, self.kmeans_iters, self.generator, self.budget)
+    if len(_flat_real(z, mask)) < self.num_codes:  # duplicates: split them (as vqtorch does)
+        centres = centres + 1e-3 * torch.randn(centres.shape, generator=self.generator).to(centres)
+    self.set_effective_codes(centres)
+    self.initialised.fill_(True)
 
-    def forward(
-        self,
-        z: Tensor,  # (..., D) encoder outputs
-        mask: Tensor | None = None,  # (...,) bool, True = real; None = all real
-    ) -> VQOutput:
-        "Quantize the real latents; in training mode also initialise, replace dead codes and count usage."
-        self._check(z, mask)
-        zr = _flat_real(z, mask)  # only real rows from here on
-        if not torch.isfinite(zr).all():
-            raise DataFormatError(
-                'VectorQuantizer input', 'z', 'finite values at real (mask=True) positions', got='NaN or inf'
-            )
-        n_replaced = 0
-        if self.training and len(zr):
-            if self.kmeans_init and not bool(self.initialised):
-                self.init_codebook(zr)
-            if self.replace_after > 0:
-                n_replaced = self._replace_dead(zr.detach())
-        codebook = self.effective_codebook()
-        idx = nearest_code(zr.detach(), codebook.detach(), self.budget, self.search_dtype)
+# %% ../../nbs/11a_tokenize.quantizer.ipynb #c1425920
+@patch
+@torch.no_grad()
+def _replace_dead(
+    self: VectorQuantizer,
+    z: Tensor,  # (M, D) real latents of the batch
+) -> int:  # number of codes replaced
+    "Move every code whose LRU counter reached 0 onto a noisy copy of a random latent of the batch."
+    dead = (self.lru_counter <= 0).nonzero().squeeze(1)
+    n = len(dead)
+    if n == 0:
+        return 0
+    M = len(z)
+    if M >= n:
+        pick = torch.randperm(M, generator=self.generator)[:n]
+    else:
+        pick = torch.randint(0, M, (n,), generator=self.generator)
+    src = z[pick.to(z.device)].float()
+    noise = torch.randn(n, self.dim, generator=self.generator).to(src)
+    self.set_effective_codes(src + self.replace_noise * src.norm(dim=-1, keepdim=True) * noise, dead)
+    self.lru_counter[dead] = self.replace_after
+    return n
+
+# %% ../../nbs/11a_tokenize.quantizer.ipynb #82d2ffe0
+@patch
+def _check(
+    self: VectorQuantizer,
+    z: Tensor,  # (..., D) latents
+    mask: Tensor | None,  # (...,) bool or None
+):
+    "Raise `DataFormatError` unless `z` ends in `dim` and `mask` is a bool tensor of the batch shape."
+    if z.ndim < 1 or z.shape[-1] != self.dim:
+        raise DataFormatError('VectorQuantizer input', 'z', f'shape (..., {self.dim})', got=tuple(z.shape))
+    if mask is not None and (mask.dtype != torch.bool or mask.shape != z.shape[:-1]):
+        raise DataFormatError(
+            'VectorQuantizer input',
+            'mask',
+            f'bool of shape {tuple(z.shape[:-1])}',
+            got=f'{mask.dtype} {tuple(mask.shape)}',
+        )
+
+# %% ../../nbs/11a_tokenize.quantizer.ipynb #42a2e9c5
+@patch
+def forward(
+    self: VectorQuantizer,
+    z: Tensor,  # (..., D) encoder outputs
+    mask: Tensor | None = None,  # (...,) bool, True = real; None = all real
+) -> VQOutput:
+    "Quantize the real latents; in training mode also initialise, replace dead codes and count usage."
+    self._check(z, mask)
+    zr = _flat_real(z, mask)  # only real rows from here on
+    if not torch.isfinite(zr).all():
+        raise DataFormatError(
+            'VectorQuantizer input', 'z', 'finite values at real (mask=True) positions', got='NaN or inf'
+        )
+    n_replaced = 0
+    if self.training and len(zr):
+        if self.kmeans_init and not bool(self.initialised):
+            self.init_codebook(zr)
+        if self.replace_after > 0:
+            n_replaced = self._replace_dead(zr.detach())
+    codebook = self.effective_codebook()
+    idx = nearest_code(zr.detach(), codebook.detach(), self.budget, self.search_dtype)
+    with torch.autocast(z.device.type, enabled=False):
         c, zf = codebook[idx].float(), zr.float()
         denom = max(len(zr), 1) * self.dim
         codebook_loss = (zf.detach() - c).pow(2).sum() / denom
@@ -321,52 +364,18 @@ class VectorQuantizer(nn.Module):
         zq = zf + (c - zf).detach()
         if self.sync_nu > 0:
             zq = zq + self.sync_nu * (c - c.detach())
-        zq = zq.to(z.dtype)
-        counts = torch.bincount(idx, minlength=self.num_codes)
-        if self.training:
-            with torch.no_grad():
-                self.steps += 1
-                if self.replace_after > 0:
-                    self.lru_counter.sub_(1).clamp_(min=0)
-                    self.lru_counter[idx] = self.replace_after
-        if mask is None:
-            z_q, indices = zq.reshape(z.shape), idx.reshape(z.shape[:-1])
-        else:
-            z_q = zq.new_zeros(z.shape).index_put((mask,), zq)
-            indices = torch.full(mask.shape, -1, dtype=torch.long, device=z.device).index_put((mask,), idx)
-        return VQOutput(
-            z_q,
-            indices,
-            loss,
-            codebook_loss,
-            commitment_loss,
-            counts,
-            perplexity(counts),
-            codebook_utilisation(counts),
-            n_replaced,
-        )
-
-    def lookup(
-        self,
-        indices: Tensor,  # (...,) integer code indices
-        mask: Tensor | None = None,  # (...,) bool, True = real; padding indices are ignored
-    ) -> Tensor:  # (..., D) effective code vectors; zeros at padding
-        "Decode token indices to effective code vectors."
-        if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
-            raise DataFormatError('VectorQuantizer.lookup', 'indices', 'an integer tensor', got=str(indices.dtype))
-        if mask is not None and mask.shape != indices.shape:
-            raise DataFormatError(
-                'VectorQuantizer.lookup', 'mask', f'shape {tuple(indices.shape)}', got=tuple(mask.shape)
-            )
-        real = indices.reshape(-1) if mask is None else indices[mask]
-        if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.num_codes):
-            raise DataFormatError(
-                'VectorQuantizer.lookup',
-                'indices',
-                f'integers in [0, {self.num_codes})',
-                got=f'range [{int(real.min())}, {int(real.max())}]',
-            )
-        codebook = self.effective_codebook()
-        if mask is None:
-            return codebook[indices.long()]
-        return codebook.new_zeros(*indices.shape, self.dim).index_put((mask,), codebook[real.long()])
+    zq = zq.to(z.dtype)
+    counts = torch.bincount(idx, minlength=self.num_codes)
+    if self.training:
+        with torch.no_grad():
+            self.steps += 1
+            if self.replace_after > 0:
+                self.lru_counter.sub_(1).clamp_(min=0)
+                self.lru_counter[idx] = self.replace_after
+    if mask is None:
+        z_q, indices = zq.reshape(z.shape), idx.reshape(z.shape[:-1])
+    else:
+        z_q = zq.new_zeros(z.shape).index_put((mask,), zq)
+        indices = torch.full(mask.shape, -1, dtype=torch.long, device=z.device).index_put((mask,), idx)
+    stats = (counts, perplexity(counts), codebook_utilisation(counts), n_replaced)
+    return VQOutput(z_q, indices, loss, codebook_loss, commitment_loss, *stats)
