@@ -108,6 +108,8 @@ def test_events_unwritable(tmp_path, capsys, no_generation):
     blocker = tmp_path / 'file'
     blocker.write_text('x')
     assert sim_events.cli_main(['--process', 'Ato4l', '--n-events', '2', '--out', str(blocker / 'y.h5')]) == 2
-    assert 'not writable' in capsys.readouterr().err
+    assert '--out' in (err := capsys.readouterr().err) and 'exists and is not a folder' in err, err
+    assert sim_events.cli_main(['--process', 'Ato4l', '--n-events', '2', '--out', '/proc/y.h5']) == 2
+    assert "--out '/proc/y.h5'" in (err := capsys.readouterr().err) and 'not writable' in err, err
     assert sim_events.cli_main(['--process', 'Ato4l', '--n-events', '2', '--out', str(tmp_path)]) == 2
     assert 'is a folder' in capsys.readouterr().err

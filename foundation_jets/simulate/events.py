@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..core import ConfigError
+from ..core import ConfigError, check_output_file, die_with_parent
 from ..data.detectors import ADC2021_SLOTS, write_adc2021_h5
 from .jets import batch_to_numpy, event_slice, pythia_seed, _Lookup, _pseudojets, _dphi
 
@@ -265,12 +265,7 @@ def check_event_request(
         if not isinstance(v, (int, np.integer)) or v < lo:
             raise ConfigError(f'{name} must be an integer >= {lo}, got {v!r}')
     if out is not None:
-        out = Path(out)
-        if out.is_dir():
-            raise ConfigError(f'output {out} is a folder; give a file name such as background.h5')
-        from foundation_jets.simulate.jets import _check_writable_dir
-
-        _check_writable_dir(out.parent)
+        check_output_file(out, '--out', parents=True)
 
 
 def _run_event_chunk(args):
@@ -299,7 +294,9 @@ def simulate_events(
     else:
         import importlib
 
-        pool = mp.get_context('spawn').Pool(min(workers, len(tasks)))
+        pool = mp.get_context('spawn').Pool(
+            min(workers, len(tasks)), initializer=die_with_parent, initargs=(os.getpid(),)
+        )
         it = pool.imap(importlib.import_module('foundation_jets.simulate.events')._run_event_chunk, tasks)
     try:
         for p, rows in it:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..core import ConfigError, DataFormatError, atomic_path
+from ..core import ConfigError, DataFormatError, atomic_path, check_output_dir, die_with_parent
 
 # %% auto #0
 __all__ = ['PROCESSES', 'TYPE_NAMES', 'JetProcess', 'pythia_seed', 'pythia_settings', 'batch_to_numpy', 'event_slice',
@@ -471,7 +471,10 @@ def generate_chunk(
     out, n_ev, max_events = [], 0, max_events or 200 * n_jets + 1000
     while len(out) < n_jets:
         if n_ev >= max_events:
-            raise RuntimeError(f'{process}: only {len(out)} of {n_jets} jets after {n_ev} events')
+            raise ConfigError(
+                f'{process}: only {len(out)} of {n_jets} jets after {n_ev} events; '
+                'the cuts (--pt-min, --pt-max, --abs-eta-max) select (almost) no jets of this process'
+            )
         cols = batch_to_numpy(py.nextBatch(batch_size))
         for i in range(len(cols['offsets']) - 1):
             out += event_jets(
@@ -494,7 +497,8 @@ def resolve_process(
     if name in alias:
         return alias[name]
     raise ConfigError(
-        f'unknown jet process {name!r}; choose from {list(PROCESSES)} or the labels {sorted(JETCLASS_FILE_PREFIXES.values())}'
+        f'unknown jet process {name!r}; choose from {list(PROCESSES)} '
+        f'or the labels {sorted(JETCLASS_FILE_PREFIXES.values())}'
     )
 
 
@@ -526,19 +530,8 @@ def check_jet_request(
         raise ConfigError(f'particle_pt_min must be >= 0, got {particle_pt_min}')
     (cuts or JetCuts()).validate()
     if out_dir is not None:
-        _check_writable_dir(out_dir)
+        check_output_dir(out_dir, '--out')
     return procs
-
-
-def _check_writable_dir(out_dir):
-    d = Path(out_dir)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        with open(d / f'.fj_write_test_{os.getpid()}', 'wb') as f:
-            f.write(b'')
-        (d / f'.fj_write_test_{os.getpid()}').unlink()
-    except OSError as e:
-        raise ConfigError(f'output folder {d} is not writable: {e}') from None
 
 
 def _run_chunk(args):
@@ -586,7 +579,9 @@ def simulate_jets(
     else:  # the worker function must come from the installed module (not a notebook's __main__) to unpickle
         import importlib
 
-        pool = mp.get_context('spawn').Pool(min(workers, len(tasks)))
+        pool = mp.get_context('spawn').Pool(
+            min(workers, len(tasks)), initializer=die_with_parent, initargs=(os.getpid(),)
+        )  # workers ignore Ctrl-C (the parent terminates them) and exit when the parent dies, even by kill -9
         it = pool.imap(importlib.import_module('foundation_jets.simulate.jets')._run_chunk, tasks)
     try:
         for p, js in it:

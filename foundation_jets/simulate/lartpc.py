@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import ConfigError
+from ..core import ConfigError, check_output_file
 from foundation_jets.data.detectors import (
     PILARNET_PID_CLASSES,
     PILARNET_SEMANTIC_CLASSES,
@@ -399,7 +399,7 @@ def recombination(
 
 def voxelize(
     ev: _Event,  # event accumulator
-) -> tuple:  # record {'point' (N, 8) float32, 'cluster' (C, 6) int64, 'cluster_extra' (C, 5) float32}, generator fragment id of clusters 1..C-1
+) -> tuple:  # ({'point' (N, 8) f32, 'cluster' (C, 6) i64, 'cluster_extra' (C, 5) f32}, fragment id of clusters 1..C-1)
     "Bin the deposits of an event on the voxel grid and build the PILArNet-M v2 point and cluster tables."
     d = {k: np.concatenate(v) if v else np.zeros((0, 3) if k == 'pos' else 0) for k, v in ev.dep.items()}
     keep = in_volume(d['pos']) & (d['de'] > 0)
@@ -661,22 +661,6 @@ def write_lartpc(
     return write_pilarnet_h5(path, simulate_lartpc(n_events, seed, config), version=2)
 
 # %% ../../nbs/06c_simulate.lartpc.ipynb #ec938dd8
-def _check_out_file(parser: argparse.ArgumentParser, out: str, suffixes: tuple):
-    "Fail (exit 2) unless `out` has one of `suffixes` and its folder exists and is writable."
-    p = Path(out)
-    if p.suffix.lower() not in suffixes:
-        parser.error(f'--out must end with {" or ".join(suffixes)}, got {out!r}')
-    if p.is_dir():
-        parser.error(f'--out {out!r} is a folder; give a file name')
-    folder = p.parent if str(p.parent) else Path('.')
-    if not folder.is_dir():
-        parser.error(f'the folder of --out does not exist: {str(folder)!r}')
-    if not os.access(folder, os.W_OK | os.X_OK):
-        parser.error(f'the folder of --out is not writable: {str(folder)!r}')
-    if p.exists() and not os.access(p, os.W_OK):
-        parser.error(f'--out {out!r} exists and is not writable')
-
-
 def cli_main(
     argv: list[str] | None = None,  # arguments after `fj simulate lartpc`
 ) -> int:  # exit code: 0 success, 2 bad usage
@@ -695,13 +679,15 @@ def cli_main(
             ap.error(f'--n-events must be >= 1, got {a.n_events}')
         if a.seed < 0:
             ap.error(f'--seed must be >= 0, got {a.seed}')
-        _check_out_file(ap, a.out, ('.h5', '.hdf5'))
+        try:
+            check_output_file(a.out, '--out', ('.h5', '.hdf5'))
+        except ConfigError as e:
+            ap.error(str(e))
     except SystemExit as e:
         return int(e.code or 0)
     t0 = time.perf_counter()
     path = write_lartpc(a.out, a.n_events, a.seed)
     if not a.quiet:
-        print(
-            f'wrote {a.n_events} LArTPC events to {path} ({path.stat().st_size:,} bytes, {a.n_events / (time.perf_counter() - t0):.1f} events/s)'
-        )
+        rate = a.n_events / (time.perf_counter() - t0)
+        print(f'wrote {a.n_events} LArTPC events to {path} ({path.stat().st_size:,} bytes, {rate:.1f} events/s)')
     return 0

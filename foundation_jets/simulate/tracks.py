@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core import ConfigError, ParticleSet, shared_data_dir
+from ..core import ConfigError, ParticleSet, check_output_dir, shared_data_dir
 from ..data.detectors import read_trackml_event, write_trackml_event
 from ..data.modules import read_h5_shard, write_h5_shard
 
@@ -74,20 +74,20 @@ def propagate_helices(
     R, sense = 1000 * np.asarray(pt, float) / (0.3 * b_field), -np.sign(charge).astype(float)
     true, mom = np.full((n, L, 3), np.nan), np.full((n, L, 3), np.nan)
     alive = np.ones(n, bool)
-    for l, rho in enumerate(radii):
+    for layer, rho in enumerate(radii):
         alpha, xy = circle_crossing(pos, phi, R, sense, rho)
         alive &= np.isfinite(alpha)
         a = np.where(alive, alpha, 0.0)
         z = z + R * a * cot
         phi = phi + sense * a
         pos = np.where(alive[:, None], xy, pos)
-        true[alive, l] = np.column_stack([pos, z])[alive]
-        mom[alive, l] = np.column_stack([pt * np.cos(phi), pt * np.sin(phi), pt * cot])[alive]
-        if xx0[l] > 0 and rng is not None:
+        true[alive, layer] = np.column_stack([pos, z])[alive]
+        mom[alive, layer] = np.column_stack([pt * np.cos(phi), pt * np.sin(phi), pt * cot])[alive]
+        if xx0[layer] > 0 and rng is not None:
             sin_t = 1 / np.sqrt(1 + cot**2)
             p = pt / sin_t
             beta = p / np.sqrt(p**2 + PION_MASS**2)
-            x = xx0[l] / sin_t
+            x = xx0[layer] / sin_t
             theta0 = 0.0136 / (beta * p) * np.sqrt(x) * (1 + 0.038 * np.log(x))
             k = rng.normal(size=(n, 2)) * theta0[:, None] * alive[:, None]
             phi = phi + k[:, 0] / sin_t
@@ -314,8 +314,8 @@ def helix_residuals(
     "Residuals of hits from the generating helices of their particles (meaningful without scattering)."
     lay, p = config.layers(), event['particles']
     real = event['particle'] >= 0
-    i, l = event['particle'][real], event['layer'][real]
-    rho = lay['radius'].to_numpy()[l]
+    i, layer = event['particle'][real], event['layer'][real]
+    rho = lay['radius'].to_numpy()[layer]
     vtx = p[['vx', 'vy', 'vz']].to_numpy()[i]
     R = 1000 * p['pt'].to_numpy()[i] / (0.3 * config.b_field)
     alpha, xy = circle_crossing(
@@ -410,29 +410,14 @@ def compact_barrel2d(
     return ParticleSet(ps.x, ps.mask, ps.labels.to(torch.int8), meta, ps.feature_names)
 
 
-def _check_out_dir(parser: argparse.ArgumentParser, out: str):
-    "Fail (exit 2) unless `out` is a writable folder or can be created in a writable parent."
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        parser.error(f'--out {out!r} exists and is not a folder')
-    if p.is_dir():
-        if not os.access(p, os.W_OK | os.X_OK):
-            parser.error(f'--out folder is not writable: {out!r}')
-        return
-    parent = p.parent if str(p.parent) else Path('.')
-    if not parent.is_dir():
-        parser.error(f'the parent folder of --out does not exist: {str(parent)!r}')
-    if not os.access(parent, os.W_OK | os.X_OK):
-        parser.error(f'the parent folder of --out is not writable: {str(parent)!r}')
-
-
 def cli_main(
     argv: list[str] | None = None,  # arguments after `fj simulate tracks`
 ) -> int:  # exit code: 0 success, 2 bad usage
     "Command line: simulate tracking-detector events (2-D barrel HDF5 set shard, or 3-D TrackML CSV)."
     ap = argparse.ArgumentParser(
         prog='fj simulate tracks',
-        description='Simulate charged tracks in a solenoid: a ToyTrack-like 2-D barrel (HDF5 set shard) or a TrackML-like 3-D barrel (TrackML CSV).',
+        description='Simulate charged tracks in a solenoid: a ToyTrack-like 2-D barrel (HDF5 set shard) '
+        'or a TrackML-like 3-D barrel (TrackML CSV).',
     )
     ap.add_argument('--detector', choices=('barrel2d', 'solenoid3d'), default='barrel2d')
     ap.add_argument('--n-events', type=int, required=True, help='number of events (>= 1)')
@@ -479,27 +464,27 @@ def cli_main(
             cfg = TrackingConfig(**kw).validate()
         except ConfigError as e:
             ap.error(str(e))
-        _check_out_dir(ap, a.out)
+        try:
+            check_output_dir(a.out, '--out', parents=False)
+        except ConfigError as e:
+            ap.error(str(e))
     except SystemExit as e:
         return int(e.code or 0)
     t0 = time.perf_counter()
     out = Path(a.out)
     out.mkdir(exist_ok=True)
     if d3:
-        files = write_solenoid3d(out, a.n_events, a.seed, cfg)
+        write_solenoid3d(out, a.n_events, a.seed, cfg)
     else:
-        files = [
-            write_h5_shard(
-                out / 'barrel2d.h5',
-                compact_barrel2d(simulate_barrel2d(a.n_events, a.seed, cfg)),
-                attrs={
-                    'simulate': {k: v for k, v in vars(a).items() if k not in ('out', 'quiet')},
-                    'config': dict(vars(cfg)),
-                },
-            )
-        ]
-    if not a.quiet:
-        print(
-            f'wrote {a.n_events} {a.detector} events to {out} ({sum(f.stat().st_size for f in out.iterdir()):,} bytes, {a.n_events / (time.perf_counter() - t0):.0f} events/s)'
+        write_h5_shard(
+            out / 'barrel2d.h5',
+            compact_barrel2d(simulate_barrel2d(a.n_events, a.seed, cfg)),
+            attrs={
+                'simulate': {k: v for k, v in vars(a).items() if k not in ('out', 'quiet')},
+                'config': dict(vars(cfg)),
+            },
         )
+    if not a.quiet:
+        size, rate = sum(f.stat().st_size for f in out.iterdir()), a.n_events / (time.perf_counter() - t0)
+        print(f'wrote {a.n_events} {a.detector} events to {out} ({size:,} bytes, {rate:.0f} events/s)')
     return 0
