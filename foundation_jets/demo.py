@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
-from .core import ConfigError, ParticleSet, seed_everything, get_device
+from .core import ConfigError, ParticleSet, check_output_dir, seed_everything, get_device
 from .data.jets import JETCLASS_LABELS, load_embedded_jets
 from .data.features import omnijet_spec
 from .metrics import codebook_usage, metrics_to_json, plot_hist_ratio, round_trip_resolutions
@@ -33,8 +33,8 @@ from foundation_jets.tasks.generation import (
 from .tasks.transfer import evaluate_classifier, train_transfer, transfer_classifier
 
 # %% auto #0
-__all__ = ['DemoConfig', 'demo_splits', 'train_demo_tokenizer', 'original_observables', 'demo_sentences', 'demo_transfer',
-           'run_demo', 'format_demo', 'cli_main']
+__all__ = ['DemoConfig', 'demo_splits', 'usable_n_train', 'train_demo_tokenizer', 'original_observables', 'demo_sentences',
+           'demo_transfer', 'run_demo', 'format_demo', 'cli_main']
 
 # %% ../nbs/41_demo.ipynb #85728eeb
 @dataclass
@@ -108,6 +108,15 @@ def demo_splits(
         if c in tagged:
             out['train_pool'].append(idx[n_ref + n_test :])
     return {k: torch.cat(v).sort().values for k, v in out.items()}
+
+# %% ../nbs/41_demo.ipynb #898fd106
+def usable_n_train(
+    n_train: int,  # labelled jets asked for
+    pool_labels: torch.Tensor,  # class ids (`JETCLASS_LABELS`) of the training pool
+) -> int:  # labelled jets the transfer step uses: half top, half QCD
+    "The number of balanced labelled jets the pool can give for a request of `n_train`."
+    per_class = min(int((pool_labels == JETCLASS_LABELS.index(c)).sum()) for c in ('Tbqq', 'QCD'))
+    return 2 * min(n_train // 2, per_class)
 
 # %% ../nbs/41_demo.ipynb #ee7d89db
 def _tokenizer_quality(tokenizer, spec, raw: ParticleSet, original_obs: dict) -> dict:
@@ -202,7 +211,7 @@ def demo_transfer(cfg: DemoConfig, lm: GPTLanguageModel, pool: TokenSentences, t
     wins = [f['auc'] > s['auc'] for f, s in zip(runs['finetune'], runs['scratch'])]
     return {
         'task': 'top (Tbqq) vs QCD',
-        'n_train': cfg.n_train,
+        'n_train': len(train),
         'n_test': len(test),
         'head': cfg.transfer_head,
         'steps': cfg.transfer_steps,
@@ -264,6 +273,13 @@ def run_demo(
         spec = omnijet_spec()
         jets = load_embedded_jets(max_particles=cfg.max_particles)
         sp = demo_splits(jets.labels, cfg.reference_fraction, cfg.n_test_per_class, cfg.seed)
+        n_train = usable_n_train(cfg.n_train, jets.labels[sp['train_pool']])
+        if n_train < cfg.n_train:
+            print(
+                f'fj demo: warning: --n-train {cfg.n_train}: the training pool gives {n_train} balanced labelled jets '
+                f"(half top, half QCD, from {len(sp['train_pool'])} jets); using {n_train}",
+                file=sys.stderr,
+            )
         m['data'] = {'jets': len(jets), **{f'n_{k}': len(v) for k, v in sp.items()}}
         say(f"[1/5] tokenizer: {len(sp['pretrain'])} training jets")
         train_feats = spec.apply(jets[sp['pretrain']], compact=True)
@@ -342,15 +358,16 @@ def run_demo(
             'c2st_auc': ev['c2st_auc'],
             'untrained': {'kl_mean': ev0['kl_mean'], 'c2st_auc': ev0['c2st_auc']},
         }
-        say(f"[5/5] transfer: {cfg.n_train} labelled jets x {len(cfg.seeds)} seeds x 3 regimes")
+        say(f"[5/5] transfer: {n_train} labelled jets x {len(cfg.seeds)} seeds x 3 regimes")
         m['transfer'] = demo_transfer(
-            cfg,
+            dataclasses.replace(cfg, n_train=n_train),
             lm,
             TokenSentences(
                 sents.tokens[sp['train_pool']], sents.mask[sp['train_pool']], sents.labels[sp['train_pool']]
             ),
             TokenSentences(sents.tokens[sp['test']], sents.mask[sp['test']], sents.labels[sp['test']]),
         )
+        m['transfer']['n_train_requested'] = cfg.n_train
         m['wall_time_s'] = time.perf_counter() - t_start
         m['threads'] = torch.get_num_threads()
         m['device'] = 'cpu'
@@ -373,7 +390,8 @@ def format_demo(m: dict) -> str:
         ),
         (
             '  jet mass resolution',
-            f"{t['mass_resolution_GeV']:.1f} GeV (binned {t['binned']['mass_resolution_GeV']:.1f}, untrained {t['untrained']['mass_resolution_GeV']:.1f})",
+            f"{t['mass_resolution_GeV']:.1f} GeV (binned {t['binned']['mass_resolution_GeV']:.1f}, "
+            f"untrained {t['untrained']['mass_resolution_GeV']:.1f})",
         ),
         (
             'pretraining',
@@ -386,7 +404,8 @@ def format_demo(m: dict) -> str:
         ),
         (
             '  mean KL / C2ST AUC',
-            f"{g['kl_mean']:.3f} / {g['c2st_auc']:.3f} (untrained {g['untrained']['kl_mean']:.3f} / {g['untrained']['c2st_auc']:.3f})",
+            f"{g['kl_mean']:.3f} / {g['c2st_auc']:.3f} "
+            f"(untrained {g['untrained']['kl_mean']:.3f} / {g['untrained']['c2st_auc']:.3f})",
         ),
     ]
     rows += [
@@ -436,5 +455,6 @@ def cli_main(
         if a.n_train < 4:
             raise ConfigError(f'--n-train must be >= 4, got {a.n_train}')
         cfg.n_train = a.n_train
+    check_output_dir(a.out, '--out')
     run_demo(a.out, cfg)
     return 0

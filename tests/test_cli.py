@@ -73,7 +73,8 @@ def test_tool_dispatch_is_lazy_and_clean(capsys):
         [
             sys.executable,
             '-c',
-            'import sys, foundation_jets.cli; print(sorted(m for m in sys.modules if ".simulate" in m or ".download" in m))',
+            'import sys, foundation_jets.cli; '
+            'print(sorted(m for m in sys.modules if ".simulate" in m or ".download" in m))',
         ],
         capture_output=True,
         text=True,
@@ -91,10 +92,15 @@ DEMO_SECTIONS = {'config', 'data', 'tokenizer', 'pretraining', 'generation', 'tr
 
 
 def test_demo_writes_metrics(tmp_path):
+    "One smoke run, asked for far more labelled jets than the pool holds (issue 11.4): it caps, says so, reports it."
     out = tmp_path / 'demo'
-    r = fj('demo', '--smoke', '--out', out, cwd=tmp_path)
+    r = fj('demo', '--smoke', '--out', out, '--n-train', 100_000, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((out / 'metrics.json').read_text())
+    used = m['transfer']['n_train']
+    assert m['transfer']['n_train_requested'] == 100_000 and 40 < used <= m['data']['n_train_pool'] < 5_000, m
+    assert '--n-train 100000' in r.stderr and f'using {used}' in r.stderr, r.stderr[-2000:]
+    assert f'transfer ({used} labels)' in r.stdout
     assert DEMO_SECTIONS <= set(m), DEMO_SECTIONS - set(m)
     assert set(m['transfer']['regimes']) == {'scratch', 'frozen', 'finetune'}
     for r_ in m['transfer']['regimes'].values():
