@@ -15,74 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import ConfigError, DataFormatError
-from ..tokenize.tokenizers import codes_to_tokens, stop_token, IGNORE_INDEX, START_TOKEN
+from ..tokenize.tokenizers import TokenVocab, codes_to_tokens, stop_token, IGNORE_INDEX, START_TOKEN
 from ..nn import KVCache, TransformerStack
 
 # %% auto #0
-__all__ = ['TokenVocab', 'sinusoidal_positions', 'GPTBackbone', 'NextTokenHead', 'GPTLanguageModel', 'StaticKVCache',
-           'static_cache', 'filter_logits', 'sample_next', 'Generation', 'generate']
-
-# %% ../../nbs/13_models.gpt.ipynb #a90b63ab
-@dataclass(frozen=True)
-class TokenVocab:
-    "Token ids of the OmniJet-α language: start 0, code c -> c + 1, stop K + 1, then one start id per class."
-
-    num_codes: int  # codebook size K
-    num_classes: int = 0  # class-conditional start tokens (0: unconditional only)
-
-    start = START_TOKEN  # the unconditional start id
-
-    @property
-    def stop(self) -> int:
-        return stop_token(self.num_codes)
-
-    @property
-    def size(self) -> int:
-        return self.num_codes + 2 + self.num_classes  # vocabulary size
-
-    @property
-    def start_ids(self) -> list[int]:
-        return [self.start] + [self.num_codes + 2 + c for c in range(self.num_classes)]
-
-    def class_start(
-        self,
-        labels: Tensor,  # (B,) class labels in [0, num_classes)
-    ) -> Tensor:  # (B,) start ids
-        "The start id of each class."
-        labels = torch.as_tensor(labels)
-        if self.num_classes == 0 or labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise DataFormatError(
-                'TokenVocab', 'labels', f'class labels in [0, {self.num_classes})', got=labels.tolist()[:8]
-            )
-        return labels.long() + self.num_codes + 2
-
-    def encode(
-        self,
-        codes: Tensor,  # (B, N) codebook indices in [0, K)
-        mask: Tensor,  # (B, N) bool, True = real constituent (real ones first)
-        labels: Tensor | None = None,  # (B,) class labels for conditional start ids; None = unconditional
-    ) -> tuple:  # (tokens (B, N + 2) long, mask (B, N + 2) bool): start, codes + 1, stop, zeros
-        "Token sentences of padded code sets (the convention of `tokenize.tokenizers.codes_to_tokens`)."
-        tokens = codes_to_tokens(codes, mask, self.num_codes)
-        out_mask = tokens != IGNORE_INDEX
-        tokens = tokens.masked_fill(~out_mask, 0)  # padding: a valid embedding id, masked everywhere
-        if labels is not None:
-            tokens[:, 0] = self.class_start(labels).to(tokens.device)
-        return tokens, out_mask
-
-    def decode(
-        self,
-        tokens: Tensor,  # (B, T) token sentences (as `encode` or `generate` return them)
-        mask: Tensor,  # (B, T) bool, True = real token (start and stop included)
-    ) -> tuple:  # (codes (B, T) long, mask (B, T) bool): the codes between start and stop, zero padded
-        "Codebook indices of token sentences: drop the start and stop ids and subtract 1."
-        is_code = mask & (tokens >= 1) & (tokens <= self.num_codes)
-        is_code[:, 0] = False
-        n = is_code.sum(1)
-        order = torch.argsort((~is_code).to(torch.int8), dim=1, stable=True)  # codes first, order kept
-        codes = torch.gather(torch.where(is_code, tokens - 1, 0), 1, order)
-        out_mask = torch.arange(tokens.shape[1], device=tokens.device) < n[:, None]
-        return codes.masked_fill(~out_mask, 0), out_mask
+__all__ = ['sinusoidal_positions', 'GPTBackbone', 'NextTokenHead', 'GPTLanguageModel', 'StaticKVCache', 'static_cache',
+           'filter_logits', 'sample_next', 'Generation', 'generate']
 
 # %% ../../nbs/13_models.gpt.ipynb #29ef488a
 def sinusoidal_positions(

@@ -1,4 +1,4 @@
-"""OmniJet-α token conventions, the conditional (transformer) and unconditional (MLP) VQ-VAE tokenizers, a binned baseline, and a small training loop
+"""OmniJet-α token conventions, the conditional (transformer) and unconditional (MLP) VQ-VAE tokenizers, and a binned baseline
 
 Docs: https://foundation-jets.github.io/foundation_jets/tokenize.tokenizers.html.md"""
 
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch import Tensor, nn
 
 from ..core import ConfigError, DataFormatError, ParticleSet, autocast, get_device
@@ -21,8 +23,8 @@ from .quantizer import VQOutput, VectorQuantizer, nearest_code
 
 # %% auto #0
 __all__ = ['START_TOKEN', 'IGNORE_INDEX', 'PAD_TOKEN', 'stop_token', 'vocab_size', 'codes_to_tokens', 'tokens_to_codes',
-           'next_token_targets', 'BinnedTokenizer', 'TokenizerOutput', 'masked_mse', 'VQVAETokenizer', 'MLPTokenizer',
-           'fit_tokenizer']
+           'next_token_targets', 'TokenVocab', 'BinnedTokenizer', 'TokenizerOutput', 'masked_mse', 'VQVAETokenizer',
+           'MLPTokenizer', 'fit_tokenizer']
 
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #88acf5b1
 START_TOKEN = 0  # token id of the start-of-jet token
@@ -108,13 +110,74 @@ def tokens_to_codes(
 def next_token_targets(
     tokens: Tensor,  # (B, L) token sequences from `codes_to_tokens`
 ) -> tuple:  # inputs (B, L - 1), targets (B, L - 1) with IGNORE_INDEX after the stop
-    "Teacher-forcing pairs: inputs = tokens[:, :-1], targets = tokens[:, 1:]; padded inputs become 0, padded targets -100."
+    "Teacher-forcing pairs: inputs tokens[:, :-1], targets tokens[:, 1:]; padded inputs become 0, targets -100."
     inputs, targets = tokens[:, :-1].clone(), tokens[:, 1:].clone()
-    inputs[inputs == PAD_TOKEN] = (
-        START_TOKEN  # never attended to by a causal model once the stop has passed; a valid embedding id
-    )
+    # a valid embedding id, never attended to by a causal model once the stop has passed
+    inputs[inputs == PAD_TOKEN] = START_TOKEN
     targets[targets == PAD_TOKEN] = IGNORE_INDEX
     return inputs, targets
+
+# %% ../../nbs/11b_tokenize.tokenizers.ipynb #c16fc734
+@dataclass(frozen=True)
+class TokenVocab:
+    "Token ids of the OmniJet-α language: start 0, code c -> c + 1, stop K + 1, then one start id per class."
+
+    num_codes: int  # codebook size K
+    num_classes: int = 0  # class-conditional start tokens (0: unconditional only)
+
+    start = START_TOKEN  # the unconditional start id
+
+    @property
+    def stop(self) -> int:
+        return stop_token(self.num_codes)
+
+    @property
+    def size(self) -> int:
+        return self.num_codes + 2 + self.num_classes  # vocabulary size
+
+    @property
+    def start_ids(self) -> list[int]:
+        return [self.start] + [self.num_codes + 2 + c for c in range(self.num_classes)]
+
+    def class_start(
+        self,
+        labels: Tensor,  # (B,) class labels in [0, num_classes)
+    ) -> Tensor:  # (B,) start ids
+        "The start id of each class."
+        labels = torch.as_tensor(labels)
+        if self.num_classes == 0 or labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise DataFormatError(
+                'TokenVocab', 'labels', f'class labels in [0, {self.num_classes})', got=labels.tolist()[:8]
+            )
+        return labels.long() + self.num_codes + 2
+
+    def encode(
+        self,
+        codes: Tensor,  # (B, N) codebook indices in [0, K)
+        mask: Tensor,  # (B, N) bool, True = real constituent (real ones first)
+        labels: Tensor | None = None,  # (B,) class labels for conditional start ids; None = unconditional
+    ) -> tuple:  # (tokens (B, N + 2) long, mask (B, N + 2) bool): start, codes + 1, stop, zeros
+        "Token sentences of padded code sets (the convention of `tokenize.tokenizers.codes_to_tokens`)."
+        tokens = codes_to_tokens(codes, mask, self.num_codes)
+        out_mask = tokens != IGNORE_INDEX
+        tokens = tokens.masked_fill(~out_mask, 0)  # padding: a valid embedding id, masked everywhere
+        if labels is not None:
+            tokens[:, 0] = self.class_start(labels).to(tokens.device)
+        return tokens, out_mask
+
+    def decode(
+        self,
+        tokens: Tensor,  # (B, T) token sentences (as `encode` or `generate` return them)
+        mask: Tensor,  # (B, T) bool, True = real token (start and stop included)
+    ) -> tuple:  # (codes (B, T) long, mask (B, T) bool): the codes between start and stop, zero padded
+        "Codebook indices of token sentences: drop the start and stop ids and subtract 1."
+        is_code = mask & (tokens >= 1) & (tokens <= self.num_codes)
+        is_code[:, 0] = False
+        n = is_code.sum(1)
+        order = torch.argsort((~is_code).to(torch.int8), dim=1, stable=True)  # codes first, order kept
+        codes = torch.gather(torch.where(is_code, tokens - 1, 0), 1, order)
+        out_mask = torch.arange(tokens.shape[1], device=tokens.device) < n[:, None]
+        return codes.masked_fill(~out_mask, 0), out_mask
 
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #d3e328b2
 class BinnedTokenizer(nn.Module):
@@ -134,6 +197,7 @@ class BinnedTokenizer(nn.Module):
             raise ConfigError(f'bins must be positive, one per feature, got {bins}')
         self.num_features, self.bins = len(ranges), tuple(int(b) for b in bins)
         self.num_codes = math.prod(self.bins)
+        self.config = dict(ranges=ranges.tolist(), bins=list(self.bins))
         self.register_buffer('low', ranges[:, 0].float())
         self.register_buffer(
             'width', ((ranges[:, 1] - ranges[:, 0]) / torch.tensor(self.bins, dtype=torch.float64)).float()
@@ -154,48 +218,66 @@ class BinnedTokenizer(nn.Module):
     def extra_repr(self):
         return f'bins={self.bins}, num_codes={self.num_codes}'
 
-    def _check(self, x, mask):
-        if x.ndim != 3 or x.shape[-1] != self.num_features:
-            raise DataFormatError(
-                'BinnedTokenizer input', 'x', f'shape (B, N, {self.num_features})', got=tuple(x.shape)
-            )
-        if mask.shape != x.shape[:2] or mask.dtype != torch.bool:
-            raise DataFormatError(
-                'BinnedTokenizer input',
-                'mask',
-                f'bool of shape {tuple(x.shape[:2])}',
-                got=f'{mask.dtype} {tuple(mask.shape)}',
-            )
-        if not torch.isfinite(x[mask]).all():
-            raise DataFormatError('BinnedTokenizer input', 'x', 'finite values at real positions', got='NaN or inf')
+# %% ../../nbs/11b_tokenize.tokenizers.ipynb #394897ac
+@patch
+def _check(
+    self: BinnedTokenizer,
+    x: Tensor,  # (B, N, F) features
+    mask: Tensor,  # (B, N) bool
+) -> int:  # number of real feature values outside the grid ranges
+    "Raise on a wrong shape, mask or non-finite value; count the real values the grid will clip."
+    if x.ndim != 3 or x.shape[-1] != self.num_features:
+        raise DataFormatError('BinnedTokenizer input', 'x', f'shape (B, N, {self.num_features})', got=tuple(x.shape))
+    if mask.shape != x.shape[:2] or mask.dtype != torch.bool:
+        raise DataFormatError(
+            'BinnedTokenizer input',
+            'mask',
+            f'bool of shape {tuple(x.shape[:2])}',
+            got=f'{mask.dtype} {tuple(mask.shape)}',
+        )
+    real = x[mask].float()
+    if not torch.isfinite(real).all():
+        raise DataFormatError('BinnedTokenizer input', 'x', 'finite values at real positions', got='NaN or inf')
+    high = self.low + self.width * self.n_bins
+    return int(((real < self.low) | (real > high)).sum())
 
-    def encode(
-        self,
-        x: Tensor,  # (B, N, F) preprocessed constituent features
-        mask: Tensor,  # (B, N) bool, True = real
-    ) -> Tensor:  # (B, N) long codes in [0, prod(bins)), -1 at padding
-        "Flattened bin index of every real constituent (values outside the ranges go to the edge bins)."
-        self._check(x, mask)
-        idx = torch.floor((x.float() - self.low) / self.width).long()
-        idx = torch.minimum(idx.clamp(min=0), self.n_bins - 1)
-        return torch.where(mask, (idx * self.strides).sum(-1), -1)
+# %% ../../nbs/11b_tokenize.tokenizers.ipynb #f9e6e94d
+@patch
+def encode(
+    self: BinnedTokenizer,
+    x: Tensor,  # (B, N, F) preprocessed constituent features
+    mask: Tensor,  # (B, N) bool, True = real
+) -> Tensor:  # (B, N) long codes in [0, prod(bins)), -1 at padding
+    "Flattened bin index of every real constituent; values outside the ranges go to the edge bins (with a warning)."
+    clipped = self._check(x, mask)
+    if clipped:
+        warnings.warn(
+            f'BinnedTokenizer.encode: {clipped} of {int(mask.sum()) * self.num_features} real feature values lie '
+            f'outside the grid ranges {self.config["ranges"]} and were clipped to the edge bins',
+            stacklevel=2,
+        )
+    idx = torch.floor((x.float() - self.low) / self.width).long()
+    idx = torch.minimum(idx.clamp(min=0), self.n_bins - 1)
+    return torch.where(mask, (idx * self.strides).sum(-1), -1)
 
-    def decode(
-        self,
-        codes: Tensor,  # (B, N) long codes
-        mask: Tensor,  # (B, N) bool, True = real
-    ) -> Tensor:  # (B, N, F) bin centres; zeros at padding
-        "Bin centres of the codes."
-        real = codes[mask]
-        if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.num_codes):
-            raise DataFormatError(
-                'BinnedTokenizer.decode',
-                'codes',
-                f'integers in [0, {self.num_codes})',
-                got=f'range [{int(real.min())}, {int(real.max())}]',
-            )
-        idx = (codes.clamp(min=0)[..., None] // self.strides) % self.n_bins
-        return (self.low + (idx + 0.5) * self.width) * mask[..., None]
+# %% ../../nbs/11b_tokenize.tokenizers.ipynb #a9c14c1c
+@patch
+def decode(
+    self: BinnedTokenizer,
+    codes: Tensor,  # (B, N) long codes
+    mask: Tensor,  # (B, N) bool, True = real
+) -> Tensor:  # (B, N, F) bin centres; zeros at padding
+    "Bin centres of the codes."
+    real = codes[mask]
+    if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.num_codes):
+        raise DataFormatError(
+            'BinnedTokenizer.decode',
+            'codes',
+            f'integers in [0, {self.num_codes})',
+            got=f'range [{int(real.min())}, {int(real.max())}]',
+        )
+    idx = (codes.clamp(min=0)[..., None] // self.strides) % self.n_bins
+    return (self.low + (idx + 0.5) * self.width) * mask[..., None]
 
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #9c7470be
 @dataclass
@@ -219,7 +301,7 @@ def masked_mse(
     d = (x_hat.float() - x.float())[mask]
     return d.pow(2).mean() if d.numel() else d.sum()
 
-# %% ../../nbs/11b_tokenize.tokenizers.ipynb #25a2ba4c
+# %% ../../nbs/11b_tokenize.tokenizers.ipynb #4b52d48a
 class _VQVAE(nn.Module):
     "Shared encode / quantize / decode / loss logic; subclasses define `_encode_features` and `_decode_features`."
 
@@ -233,71 +315,6 @@ class _VQVAE(nn.Module):
         self.num_features, self.num_codes, self.alpha = num_features, num_codes, alpha
         self.to_latent, self.from_latent = nn.Linear(dim, latent_dim), nn.Linear(latent_dim, dim)
         self.quantizer = VectorQuantizer(num_codes, latent_dim, **({'beta': 0.9} | dict(vq_kwargs or {})))
-
-    def _check(self, x, mask, what='x'):
-        if x.ndim != 3 or (what == 'x' and x.shape[-1] != self.num_features):
-            raise DataFormatError(
-                f'{type(self).__name__} input', what, f'shape (B, N, {self.num_features})', got=tuple(x.shape)
-            )
-        if mask.shape != x.shape[:2] or mask.dtype != torch.bool:
-            raise DataFormatError(
-                f'{type(self).__name__} input',
-                'mask',
-                f'bool of shape {tuple(x.shape[:2])}',
-                got=f'{mask.dtype} {tuple(mask.shape)}',
-            )
-        if what == 'x' and not torch.isfinite(x[mask]).all():
-            raise DataFormatError(
-                f'{type(self).__name__} input', 'x', 'finite values at real positions', got='NaN or inf'
-            )
-
-    def latents(
-        self,
-        x: Tensor,  # (B, N, F) preprocessed features
-        mask: Tensor,  # (B, N) bool, True = real
-    ) -> Tensor:  # (B, N, latent_dim) encoder outputs, zeros at padding
-        "Continuous encoder outputs (before quantization)."
-        self._check(x, mask)
-        x = torch.where(
-            mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device)
-        )  # padding values never matter
-        return self.to_latent(self._encode_features(x, mask)) * mask[..., None]
-
-    def _decode_latents(self, z_q, mask):
-        return self.out_proj(self._decode_features(self.from_latent(z_q), mask)) * mask[..., None]
-
-    @torch.no_grad()
-    def encode(
-        self,
-        x: Tensor,  # (B, N, F) preprocessed features
-        mask: Tensor,  # (B, N) bool, True = real
-    ) -> Tensor:  # (B, N) long codes in [0, K), -1 at padding
-        "Code of every real constituent (no side effects on the codebook)."
-        z = self.latents(x, mask)[mask]
-        idx = nearest_code(z.float(), self.quantizer.effective_codebook().detach().float(), self.quantizer.budget)
-        return torch.full(mask.shape, -1, dtype=torch.long, device=x.device).index_put((mask,), idx)
-
-    @torch.no_grad()
-    def decode(
-        self,
-        codes: Tensor,  # (B, N) long codes
-        mask: Tensor,  # (B, N) bool, True = real
-    ) -> Tensor:  # (B, N, F) reconstructed features, zeros at padding
-        "Features from codes: codebook lookup, then the decoder."
-        self._check(codes[..., None], mask, 'codes')
-        return self._decode_latents(self.quantizer.lookup(codes, mask), mask)
-
-    def forward(
-        self,
-        x: Tensor,  # (B, N, F) preprocessed features
-        mask: Tensor,  # (B, N) bool, True = real
-    ) -> TokenizerOutput:
-        "Training step: encode, quantize (with initialisation, replacement and counts in training mode), decode, loss."
-        z = self.latents(x, mask)
-        vq = self.quantizer(z, mask)
-        recon = self._decode_latents(vq.z_q, mask)
-        recon_loss = masked_mse(recon, x, mask)
-        return TokenizerOutput(recon, recon_loss + self.alpha * vq.loss, recon_loss, vq.loss, vq.indices, vq)
 
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #0c80e86a
 class VQVAETokenizer(_VQVAE):
@@ -317,6 +334,18 @@ class VQVAETokenizer(_VQVAE):
         vq_kwargs: dict | None = None,  # more `VectorQuantizer` options (beta=0.9 by default)
     ):
         super().__init__()
+        self.config = dict(
+            num_features=num_features,
+            dim=dim,
+            num_heads=num_heads,
+            num_layers=num_layers,
+            latent_dim=latent_dim,
+            num_codes=num_codes,
+            alpha=alpha,
+            mlp_ratio=mlp_ratio,
+            dropout=dropout,
+            vq_kwargs=dict(vq_kwargs or {}),
+        )
         self.in_proj, self.out_proj = nn.Linear(num_features, dim), nn.Linear(dim, num_features)
         self.encoder = TransformerStack(dim, num_heads, num_layers, 'normformer', mlp_ratio, dropout)
         self.decoder = TransformerStack(dim, num_heads, num_layers, 'normformer', mlp_ratio, dropout)
@@ -353,6 +382,14 @@ class MLPTokenizer(_VQVAE):
         hidden = list(hidden)
         if not hidden:
             raise ConfigError('hidden must list at least one width')
+        self.config = dict(
+            num_features=num_features,
+            hidden=hidden,
+            latent_dim=latent_dim,
+            num_codes=num_codes,
+            alpha=alpha,
+            vq_kwargs=dict(vq_kwargs or {}),
+        )
         self.encoder = _mlp(num_features, hidden[:-1], hidden[-1])
         self.decoder = _mlp(hidden[-1], hidden[::-1][1:], hidden[0])
         self.out_proj = nn.Linear(hidden[0], num_features)
@@ -364,7 +401,91 @@ class MLPTokenizer(_VQVAE):
     def _decode_features(self, h, mask):
         return torch.relu(self.decoder(h))
 
+# %% ../../nbs/11b_tokenize.tokenizers.ipynb #15c79a7a
+@patch
+def _check(
+    self: _VQVAE,
+    x: Tensor,  # (B, N, F) features, or (B, N, 1) codes with what='codes'
+    mask: Tensor,  # (B, N) bool
+    what: str = 'x',  # the field being checked: 'x' or 'codes'
+):
+    "Raise `DataFormatError` on a wrong shape, a non-bool mask, or non-finite features at real positions."
+    if x.ndim != 3 or (what == 'x' and x.shape[-1] != self.num_features):
+        raise DataFormatError(
+            f'{type(self).__name__} input', what, f'shape (B, N, {self.num_features})', got=tuple(x.shape)
+        )
+    if mask.shape != x.shape[:2] or mask.dtype != torch.bool:
+        raise DataFormatError(
+            f'{type(self).__name__} input',
+            'mask',
+            f'bool of shape {tuple(x.shape[:2])}',
+            got=f'{mask.dtype} {tuple(mask.shape)}',
+        )
+    if what == 'x' and not torch.isfinite(x[mask]).all():
+        raise DataFormatError(f'{type(self).__name__} input', 'x', 'finite values at real positions', got='NaN or inf')
+
+# %% ../../nbs/11b_tokenize.tokenizers.ipynb #135baee9
+@patch
+def latents(
+    self: _VQVAE,
+    x: Tensor,  # (B, N, F) preprocessed features
+    mask: Tensor,  # (B, N) bool, True = real
+) -> Tensor:  # (B, N, latent_dim) encoder outputs, zeros at padding
+    "Continuous encoder outputs (before quantization)."
+    self._check(x, mask)
+    x = torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))  # padding never matters
+    return self.to_latent(self._encode_features(x, mask)) * mask[..., None]
+
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #5ceb0e65
+@patch
+@torch.no_grad()
+def encode(
+    self: _VQVAE,
+    x: Tensor,  # (B, N, F) preprocessed features
+    mask: Tensor,  # (B, N) bool, True = real
+) -> Tensor:  # (B, N) long codes in [0, K), -1 at padding
+    "Code of every real constituent (no side effects on the codebook)."
+    z = self.latents(x, mask)[mask]
+    idx = nearest_code(z.float(), self.quantizer.effective_codebook().detach().float(), self.quantizer.budget)
+    return torch.full(mask.shape, -1, dtype=torch.long, device=x.device).index_put((mask,), idx)
+
+# %% ../../nbs/11b_tokenize.tokenizers.ipynb #9732f441
+@patch
+def _decode_latents(
+    self: _VQVAE,
+    z_q: Tensor,  # (B, N, latent_dim) quantized latents
+    mask: Tensor,  # (B, N) bool
+) -> Tensor:  # (B, N, F) features, zeros at padding
+    return self.out_proj(self._decode_features(self.from_latent(z_q), mask)) * mask[..., None]
+
+
+@patch
+@torch.no_grad()
+def decode(
+    self: _VQVAE,
+    codes: Tensor,  # (B, N) long codes
+    mask: Tensor,  # (B, N) bool, True = real
+) -> Tensor:  # (B, N, F) reconstructed features, zeros at padding
+    "Features from codes: codebook lookup, then the decoder."
+    self._check(codes[..., None], mask, 'codes')
+    return self._decode_latents(self.quantizer.lookup(codes, mask), mask)
+
+# %% ../../nbs/11b_tokenize.tokenizers.ipynb #8f3f9677
+@patch
+def forward(
+    self: _VQVAE,
+    x: Tensor,  # (B, N, F) preprocessed features
+    mask: Tensor,  # (B, N) bool, True = real
+) -> TokenizerOutput:
+    "Training step: encode, quantize (with initialisation, replacement and counts in training mode), decode, loss."
+    z = self.latents(x, mask)
+    vq = self.quantizer(z, mask)
+    recon = self._decode_latents(vq.z_q, mask)
+    recon_loss = masked_mse(recon, x, mask)
+    return TokenizerOutput(recon, recon_loss + self.alpha * vq.loss, recon_loss, vq.loss, vq.indices, vq)
+
+# %% ../../nbs/11b_tokenize.tokenizers.ipynb #659dddfd
+# compatibility: removed once demo/cli use tasks.tokenizer.fit_tokenizer
 def fit_tokenizer(
     tokenizer: nn.Module,  # a VQ-VAE tokenizer (`VQVAETokenizer` or `MLPTokenizer`)
     sets: ParticleSet,  # preprocessed features (B, N, F) and mask
@@ -377,7 +498,7 @@ def fit_tokenizer(
     steps: int | None = None,  # stop after this many steps (None = all epochs)
     seed: int = 0,  # shuffling seed
 ) -> dict:  # {'loss', 'recon_loss', 'vq_loss', 'utilisation'}: per-step lists; 'seconds'
-    "Train a tokenizer with AdamW; returns the loss history."
+    "Train a tokenizer with AdamW; returns the loss history. Deprecated: use `tasks.tokenizer.fit_tokenizer`."
     params = [p for p in tokenizer.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(
