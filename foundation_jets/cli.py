@@ -8,43 +8,24 @@ Docs: https://foundation-jets.github.io/foundation_jets/cli.html.md"""
 from __future__ import annotations
 import argparse
 import contextlib
+import functools
 import importlib
 import io
-import math
 import os
 import signal
 import sys
-import time
-import warnings
 from pathlib import Path
-import numpy as np
-import yaml
+
 import torch
-import lightning as L
-from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
-from foundation_jets.core import (
-    FoundationJetsError,
-    ConfigError,
-    DataFormatError,
-    ParticleSet,
-    check_array,
-    collate_sets,
-    atomic_path,
-    lightning_precision,
-    seed_everything,
-    shared_data_dir,
-    get_device,
-)
+import yaml
+
+from .core import ConfigError, DataFormatError, FoundationJetsError, lightning_precision
 from .data.jets import JETCLASS_LABELS
 from .data.features import part_spec
-from .models.deepsets import DeepSets
-from .tasks.classifier import SetClassifier
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL', 'DEFAULT_DATA', 'LIGHTNING_COMMANDS', 'TOOLS', 'USAGE', 'SIMULATE_USAGE', 'trainer_defaults', 'FjCLI',
-           'check_checkpoint', 'run_lightning', 'run_tool', 'Terminated', 'main']
+__all__ = ['DEFAULT_MODEL', 'DEFAULT_DATA', 'LIGHTNING_COMMANDS', 'TOOLS', 'USAGE', 'SIMULATE_USAGE', 'trainer_defaults',
+           'FjCLIMixin', 'fj_cli_class', 'check_checkpoint', 'run_lightning', 'run_tool', 'Terminated', 'main']
 
 # %% ../nbs/40_cli.ipynb #68a295cb
 DEFAULT_MODEL = {
@@ -72,10 +53,12 @@ def trainer_defaults() -> dict:
     }
 
 
-class FjCLI(LightningCLI):
-    "LightningCLI with the project's defaults and an always-on `last.ckpt` checkpoint."
+class FjCLIMixin:
+    "The project's LightningCLI behaviour: defaults, an always-on `last.ckpt`, one-line errors (see `fj_cli_class`)."
 
     def add_arguments_to_parser(self, parser):
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
         parser.add_lightning_class_args(ModelCheckpoint, 'checkpoint')
         parser.set_defaults({'checkpoint.save_last': True, 'model': DEFAULT_MODEL, 'data': DEFAULT_DATA})
 
@@ -162,6 +145,22 @@ class FjCLI(LightningCLI):
             cfg.checkpoint.dirpath = str(Path(cfg.trainer.default_root_dir or '.') / 'checkpoints')
 
 
+@functools.cache
+def fj_cli_class() -> type:
+    "`FjCLI`: `FjCLIMixin` over Lightning's `LightningCLI`, built on first use."
+    from lightning.pytorch.cli import LightningCLI
+
+    doc = "LightningCLI with the project's defaults, an always-on `last.ckpt` checkpoint and one-line errors."
+    return type('FjCLI', (FjCLIMixin, LightningCLI), {'__module__': __name__, '__doc__': doc})
+
+
+def __getattr__(name: str):
+    "`foundation_jets.cli.FjCLI` is built on first access (importing Lightning is slow)."
+    if name == 'FjCLI':
+        return fj_cli_class()
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
 LIGHTNING_COMMANDS = ('fit', 'validate', 'test', 'predict')
 
 
@@ -189,8 +188,11 @@ def run_lightning(
     argv: list[str],  # e.g. ['fit', '--config', 'cfg.yaml']
 ) -> int:  # exit code
     "Run a LightningCLI subcommand; configuration errors give a one-line message and exit code 2."
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     try:
-        FjCLI(
+        fj_cli_class()(
             L.LightningModule,
             L.LightningDataModule,
             subclass_mode_model=True,

@@ -423,7 +423,7 @@ def _probe_dir(folder: Path, create: bool) -> str | None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        return f'not writable ({e.strerror or e})'
+        return f'is not writable ({e.strerror or e})'
     return None
 
 

@@ -74,13 +74,13 @@ def test_tool_dispatch_is_lazy_and_clean(capsys):
             sys.executable,
             '-c',
             'import sys, foundation_jets.cli; '
-            'print(sorted(m for m in sys.modules if ".simulate" in m or ".download" in m))',
+            'print(sorted(m for m in sys.modules if ".simulate" in m or ".download" in m or m == "lightning"))',
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert r.stdout.strip() == '[]', r.stdout + r.stderr  # tools are imported only when called
+    assert r.stdout.strip() == '[]', r.stdout + r.stderr  # tools (and Lightning) are imported only when needed
     for tool in TOOLS:  # each tool either exists (its --help works) or is reported in one line with exit code 2
         rc = main([*tool.split(), '--help'])
         err = capsys.readouterr().err

@@ -378,7 +378,7 @@ def test_bad_mirror_and_unwritable_target_name_the_option(tmp_path, capsys):
             ['jetclass-example', '--to', str(tmp_path), '--mirror', 'notaurl'],
             "--mirror (or $FJ_DOWNLOAD_MIRROR) 'notaurl'",
         ),
-        (['jetclass-example', '--to', '/proc/x'], "--to '/proc/x': not writable"),
+        (['jetclass-example', '--to', '/proc/x'], "--to '/proc/x': is not writable"),
         (['jetclass-example', '--to', str(tmp_path / 'f' / 'x')], '--to'),
     ):
         (tmp_path / 'f').write_text('a file, not a folder')
