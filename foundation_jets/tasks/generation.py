@@ -23,9 +23,10 @@ from foundation_jets.metrics import (
     to_numpy,
     wasserstein_1d,
 )
-from ..models.gpt import Generation, TokenVocab, generate
+from ..models.gpt import Generation, generate
 from ..physics import jet_mass, jet_observables, ptetaphim_to_p4
 from ..tokenize.shards import decode_tokens, tokenize_jets
+from ..tokenize.tokenizers import TokenVocab
 
 # %% auto #0
 __all__ = ['JET_OBSERVABLES', 'OBSERVABLE_LABELS', 'constituents_to_p4', 'reconstruct_jets', 'generation_codes', 'GeneratedJets',

@@ -1,4 +1,4 @@
-"""Token sentences, a LightningModule for the OmniJet-α next-token objective, and `pretrain_gpt`
+"""The OmniJet-α next-token objective as a task, and `pretrain_gpt`, one call from token sentences to a trained GPT
 
 Docs: https://foundation-jets.github.io/foundation_jets/tasks.pretrain.html.md"""
 
@@ -6,160 +6,21 @@ Docs: https://foundation-jets.github.io/foundation_jets/tasks.pretrain.html.md""
 
 # %% ../../nbs/21_tasks.pretrain.ipynb #8c46d847
 from __future__ import annotations
-import math
 import time
-from pathlib import Path
+
 import torch
-import lightning as L
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
-from ..core import ConfigError, DataFormatError, get_device, lightning_precision, seed_everything
-from ..models.gpt import GPTLanguageModel, TokenVocab
-from .classifier import quiet_lightning, warmup_cosine_schedule
-from ..tokenize.shards import read_token_shard
+
+from ..core import ConfigError, DataFormatError, seed_everything
+from ..models.gpt import GPTLanguageModel
+from .core import Task, fit
+from ..tokenize.sentences import TokenDataModule, TokenSentences
 
 # %% auto #0
-__all__ = ['TokenSentences', 'token_sentences_from_shards', 'TokenDataModule', 'NextTokenTask', 'pretrain_gpt']
+__all__ = ['NextTokenTask', 'pretrain_gpt']
 
 # %% ../../nbs/21_tasks.pretrain.ipynb #1f7e4f4f
-class TokenSentences(Dataset):
-    "Encoded token sentences (start, codes + 1, stop, padding) with their mask and optional labels."
-
-    def __init__(
-        self,
-        tokens: Tensor,  # (N, L) long token ids
-        mask: Tensor,  # (N, L) bool, True = real token (start and stop included)
-        labels: Tensor | None = None,  # (N,) class labels, or None
-        source: str = 'TokenSentences',  # name used in error messages (e.g. the shard path)
-    ):
-        tokens, mask = torch.as_tensor(tokens), torch.as_tensor(mask)
-        if tokens.ndim != 2 or tokens.dtype not in (torch.long, torch.int32):
-            raise DataFormatError(
-                source, 'tokens', 'an integer tensor (N, L)', got=f'{tokens.dtype} {tuple(tokens.shape)}'
-            )
-        if mask.dtype != torch.bool or mask.shape != tokens.shape:
-            raise DataFormatError(
-                source, 'mask', f'a bool tensor of shape {tuple(tokens.shape)}', got=f'{mask.dtype} {tuple(mask.shape)}'
-            )
-        if len(mask) and not mask[:, :2].all():
-            raise DataFormatError(
-                source, 'mask', 'every sentence to hold at least a start and a stop token', got='shorter sentences'
-            )
-        if (mask[:, 1:] & ~mask[:, :-1]).any():
-            raise DataFormatError(source, 'mask', 'real tokens first, then padding', got='holes')
-        if labels is not None:
-            labels = torch.as_tensor(labels).long()
-            if labels.shape != (len(tokens),):
-                raise DataFormatError(source, 'labels', f'shape ({len(tokens)},)', got=tuple(labels.shape))
-        self.tokens, self.mask, self.labels, self.source = tokens.long(), mask, labels, source
-
-    def __len__(self):
-        return len(self.tokens)
-
-    def __getitem__(self, i):
-        return i
-
-    def batch(
-        self,
-        idx: Tensor,  # indices of the sentences
-    ) -> dict:  # tokens, mask (trimmed to the longest sentence), labels (or None)
-        "The sentences `idx`, trimmed to their longest one."
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        n = int(self.mask[idx].sum(1).max()) if len(idx) else 0
-        return dict(
-            tokens=self.tokens[idx, :n],
-            mask=self.mask[idx, :n],
-            labels=None if self.labels is None else self.labels[idx],
-        )
-
-    def split(
-        self,
-        fraction: float,  # share of sentences in the second part
-        seed: int = 0,  # shuffling seed
-    ) -> tuple:  # (first, second) TokenSentences
-        "A random split into two parts."
-        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
-        k = len(self) - int(round(fraction * len(self)))
-        sub = lambda i: TokenSentences(
-            self.tokens[i], self.mask[i], None if self.labels is None else self.labels[i], self.source
-        )
-        return sub(perm[:k]), sub(perm[k:])
-
-    @property
-    def num_targets(self) -> int:
-        return int(self.mask[:, 1:].sum())  # real next-token targets
-
-# %% ../../nbs/21_tasks.pretrain.ipynb #0b81387e
-def token_sentences_from_shards(
-    paths: list,  # token shards written by `write_token_shard` / `fj tokenize`
-    class_conditional: bool = False,  # start each sentence with its class start id
-    num_classes: int | None = None,  # class start ids (default: 1 + the largest label)
-) -> tuple:  # (TokenSentences, TokenVocab, tokenizer bytes)
-    "Read token shards into sentences, checking that one tokenizer made them all."
-    if not paths:
-        raise ConfigError('token_sentences_from_shards needs at least one shard')
-    shards = [read_token_shard(p) for p in paths]
-    first = shards[0]
-    for p, s in zip(paths, shards):
-        if s['tokenizer_bytes'] != first['tokenizer_bytes']:
-            raise DataFormatError(p, 'tokenizer', f'the tokenizer of {paths[0]}', got='a different tokenizer')
-    n = max(s['codes'].shape[1] for s in shards)
-    pad = lambda a, v: torch.nn.functional.pad(a, (0, n - a.shape[1]), value=v)
-    codes = torch.cat([pad(s['codes'], -1) for s in shards])
-    mask = torch.cat([pad(s['mask'], False) for s in shards])
-    labels = torch.cat([s['labels'] for s in shards])
-    if class_conditional:
-        for p, s in zip(paths, shards):
-            if (s['labels'] < 0).any():
-                raise DataFormatError(
-                    p, 'labels', 'class labels >= 0 for class-conditional sentences', got='unlabelled jets (-1)'
-                )
-        vocab = TokenVocab(first['num_codes'], num_classes if num_classes is not None else int(labels.max()) + 1)
-        tokens, tmask = vocab.encode(codes, mask, labels)
-    else:
-        vocab = TokenVocab(first['num_codes'])
-        tokens, tmask = vocab.encode(codes, mask)
-    return TokenSentences(tokens, tmask, labels, str(paths[0])), vocab, first['tokenizer_bytes']
-
-# %% ../../nbs/21_tasks.pretrain.ipynb #087bba45
-class TokenDataModule(L.LightningDataModule):
-    "Training and validation batches of token sentences."
-
-    def __init__(
-        self,
-        sentences: TokenSentences | None = None,  # all sentences (split by `val_fraction`)
-        shards: list | None = None,  # or: token shard paths (read with `token_sentences_from_shards`)
-        val_fraction: float = 0.1,  # share held out for the validation loss
-        batch_size: int = 256,  # sentences per batch (reference: 256)
-        class_conditional: bool = False,  # with shards: class start tokens
-        seed: int = 0,  # split and shuffling seed
-    ):
-        super().__init__()
-        if (sentences is None) == (shards is None):
-            raise ConfigError('TokenDataModule needs exactly one of sentences or shards')
-        if not 0 <= val_fraction < 1:
-            raise ConfigError(f'val_fraction must be in [0, 1), got {val_fraction}')
-        if batch_size < 1:
-            raise ConfigError(f'batch_size must be >= 1, got {batch_size}')
-        self.vocab = None
-        if shards is not None:
-            sentences, self.vocab, _ = token_sentences_from_shards(shards, class_conditional)
-        self.train_set, self.val_set = sentences.split(val_fraction, seed) if val_fraction else (sentences, None)
-        self.batch_size, self.seed = batch_size, seed
-
-    def _loader(self, data, shuffle):
-        g = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, generator=g, collate_fn=data.batch)
-
-    def train_dataloader(self):
-        return self._loader(self.train_set, True)
-
-    def val_dataloader(self):
-        return [] if self.val_set is None or not len(self.val_set) else self._loader(self.val_set, False)
-
-# %% ../../nbs/21_tasks.pretrain.ipynb #1bcbf7b3
-class NextTokenTask(L.LightningModule):
-    "Next-token pretraining of a `GPTLanguageModel`: AdamW, warm-up + cosine (or constant) rate, target-weighted validation loss."
+class NextTokenTask(Task):
+    "Next-token pretraining of a `GPTLanguageModel`, with a target-weighted validation loss and a token throughput."
 
     def __init__(
         self,
@@ -168,26 +29,24 @@ class NextTokenTask(L.LightningModule):
         weight_decay: float = 1e-2,  # AdamW weight decay (reference: 1e-2)
         warmup_steps: int = 0,  # linear warm-up steps
         scheduler: str | None = 'cosine',  # 'cosine' or None (constant, as the reference)
+        **optimization,  # more `Task` options (backbone_lr, optimizer, ...)
     ):
-        super().__init__()
-        if scheduler not in (None, 'none', 'cosine'):
-            raise ConfigError(f"NextTokenTask: scheduler must be 'cosine' or None, got {scheduler!r}")
+        super().__init__(
+            lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, scheduler=scheduler, **optimization
+        )
         self.save_hyperparameters(ignore=['model'])
         self.model = model
-        self.history = {'train_loss': [], 'val_loss': []}
         self.train_tokens, self.train_seconds, self._val = 0, 0.0, [0.0, 0]
 
     def training_step(self, batch, batch_idx):
-        t0 = time.perf_counter()
+        self._t0 = time.perf_counter()
         loss = self.model.loss(batch['tokens'], batch['mask'])
         self.log('train/loss', loss, prog_bar=True, batch_size=len(batch['tokens']))
-        self.history['train_loss'].append(float(loss.detach()))
         self.train_tokens += int(batch['mask'][:, 1:].sum())
-        self._t0 = t0
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        self.train_seconds += time.perf_counter() - self._t0
+        self.train_seconds += time.perf_counter() - self._t0  # forward, backward and optimizer step
 
     def validation_step(self, batch, batch_idx):
         n = int(batch['mask'][:, 1:].sum())
@@ -197,24 +56,14 @@ class NextTokenTask(L.LightningModule):
 
     def on_validation_epoch_end(self):
         if self._val[1]:
-            v = self._val[0] / self._val[1]
-            self.log('val/loss', v, prog_bar=True)
-            self.history['val_loss'].append(v)
+            self.log('val/loss', self._val[0] / self._val[1], prog_bar=True)
         self._val = [0.0, 0]
-
-    def configure_optimizers(self):
-        h = self.hparams
-        opt = torch.optim.AdamW(self.model.parameters(), lr=h.lr, weight_decay=h.weight_decay)
-        if h.scheduler in (None, 'none'):
-            return opt
-        sched = warmup_cosine_schedule(opt, int(self.trainer.estimated_stepping_batches), h.warmup_steps)
-        return {'optimizer': opt, 'lr_scheduler': {'scheduler': sched, 'interval': 'step'}}
 
     @property
     def tokens_per_second(self) -> float:
         return self.train_tokens / max(self.train_seconds, 1e-9)  # training throughput
 
-# %% ../../nbs/21_tasks.pretrain.ipynb #f5ad9797
+# %% ../../nbs/21_tasks.pretrain.ipynb #0b81387e
 def pretrain_gpt(
     sentences: TokenSentences,  # encoded sentences (`TokenVocab.encode` or `token_sentences_from_shards`)
     vocab_size: int,  # token ids of the vocabulary (`TokenVocab.size`)
@@ -229,7 +78,7 @@ def pretrain_gpt(
     device=None,  # None = CUDA when available
     seed: int = 0,  # seed of the split, initialisation and shuffling
     model: GPTLanguageModel | None = None,  # continue training this model instead of building one
-) -> tuple:  # (GPTLanguageModel in eval mode, history: train_loss, val_loss, tokens_per_s, seconds, steps)
+) -> tuple:  # (GPTLanguageModel in eval mode, history: train_loss, val_loss, val_losses, tokens_per_s, seconds, steps)
     "Pretrain a GPT on token sentences by next-token prediction."
     if epochs < 1 or (steps is not None and steps < 1):
         raise ConfigError(f'epochs and steps must be >= 1, got {epochs}, {steps}')
@@ -241,30 +90,16 @@ def pretrain_gpt(
     if model is None:
         max_len = max(sentences.tokens.shape[1], 2)
         model = GPTLanguageModel(vocab_size, **({'max_len': max_len} | (model_kwargs or {})))
-    dm = TokenDataModule(sentences, val_fraction=val_fraction, batch_size=batch_size, seed=seed)
+    data = TokenDataModule(sentences, val_fraction=val_fraction, batch_size=batch_size, seed=seed)
     task = NextTokenTask(model, lr=lr, warmup_steps=warmup_steps, scheduler=scheduler)
-    device = get_device(device)
-    with quiet_lightning():
-        trainer = L.Trainer(
-            max_epochs=epochs if steps is None else -1,
-            max_steps=steps if steps is not None else -1,
-            accelerator='gpu' if device.type == 'cuda' else 'cpu',
-            devices=1,
-            precision=lightning_precision(device),
-            gradient_clip_val=5.0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            deterministic='warn',
-        )
-    t0 = time.perf_counter()
-    with quiet_lightning():
-        trainer.fit(task, dm)
-    hist = dict(
-        task.history, tokens_per_s=task.tokens_per_second, seconds=time.perf_counter() - t0, steps=trainer.global_step
+    result = fit(task, data, steps=steps, epochs=None if steps is not None else epochs, device=device, grad_clip=5.0)
+    val_losses = result.series('val/loss')
+    history = dict(
+        train_loss=result.series('train/loss'),
+        val_loss=val_losses[-1] if val_losses else float('nan'),
+        val_losses=val_losses,
+        tokens_per_s=task.tokens_per_second,
+        seconds=result.seconds,
+        steps=result.steps,
     )
-    hist['val_loss'] = hist['val_loss'][-1] if hist['val_loss'] else float('nan')
-    hist['val_losses'] = task.history['val_loss']
-    return model.eval(), hist
+    return model.cpu().eval(), history
