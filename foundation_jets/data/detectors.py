@@ -25,13 +25,15 @@ from foundation_jets.core import (
     collate_sets,
     shared_data_dir,
 )
+from .jets import check_h5_rows, check_input_file, entry_ranges
 
 # %% auto #0
-__all__ = ['ADC2021_FEATURES', 'ADC2021_TYPES', 'ADC2021_SLOTS', 'ADC2021_SLOT_TYPES', 'PILARNET_POINT_FEATURES',
-           'PILARNET_CLUSTER_COLUMNS', 'PILARNET_SEMANTIC_CLASSES', 'PILARNET_PID_CLASSES', 'TRACKML_COLUMNS',
-           'adc2021_mask', 'check_adc2021', 'write_adc2021_h5', 'read_adc2021', 'load_adc2021', 'check_pilarnet_event',
-           'write_pilarnet_h5', 'read_pilarnet', 'pad_points', 'load_pilarnet', 'check_trackml_table',
-           'check_trackml_event', 'read_trackml_event', 'write_trackml_event', 'trackml_to_set']
+__all__ = ['ADC2021_FEATURES', 'ADC2021_TYPES', 'ADC2021_SLOTS', 'ADC2021_PRODUCER_NAMES', 'ADC2021_PRODUCER_CLASSES',
+           'ADC2021_SLOT_TYPES', 'PILARNET_POINT_FEATURES', 'PILARNET_CLUSTER_COLUMNS', 'PILARNET_EXTRA_WIDTH',
+           'PILARNET_SEMANTIC_CLASSES', 'PILARNET_PID_CLASSES', 'TRACKML_COLUMNS', 'adc2021_mask', 'check_adc2021',
+           'write_adc2021_h5', 'read_adc2021', 'load_adc2021', 'check_pilarnet_event', 'write_pilarnet_h5',
+           'read_pilarnet', 'pad_points', 'load_pilarnet', 'check_trackml_table', 'check_trackml_event',
+           'read_trackml_event', 'write_trackml_event', 'trackml_to_set']
 
 # %% ../../nbs/02b_data.detectors.ipynb #6ffe3a2f
 _LOWLEVEL = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, EOFError)
@@ -50,9 +52,8 @@ def _reading(file, field: str, expected: str):
 
 @contextlib.contextmanager
 def _open_h5(path: Path):
-    "Open an HDF5 file for reading; a missing file is `FileNotFoundError`, an unreadable one `DataFormatError`."
-    if not Path(path).is_file():
-        raise FileNotFoundError(f'{path}: no such file')
+    "Open an HDF5 file for reading; missing: `FileNotFoundError`; a folder or an unreadable file: `DataFormatError`."
+    check_input_file(path)
     with _reading(path, 'HDF5 file', 'a readable HDF5 file'):
         f = h5py.File(path, 'r')
     try:
@@ -77,20 +78,17 @@ def _dataset(f: h5py.File, path: Path, name: str) -> h5py.Dataset:
             raise DataFormatError(path, name, f'an HDF5 dataset {name!r}', got=f'datasets {sorted(f.keys())}')
         return f[name]
 
-
-def _chunks(n: int, start: int, stop: int | None, chunk_size: int):
-    "Half-open `(i, j)` ranges covering `[start, stop)` of `n` rows in steps of `chunk_size`."
-    if chunk_size < 1:
-        raise ConfigError(f'chunk_size must be >= 1, got {chunk_size}')
-    stop = n if stop is None else min(stop, n)
-    if start < 0 or start > stop:
-        raise ConfigError(f'need 0 <= start <= stop, got start={start}, stop={stop} for {n} rows')
-    return [(i, min(i + chunk_size, stop)) for i in range(start, stop, chunk_size)]
-
 # %% ../../nbs/02b_data.detectors.ipynb #5e105e97
 ADC2021_FEATURES = ('pt', 'eta', 'phi', 'type')  # the 4 columns of `Particles`, in file order
 ADC2021_TYPES = {'empty': 0, 'met': 1, 'electron': 2, 'muon': 3, 'jet': 4}  # type codes of the 4th column
 ADC2021_SLOTS = {'met': slice(0, 1), 'electron': slice(1, 5), 'muon': slice(5, 9), 'jet': slice(9, 19)}  # slot groups
+ADC2021_PRODUCER_NAMES = ('Pt', 'Eta', 'Phi', 'Class')  # `Particles_Names`, written by the producer
+ADC2021_PRODUCER_CLASSES = (
+    'MET_class_1',
+    'Four_Ele_class_2',
+    'Four_Mu_class_3',
+    'Ten_Jet_class_4',
+)  # `Particles_Classes`
 ADC2021_SLOT_TYPES = np.array(
     [ADC2021_TYPES[k] for k, s in ADC2021_SLOTS.items() for _ in range(s.start, s.stop)], dtype=np.int64
 )  # (19,) the type code each slot holds when it is filled
@@ -150,13 +148,18 @@ def write_adc2021_h5(
     particles: np.ndarray,  # (N, 19, 4) float: (pT, eta, phi, type) per slot
     extra: dict[str, np.ndarray] | None = None,  # optional name -> (N, ...) per-event arrays
     compression: str | None = 'gzip',  # h5py compression filter (None for none)
+    dtype=np.float32,  # dtype of `Particles` (the producer's files are float64)
+    producer_names: bool = False,  # also write the producer's `Particles_Names` and `Particles_Classes`
 ) -> Path:
     "Write events in the ADC2021 layout (dataset `Particles`) plus optional per-event datasets; byte-deterministic."
     path = Path(path)
-    p = check_adc2021(particles, path, 'Particles')
+    check_adc2021(particles, path, 'Particles')
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ConfigError(f'write_adc2021_h5: dtype must be float32 or float64, got {dtype}')
+    p = np.asarray(particles).astype(dtype)
     extras = {}
     for k in sorted(extra or {}):
-        if k == 'Particles' or not k or '/' in k:
+        if k.startswith('Particles') or not k or '/' in k:
             raise DataFormatError(path, k, 'an extra dataset name other than Particles, without /')
         a = check_array(extra[k], path, k, kind='biuf')
         if a.ndim == 0 or len(a) != len(p):
@@ -165,6 +168,9 @@ def write_adc2021_h5(
     opts = dict(compression=compression, shuffle=compression is not None, track_times=False)
     with atomic_path(path) as tmp, h5py.File(tmp, 'w') as f:
         f.create_dataset('Particles', data=p, chunks=(_chunked(len(p)), 19, 4), **opts)
+        if producer_names:
+            f.create_dataset('Particles_Names', data=np.array(ADC2021_PRODUCER_NAMES, dtype='S'), track_times=False)
+            f.create_dataset('Particles_Classes', data=np.array(ADC2021_PRODUCER_CLASSES, dtype='S'), track_times=False)
         for k, a in extras.items():
             f.create_dataset(k, data=a, chunks=(_chunked(len(a)),) + a.shape[1:], **opts)
     return path
@@ -183,27 +189,37 @@ def read_adc2021(
     "Lazily read an ADC2021 file in chunks of `chunk_size` events, validated and masked."
     path, features = Path(path), tuple(features)
     cols = _feature_columns(features, ADC2021_FEATURES)
+    entry_ranges(0, start, stop, chunk_size, 'read_adc2021')  # refuse a bad range before opening the file
     with _open_h5(path) as f:
         ds = _dataset(f, path, 'Particles')
         if ds.ndim != 3 or ds.shape[1:] != (19, 4):
             raise DataFormatError(path, 'Particles', 'shape (N, 19, 4)', got=ds.shape)
-        n = ds.shape[0]
+        n = check_h5_rows(path, ds, 'Particles')
         if n == 0:
             raise DataFormatError(path, 'Particles', 'at least one event', got='0 events')
+        if 'Particles_Names' in f:
+            with _reading(path, 'Particles_Names', 'a readable list of column names'):
+                names = [v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(f['Particles_Names'][()])]
+            if [v.lower() for v in names] != [v.lower() for v in ADC2021_PRODUCER_NAMES]:
+                raise DataFormatError(
+                    path, 'Particles_Names', f'the columns {list(ADC2021_PRODUCER_NAMES)} in this order', got=names
+                )
+        ranges = entry_ranges(n, start, stop, chunk_size, 'read_adc2021')
         extras = {}
         if extra_meta:
             with _reading(path, 'HDF5 file', 'readable dataset headers'):
                 for k in sorted(f.keys()):
                     d = f[k]
                     if (
-                        k != 'Particles'
+                        not k.startswith('Particles')
                         and isinstance(d, h5py.Dataset)
                         and d.dtype.kind in 'biuf'
                         and d.ndim >= 1
                         and d.shape[0] == n
                     ):
                         extras[k] = d
-        for i, j in _chunks(n, start, stop, chunk_size):
+                        check_h5_rows(path, d, k)
+        for i, j in ranges:
             with _reading(path, 'Particles', f'readable rows {i}:{j}'):
                 block = ds[i:j]
             p = check_adc2021(block, path, 'Particles', check_types, offset=i)
@@ -228,7 +244,7 @@ def load_adc2021(
     "Read a whole ADC2021 file (or the `start:stop` range) into one `ParticleSet`."
     return collate_sets(list(read_adc2021(path, **kwargs)))
 
-# %% ../../nbs/02b_data.detectors.ipynb #c98b078d
+# %% ../../nbs/02b_data.detectors.ipynb #9fa27908
 PILARNET_POINT_FEATURES = (
     'x',
     'y',
@@ -242,7 +258,9 @@ PILARNET_POINT_FEATURES = (
 PILARNET_CLUSTER_COLUMNS = {
     1: ('num_points', 'fragment_id', 'group_id', 'interaction_id', 'semantic_type'),
     2: ('num_points', 'fragment_id', 'group_id', 'interaction_id', 'semantic_type', 'pid'),
+    3: ('num_points', 'fragment_id', 'group_id', 'interaction_id', 'semantic_type', 'pid'),
 }  # per version
+PILARNET_EXTRA_WIDTH = {2: 5, 3: 6}  # columns of cluster_extra per version (v3: column 5 is is_primary)
 PILARNET_SEMANTIC_CLASSES = ('shower', 'track', 'michel', 'delta', 'led')  # semantic_type 0..4
 PILARNET_PID_CLASSES = ('photon', 'electron', 'muon', 'pion', 'proton')  # pid 0..4 (v2); -1 = none
 
@@ -251,13 +269,13 @@ def check_pilarnet_event(
     point,  # (N*8,) flat or (N, 8) point values
     cluster,  # (C*w,) flat or (C, w) cluster table, w = 5 (v1) or 6 (v2)
     cluster_extra=None,  # optional (C*k,) flat or (C, k) per-cluster floats
-    version: int = 2,  # 1 or 2: sets the cluster width
+    version: int = 2,  # 1, 2 or 3: sets the cluster width (and, for 3, a 6-wide cluster_extra)
     file='<events>',  # file (for messages)
     index: int = 0,  # event number (for messages)
 ) -> tuple:
     "Validate and reshape one PILArNet-M event."
     if version not in PILARNET_CLUSTER_COLUMNS:
-        raise ConfigError(f'PILArNet-M version must be 1 or 2, got {version}')
+        raise ConfigError(f'PILArNet-M version must be 1, 2 or 3, got {version}')
     w = len(PILARNET_CLUSTER_COLUMNS[version])
 
     def as_table(a, field, width, kind):
@@ -305,6 +323,16 @@ def check_pilarnet_event(
             e = e.reshape(len(c), -1)
         e = check_array(e, file, f'cluster_extra[{index}]', shape=(len(c), None)).astype(np.float32)
         e = check_array(e, file, f'cluster_extra[{index}]')
+    if version == 3:
+        if e is None or e.shape[1] != PILARNET_EXTRA_WIDTH[3]:
+            raise DataFormatError(
+                file,
+                f'cluster_extra[{index}]',
+                '6 values per cluster in v3 (column 5: is_primary)',
+                got='none' if e is None else f'{e.shape[1]} per cluster',
+            )
+        if not np.isin(e[:, 5], (-1, 0, 1)).all():
+            raise DataFormatError(file, f'cluster_extra[{index}]', 'is_primary (column 5) in -1, 0, 1')
     return p, c, e
 
 # %% ../../nbs/02b_data.detectors.ipynb #21134fd6
@@ -317,10 +345,8 @@ def _write_vlen(f: h5py.File, name: str, rows: list, dtype):
 
 def write_pilarnet_h5(
     path: str | Path,  # output .h5 file (written atomically)
-    events: Sequence[
-        dict
-    ],  # per event: 'point' (n, 8), 'cluster' (C, 6) v2 / (C, 5) v1, optional 'cluster_extra' (C, k)
-    version: int = 2,  # PILArNet-M layout version (1 or 2)
+    events: Sequence[dict],  # per event: 'point' (n, 8), 'cluster' (C, 6) (v1: (C, 5)), 'cluster_extra' (C, k)
+    version: int = 2,  # PILArNet-M layout version (1, 2 or 3; v3 needs a 6-wide cluster_extra)
 ) -> Path:
     "Write events in the PILArNet-M vlen HDF5 layout; byte-deterministic."
     path, events = Path(path), list(events)
@@ -354,7 +380,7 @@ def write_pilarnet_h5(
 
 # %% ../../nbs/02b_data.detectors.ipynb #5d4ed60e
 def _pilarnet_version(f: h5py.File, path: Path) -> int:
-    "Detect the layout version from the first event's cluster width."
+    "Detect the layout version from the first event's cluster width (and cluster_extra width: 6 means v3)."
     with _reading(path, 'cluster[0]', 'a readable first event'):
         pt, cl = np.asarray(f['point'][0]), np.asarray(f['cluster'][0])
     n, fits = pt.size // 8, []
@@ -369,9 +395,13 @@ def _pilarnet_version(f: h5py.File, path: Path) -> int:
             'a flattened (C, 6) or (C, 5) table whose column 0 sums to the number of points',
             got=f'{cl.size} values for {n} points',
         )
-    if len(fits) == 2:
-        return 2 if 'cluster_extra' in f else 1
-    return fits[0]
+    v = (2 if 'cluster_extra' in f else 1) if len(fits) == 2 else fits[0]
+    if v == 2 and 'cluster_extra' in f:
+        with _reading(path, 'cluster_extra[0]', 'a readable first event'):
+            k = np.asarray(f['cluster_extra'][0]).size / max(1, cl.size // 6)
+        if k == PILARNET_EXTRA_WIDTH[3]:
+            return 3
+    return v
 
 
 def _pad_rows(rows: list, n: int, fill, dtype) -> np.ndarray:
@@ -385,7 +415,7 @@ def _pad_rows(rows: list, n: int, fill, dtype) -> np.ndarray:
 def read_pilarnet(
     path: str | Path,  # PILArNet-M .h5 file
     chunk_size: int = 32,  # events per yielded ParticleSet
-    version: int | None = None,  # 1 or 2; None detects it from the first event
+    version: int | None = None,  # 1, 2 or 3; None detects it from the first event
     features: Sequence[str] = PILARNET_POINT_FEATURES,  # point columns of x
     label: str = 'semantic_type',  # cluster column giving the per-point labels
     drop_les: bool = False,  # remove cluster 0, the low-energy-scatter blob
@@ -396,6 +426,7 @@ def read_pilarnet(
     "Lazily read a PILArNet-M file in chunks of events, with per-point labels from the cluster table."
     path, features = Path(path), tuple(features)
     cols = _feature_columns(features, PILARNET_POINT_FEATURES)
+    entry_ranges(0, start, stop, chunk_size, 'read_pilarnet')  # refuse a bad range before opening the file
     with _open_h5(path) as f:
         dp, dc = _dataset(f, path, 'point'), _dataset(f, path, 'cluster')
         de = _dataset(f, path, 'cluster_extra') if 'cluster_extra' in f else None
@@ -403,20 +434,23 @@ def read_pilarnet(
         for name, d in (('point', dp), ('cluster', dc), ('cluster_extra', de)):
             if d is not None and (d.ndim != 1 or len(d) != n):
                 raise DataFormatError(path, name, f'a 1-D vlen dataset of {n} events like point', got=d.shape)
+            if d is not None:
+                check_h5_rows(path, d, name)
         if n == 0:
             raise DataFormatError(path, 'point', 'at least one event', got='0 events')
         version = _pilarnet_version(f, path) if version is None else version
         if version not in PILARNET_CLUSTER_COLUMNS:
-            raise ConfigError(f'version must be 1, 2 or None, got {version}')
+            raise ConfigError(f'version must be 1, 2, 3 or None, got {version}')
         names = PILARNET_CLUSTER_COLUMNS[version]
-        if label not in names[1:]:
-            raise ConfigError(f'label must be one of {names[1:]} for v{version}, got {label!r}')
+        labels_ok = names[1:] + (('is_primary',) if version == 3 else ())
+        if label not in labels_ok:
+            raise ConfigError(f'label must be one of {labels_ok} for v{version}, got {label!r}')
         k_extra = None
         if de is not None:  # event 0 fixes the number of cluster_extra columns for the whole file
             with _reading(path, 'cluster_extra', 'a readable first event'):
                 first = dp[0], dc[0], de[0]
             k_extra = check_pilarnet_event(*first, version, path, 0)[2].shape[1]
-        for i, j in _chunks(n, start, stop, chunk_size):
+        for i, j in entry_ranges(n, start, stop, chunk_size, 'read_pilarnet'):
             with _reading(path, 'point', f'readable events {i}:{j}'):
                 pb = dp[i:j]
             with _reading(path, 'cluster', f'readable events {i}:{j}'):
@@ -425,7 +459,8 @@ def read_pilarnet(
             if de is not None:
                 with _reading(path, 'cluster_extra', f'readable events {i}:{j}'):
                     eb = de[i:j]
-            xs, per_point, extras, ncl = [], {k: [] for k in ('cluster_id',) + names[1:]}, [], []
+            per_point = {k: [] for k in ('cluster_id',) + labels_ok}
+            xs, extras, ncl = [], [], []
             for k in range(j - i):
                 p, c, e = check_pilarnet_event(pb[k], cb[k], eb[k], version, path, i + k)
                 if e is not None and e.shape[1] != k_extra:
@@ -439,6 +474,8 @@ def read_pilarnet(
                 per_point['cluster_id'].append(cid[keep])
                 for ci, name in enumerate(names[1:], 1):
                     per_point[name].append(np.repeat(c[:, ci], sizes)[keep])
+                if version == 3:
+                    per_point['is_primary'].append(np.repeat(e[:, 5].astype(np.int64), sizes)[keep])
                 if e is not None:
                     extras.append(np.repeat(e, sizes, axis=0)[keep])
                 ncl.append(len(c))
@@ -452,6 +489,7 @@ def read_pilarnet(
             if extras:
                 meta['cluster_extra'] = torch.from_numpy(_pad_rows(extras, nmax, 0.0, np.float32))
             meta['event_index'], meta['n_clusters'] = torch.arange(i, j), torch.tensor(ncl)
+            meta['pilarnet_version'] = torch.full((j - i,), version)
             yield ParticleSet(torch.from_numpy(x), torch.from_numpy(mask), meta[label].clone(), meta, features)
 
 
@@ -569,6 +607,8 @@ def _trackml_files(prefix_or_dir: str | Path, event_id: int | None) -> dict:
         for kind in TRACKML_COLUMNS:
             for suffix in ('.csv', '.csv.gz'):
                 f = stem_of(kind).with_name(stem_of(kind).name + suffix)
+                if f.is_dir():
+                    raise DataFormatError(f, kind, f'a {kind} CSV file', got='a folder: the path is a directory')
                 if f.is_file():
                     out[kind] = f
                     break
@@ -577,7 +617,7 @@ def _trackml_files(prefix_or_dir: str | Path, event_id: int | None) -> dict:
     if p.is_dir():
         if event_id is not None:
             return found(lambda k: p / f'event{int(event_id):09d}-{k}')
-        if (p / 'hits.csv').is_file() or (p / 'hits.csv.gz').is_file():
+        if (p / 'hits.csv').exists() or (p / 'hits.csv.gz').exists():
             return found(lambda k: p / k)
         stems = sorted({m.group(1) for f in p.iterdir() if (m := re.match(r'(event\d+)-hits\.csv(\.gz)?$', f.name))})
         if len(stems) > 1:
@@ -597,8 +637,14 @@ def read_trackml_event(
     "Read and validate the CSV tables of one TrackML event; `hits` is required, the others are read where present."
     files = _trackml_files(prefix_or_dir, event_id)
     if 'hits' not in files:
+        p = Path(prefix_or_dir)
+        if not p.is_dir() and not files:
+            raise FileNotFoundError(f'{p}: no such file or folder (nor event files with this prefix)')
         raise DataFormatError(
-            prefix_or_dir, 'hits', 'a hits CSV (eventNNNNNNNNN-hits.csv or hits.csv)', got='no such file'
+            prefix_or_dir,
+            'hits',
+            'a hits CSV (eventNNNNNNNNN-hits.csv or hits.csv)',
+            got='no hits CSV in the folder' if p.is_dir() else 'no hits CSV with this prefix',
         )
     tables = {}
     for kind in ('hits',) + tuple(k for k in kinds if k != 'hits'):

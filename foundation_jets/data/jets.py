@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import importlib
 import io
+import math
 import uuid
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -36,10 +37,105 @@ from ..physics import jet_mass, jet_pt
 
 # %% auto #0
 __all__ = ['JETCLASS_LABELS', 'JETCLASS_FILE_PREFIXES', 'JETCLASS_LABEL_DTYPES', 'JETCLASS_PARTICLE_BRANCHES',
-           'JETCLASS_JET_BRANCHES', 'JETCLASS_NPY_FILES', 'TOP_META_COLUMNS', 'AOJ_PARTICLE_FEATURES',
-           'AOJ_JET_KINEMATICS', 'AOJ_JET_TAGGING', 'AOJ_EVENT_INFO', 'jetclass_label_from_filename', 'content_sha256',
+           'JETCLASS_JET_BRANCHES', 'JETCLASS_LAYOUTS', 'JETCLASS_NPY_FILES', 'TOP_META_COLUMNS',
+           'AOJ_PARTICLE_FEATURES', 'AOJ_JET_KINEMATICS', 'AOJ_JET_TAGGING', 'AOJ_EVENT_INFO', 'AOJ_PRODUCER_COLUMNS',
+           'check_input_file', 'entry_ranges', 'check_h5_rows', 'jetclass_label_from_filename', 'content_sha256',
            'write_jetclass_root', 'read_jetclass', 'load_jetclass', 'load_jetclass_npy', 'jetclass_npy_to_root',
            'load_embedded_jets', 'read_top_tagging', 'write_top_tagging_h5', 'read_aspen', 'write_aspen_h5']
+
+# %% ../../nbs/02a_data.jets.ipynb #2d48dcd7
+def check_input_file(
+    path: str | Path,  # a file a reader is asked to open
+) -> Path:  # the path, known to be an existing file (or a link to one)
+    "Refuse a missing path (`FileNotFoundError`, 'no such file') or a folder (`DataFormatError`, 'is a directory')."
+    path = Path(path)
+    if path.is_dir():
+        raise DataFormatError(path, 'path', 'a file', got='a folder: the path is a directory')
+    if not path.exists():
+        raise FileNotFoundError(f'{path}: no such file')
+    return path
+
+
+def entry_ranges(
+    n: int,  # rows in the file
+    start: int | None = 0,  # first row to read (None: 0)
+    stop: int | None = None,  # one past the last row (None: all; values past the end are clipped)
+    chunk_size: int = 1,  # rows per range
+    who: str = 'reader',  # the calling reader (for messages)
+) -> Iterator[tuple[int, int]]:  # lazy half-open (i, j) ranges
+    "Validated, lazily generated `(i, j)` chunk ranges over `[start, min(stop, n))`."
+    start = 0 if start is None else int(start)
+    if chunk_size < 1:
+        raise ConfigError(f'{who}: chunk_size must be >= 1, got {chunk_size}')
+    if start < 0 or (stop is not None and stop < 0):
+        raise ConfigError(
+            f'{who}: start and stop are row numbers and must be >= 0 (negative values do not count from the end), '
+            f'got start={start}, stop={stop}'
+        )
+    if stop is not None and start > stop:
+        raise ConfigError(f'{who}: need start <= stop, got start={start}, stop={stop}')
+    stop = n if stop is None else min(int(stop), n)
+    return ((i, min(i + chunk_size, stop)) for i in range(min(start, stop), stop, chunk_size))
+
+
+def check_h5_rows(
+    path: str | Path,  # the HDF5 file (for the message and its byte size)
+    ds: h5py.Dataset,  # a dataset whose first axis counts rows (jets, events)
+    field: str,  # the dataset's name (for the message)
+) -> int:  # the number of rows the dataset claims, now known to be stored
+    "Check that the file really stores the rows `ds` claims (chunk coverage, bytes inside the file)."
+    path = Path(path)
+    n = int(ds.shape[0]) if ds.ndim else 1
+    if ds.size == 0:
+        return n
+    row = math.prod(ds.shape[1:])
+    try:
+        plist = ds.id.get_create_plist()
+        layout, file_bytes = plist.get_layout(), path.stat().st_size
+        if layout == h5py.h5d.CHUNKED:
+            stored = ds.id.get_num_chunks() * math.prod(ds.chunks)
+            if stored < ds.size:
+                raise DataFormatError(
+                    path,
+                    field,
+                    f'stored data for the {n} rows it claims',
+                    got=f'chunks for at most {stored // row} rows',
+                )
+            if ds.id.get_storage_size() > file_bytes:
+                raise DataFormatError(
+                    path,
+                    field,
+                    f'its {n} rows stored inside the file ({file_bytes} bytes)',
+                    got=f'{ds.id.get_storage_size()} bytes of chunks',
+                )
+        elif layout == h5py.h5d.CONTIGUOUS and plist.get_external_count() == 0:
+            need, offset = ds.size * ds.id.get_type().get_size(), ds.id.get_offset()
+            if offset is None or offset + need > file_bytes:
+                raise DataFormatError(
+                    path,
+                    field,
+                    f'the {need} bytes of its {n} rows inside the file ({file_bytes} bytes)',
+                    got='no stored data' if offset is None else f'rows ending at byte {offset + need}',
+                )
+    except DataFormatError:
+        raise
+    except Exception as e:
+        raise DataFormatError(
+            path, field, 'readable storage information', got=f'{type(e).__name__}: {e}'[:300]
+        ) from None
+    return n
+
+
+def _finite_rows(a, path, field, offset, unit='jet', axes=('constituent', 'column'), columns=None):
+    "`a` (rows first) unchanged if finite; else a DataFormatError naming the row in the file and the inner indices."
+    a = np.asarray(a)
+    if a.dtype.kind in 'fc' and a.size and not np.isfinite(a).all():
+        i = [int(k) for k in np.argwhere(~np.isfinite(a))[0]]
+        where = f'{unit} {offset + i[0]}'
+        for name, k in zip(axes[len(axes) - (a.ndim - 1) :] if a.ndim > 1 else (), i[1:]):
+            where += f', {name} {columns[k] if name == "column" and columns else k}'
+        raise DataFormatError(path, field, 'finite values', got=f'{a[tuple(i)]} at {where}')
+    return a
 
 # %% ../../nbs/02a_data.jets.ipynb #57c3292c
 JETCLASS_LABELS = ('QCD', 'Hbb', 'Hcc', 'Hgg', 'H4q', 'Hqql', 'Zqq', 'Wqq', 'Tbqq', 'Tbl')
@@ -83,6 +179,18 @@ JETCLASS_JET_BRANCHES = (
     'jet_tau3',
     'jet_tau4',
 )
+
+JETCLASS_LAYOUTS = {  # layout -> (particle branch dtypes, jet branch dtypes) of the writer
+    'JetClass': (JETCLASS_PARTICLE_BRANCHES, {b: np.float32 for b in JETCLASS_JET_BRANCHES}),
+    'JetClass-II': (
+        {
+            **JETCLASS_PARTICLE_BRANCHES,
+            'part_charge': np.int32,
+            **{b: np.bool_ for b in JETCLASS_PARTICLE_BRANCHES if b.startswith('part_is')},
+        },
+        {b: np.int32 if b == 'jet_nparticles' else np.float32 for b in JETCLASS_JET_BRANCHES},
+    ),
+}
 
 
 def jetclass_label_from_filename(
@@ -146,9 +254,7 @@ class _Buffer(io.BytesIO):
 
 def _open_tree(path):
     "Open `path` and return its TTree `tree`, turning every failure into a DataFormatError."
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f'{path}: no such file')
+    path = check_input_file(path)
     try:
         f = uproot.open(path)
     except Exception as e:
@@ -209,11 +315,15 @@ def write_jetclass_root(
     path: str | Path,  # destination .root file
     particles: dict,  # part_* branch name -> per-jet list of 1-D arrays (part_px/py/pz/energy required)
     jets: dict | None = None,  # jet_* branch name -> (n_jets,) array; missing ones are derived or -1
-    labels: np.ndarray | int = 0,  # class index (or one per jet) into JETCLASS_LABELS
+    labels: np.ndarray | int = 0,  # class index (or one per jet) into JETCLASS_LABELS (JetClass-II: any id >= 0)
     basket_jets: int = 10_000,  # jets per ROOT basket
+    layout: str = 'JetClass',  # 'JetClass' (ten one-hot label_* branches) or 'JetClass-II' (int32 jet_label)
 ) -> Path:
     "Write jets in the JetClass ROOT schema (TTree `tree`), atomically and byte-deterministically."
     path, jets = Path(path), dict(jets or {})
+    if layout not in JETCLASS_LAYOUTS:
+        raise ConfigError(f'write_jetclass_root: layout must be one of {tuple(JETCLASS_LAYOUTS)}, got {layout!r}')
+    pdt, jdt = JETCLASS_LAYOUTS[layout]
     for b in ('part_px', 'part_py', 'part_pz', 'part_energy'):
         if b not in particles:
             raise DataFormatError(path, b, 'a required particle branch', got='missing')
@@ -239,7 +349,7 @@ def write_jetclass_root(
     for b in particles:
         if b != 'part_px':
             flat[b] = _per_jet_flat(path, b, particles[b], counts)[0]
-    flat = {b: v.astype(JETCLASS_PARTICLE_BRANCHES[b]) for b, v in flat.items()}  # derive from what is stored
+    flat = {b: v.astype(pdt[b]) for b, v in flat.items()}  # derive from what is stored
     n_jets, starts = len(counts), np.concatenate([[0], np.cumsum(counts)[:-1]])
     pt, eta, phi = _pt_eta_phi(*(flat[b].astype(np.float64) for b in ('part_px', 'part_py', 'part_pz')))
     if not (pt > 0).all():
@@ -263,28 +373,27 @@ def write_jetclass_root(
     jet_of = np.repeat(np.arange(n_jets), counts)
     flat.setdefault('part_deta', eta - jeta[jet_of])
     flat.setdefault('part_dphi', _wrap_phi(phi - jphi[jet_of]))
-    for b, dt in JETCLASS_PARTICLE_BRANCHES.items():
+    for b, dt in pdt.items():
         flat[b] = check_array(np.asarray(flat.get(b, np.zeros(len(px))), dtype=dt), path, b, shape=(len(px),))
+    jets = {b: v.astype(jdt[b]) for b, v in jets.items()}
     lab = np.broadcast_to(np.asarray(labels), (n_jets,)) if np.ndim(labels) == 0 else np.asarray(labels)
     check_array(lab, path, 'labels', shape=(n_jets,), kind='iu')
-    if len(lab) and (lab.min() < 0 or lab.max() >= len(JETCLASS_LABELS)):
-        raise DataFormatError(
-            path, 'labels', f'class indices in [0, {len(JETCLASS_LABELS)})', got=f'range [{lab.min()}, {lab.max()}]'
-        )
-    data = {
-        'part': ak.zip({b[5:]: ak.unflatten(flat[b], counts) for b in JETCLASS_PARTICLE_BRANCHES}),
-        **jets,
-        **{b: (lab == i).astype(dt) for i, (b, dt) in enumerate(JETCLASS_LABEL_DTYPES.items())},
-    }
+    top = len(JETCLASS_LABELS) if layout == 'JetClass' else 2**31
+    if len(lab) and (lab.min() < 0 or lab.max() >= top):
+        raise DataFormatError(path, 'labels', f'class indices in [0, {top})', got=f'range [{lab.min()}, {lab.max()}]')
+    if layout == 'JetClass':
+        label_data = {b: (lab == i).astype(dt) for i, (b, dt) in enumerate(JETCLASS_LABEL_DTYPES.items())}
+        label_types = JETCLASS_LABEL_DTYPES
+    else:
+        label_data, label_types = {'jet_label': lab.astype(np.int32)}, {'jet_label': np.int32}
+    data = {'part': ak.zip({b[5:]: ak.unflatten(flat[b], counts) for b in pdt}), **jets, **label_data}
     types = {
         'part': ak.types.from_datashape(
-            'var * {'
-            + ', '.join(f'{b[5:]}: {np.dtype(dt).name}' for b, dt in JETCLASS_PARTICLE_BRANCHES.items())
-            + '}',
+            'var * {' + ', '.join(f'{b[5:]}: {np.dtype(dt).name}' for b, dt in pdt.items()) + '}',
             highlevel=False,
         ),
-        **{b: np.float32 for b in JETCLASS_JET_BRANCHES},
-        **JETCLASS_LABEL_DTYPES,
+        **jdt,
+        **label_types,
     }
     digest = hashlib.sha256(
         b''.join(np.ascontiguousarray(v).tobytes() for v in [*flat.values(), *jets.values(), lab.astype(np.int64)])
@@ -300,10 +409,10 @@ def write_jetclass_root(
 _PARTICLE_DEFAULT = ('part_px', 'part_py', 'part_pz', 'part_energy')
 
 
-def _float32(a, path, field):
-    "`a` as float32, refusing values that overflow float32 to inf."
+def _float32(a, path, field, offset=0, axes=('constituent', 'column'), columns=None):
+    "`a` (jets first) as float32, refusing non-finite values (also float32 overflow), named by jet in the file."
     with np.errstate(over='ignore', invalid='ignore'):
-        return check_array(np.asarray(a).astype(np.float32), path, field)
+        return _finite_rows(np.asarray(a).astype(np.float32), path, field, offset, axes=axes, columns=columns)
 
 
 def _check_branch_kind(path, tree, name, jagged):
@@ -356,10 +465,22 @@ def _jetclass_chunk(
                 f'as many constituents per jet as {particle_features[0]}',
                 got=f'a mismatch at jet {offset + int(np.argmax(n != counts))}',
             )
-        check_array(ak.to_numpy(ak.flatten(a)), path, b, shape=(None,), kind='fiub')
+        flat = check_array(ak.to_numpy(ak.flatten(a)), path, b, shape=(None,), kind='fiub', finite=False)
+        if flat.dtype.kind == 'f' and not np.isfinite(flat).all():
+            k, ends = int(np.argmax(~np.isfinite(flat))), np.cumsum(n)
+            jet = int(np.searchsorted(ends, k, side='right'))
+            raise DataFormatError(
+                path, b, 'finite values', got=f'{flat[k]} at jet {offset + jet}, constituent {k - ends[jet] + n[jet]}'
+            )
     x = np.stack(
         [
-            _float32(ak.to_numpy(ak.fill_none(ak.pad_none(arrs[b], max_particles, clip=True), 0)), path, b)
+            _float32(
+                ak.to_numpy(ak.fill_none(ak.pad_none(arrs[b], max_particles, clip=True), 0)),
+                path,
+                b,
+                offset,
+                axes=('constituent',),
+            )
             for b in particle_features
         ],
         -1,
@@ -367,11 +488,25 @@ def _jetclass_chunk(
     mask = np.arange(max_particles) < counts[:, None]
     meta = {
         b: torch.from_numpy(
-            _float32(check_array(ak.to_numpy(arrs[b]), path, b, shape=(len(counts),), kind='fiub'), path, b)
+            _float32(
+                check_array(ak.to_numpy(arrs[b]), path, b, shape=(len(counts),), kind='fiub', finite=False),
+                path,
+                b,
+                offset,
+            )
         )
         for b in jet_features
     }
-    if label_branches:
+    if label_branches == ('jet_label',):  # JetClass-II: one integer class per jet
+        lab = check_array(ak.to_numpy(arrs['jet_label']), path, 'jet_label', shape=(len(counts),), kind='fiub')
+        bad = (lab < 0) | (lab != np.round(lab))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataFormatError(
+                path, 'jet_label', 'a non-negative integer class per jet', got=f'{lab[i]} at jet {offset + i}'
+            )
+        labels = torch.from_numpy(lab.astype(np.int64))
+    elif label_branches:
         onehot = np.stack(
             [
                 check_array(ak.to_numpy(arrs[b]), path, b, shape=(len(counts),), kind='fiub').astype(np.float64)
@@ -412,6 +547,8 @@ def read_jetclass(
         raise ConfigError(
             f'read_jetclass: chunk_size and max_particles must be >= 1, got {chunk_size}, {max_particles}'
         )
+    if entry_start is not None or entry_stop is not None:
+        entry_ranges(0, entry_start, entry_stop, chunk_size, 'read_jetclass')  # validates the range (lazy)
     tree = _open_tree(path)
     try:
         try:
@@ -425,7 +562,9 @@ def read_jetclass(
                 raise DataFormatError(path, b, 'a branch of the file', got='missing')
         label_branches = tuple(JETCLASS_LABEL_DTYPES)
         present = [b for b in label_branches if b in keys]
-        if present and len(present) < len(label_branches):
+        if 'jet_label' in keys:  # JetClass-II: the integer label branch takes precedence
+            label_branches, present = ('jet_label',), ['jet_label']
+        elif present and len(present) < len(label_branches):
             raise DataFormatError(
                 path,
                 next(b for b in label_branches if b not in keys),
@@ -536,14 +675,17 @@ def load_jetclass_npy(
     if not path.exists():
         raise FileNotFoundError(f'{path}: no such folder (a JetClass .npy sample is a folder of {JETCLASS_NPY_FILES})')
     if not path.is_dir():
-        raise NotADirectoryError(f'{path}: is a file, expected a folder holding {JETCLASS_NPY_FILES} .npy files')
+        raise DataFormatError(
+            path, 'path', f'a folder holding {JETCLASS_NPY_FILES} .npy files', got='it is a file, not a directory'
+        )
     if max_particles is not None and max_particles < 1:
         raise ConfigError(f'load_jetclass_npy: max_particles must be >= 1 or None, got {max_particles}')
     arrs = {}
     for k in JETCLASS_NPY_FILES:
         f = path / f'{k}.npy'
-        if not f.is_file():
+        if not f.exists():
             raise FileNotFoundError(f'{f}: no such file (a JetClass .npy sample needs {JETCLASS_NPY_FILES})')
+        check_input_file(f)
         try:
             arrs[k] = np.load(f, allow_pickle=False)
         except Exception as e:
@@ -612,9 +754,7 @@ def load_embedded_jets(
 
 # %% ../../nbs/02a_data.jets.ipynb #668c1e12
 def _open_h5(path, field):
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f'{path}: no such file')
+    path = check_input_file(path)
     try:
         return h5py.File(path, 'r')
     except Exception as e:
@@ -633,7 +773,8 @@ def _read_rows(path, ds, field, start, stop):
 
 def _dense_mask(path, field, p4, offset):
     "Mask of real slots (E > 0) of (batch, n, 4) px, py, pz, E momenta, after checking the padding."
-    check_array(p4, path, field, shape=(None, None, 4), kind='f')
+    check_array(p4, path, field, shape=(None, None, 4), kind='f', finite=False)
+    _finite_rows(p4, path, field, offset, columns=('px', 'py', 'pz', 'E'))
     e = p4[..., 3]
     if (e < 0).any():
         i = np.argwhere(e < 0)[0]
@@ -714,6 +855,8 @@ def _fixed_frame_columns_(path, f, key):
         raise DataFormatError(
             path, f'{key}/block*', 'readable block items and values', got=f'{type(e).__name__}: {e}'[:300]
         ) from None
+    for v in {id(v): v for v, _ in cols.values()}.values():
+        check_h5_rows(path, v, f'{key}/{v.name.split("/")[-1]}')
     nrows = {v.shape[0] for v, _ in cols.values()}
     if len(nrows) > 1:
         raise DataFormatError(path, f'{key}/block*_values', 'the same number of rows in every block', got=sorted(nrows))
@@ -734,6 +877,7 @@ def read_top_tagging(
         raise ConfigError(
             f'read_top_tagging: chunk_size and max_particles must be >= 1, got {chunk_size}, {max_particles}'
         )
+    entry_ranges(0, entry_start, entry_stop, chunk_size, 'read_top_tagging')  # validate before opening
     with _open_h5(path, key) as f:
         cols, nrows = _fixed_frame_columns(path, f, key)
         n_const = 0
@@ -757,9 +901,8 @@ def read_top_tagging(
             if c not in cols:
                 raise DataFormatError(path, c, 'a column of the top-tagging table', got='missing')
         meta_cols = [c for c in TOP_META_COLUMNS if c in cols]
-        stop = nrows if entry_stop is None else min(entry_stop, nrows)
-        for s in range(max(0, entry_start), stop, chunk_size):
-            e, blocks = min(s + chunk_size, stop), {}
+        for s, e in entry_ranges(nrows, entry_start, entry_stop, chunk_size, 'read_top_tagging'):
+            blocks = {}
 
             def col(c):
                 ds, i = cols[c]
@@ -768,31 +911,29 @@ def read_top_tagging(
                 return blocks[id(ds)][:, i]
 
             p4 = np.stack([np.stack([col(f'{c}_{i}') for c in ('PX', 'PY', 'PZ', 'E')], -1) for i in range(n_const)], 1)
-            try:
-                mask = _dense_mask(path, 'E_i/PX_i/PY_i/PZ_i', p4, s)
-            except DataFormatError as err:  # name the exact column
-                bad = [
-                    f'{c}_{i}'
-                    for i in range(n_const)
-                    for k, c in enumerate(('PX', 'PY', 'PZ', 'E'))
-                    if not np.isfinite(p4[:, i, k]).all()
-                ]
-                if bad:
-                    raise DataFormatError(path, bad[0], 'finite values') from None
-                raise err
-            lab = check_array(col('is_signal_new'), path, 'is_signal_new', kind='fiub')
+            if p4.dtype.kind == 'f' and not np.isfinite(p4).all():  # name the exact column and the jet
+                j, i, k = np.argwhere(~np.isfinite(p4))[0]
+                c = ('PX', 'PY', 'PZ', 'E')[k]
+                raise DataFormatError(path, f'{c}_{i}', 'finite values', got=f'{p4[j, i, k]} at jet {s + j}')
+            mask = _dense_mask(path, 'E_i/PX_i/PY_i/PZ_i', p4, s)
+            lab = _finite_rows(
+                check_array(col('is_signal_new'), path, 'is_signal_new', kind='fiub', finite=False),
+                path,
+                'is_signal_new',
+                s,
+            )
             if not np.isin(lab, (0, 1)).all():
                 raise DataFormatError(path, 'is_signal_new', 'labels 0 or 1', got=np.unique(lab)[:5].tolist())
             meta = {
                 c: torch.from_numpy(
-                    check_array(col(c), path, c, kind='fiub').astype(np.int64)
+                    _finite_rows(check_array(col(c), path, c, kind='fiub', finite=False), path, c, s).astype(np.int64)
                     if c == 'ttv'
-                    else _float32(check_array(col(c), path, c, kind='fiub'), path, c)
+                    else _float32(check_array(col(c), path, c, kind='fiub', finite=False), path, c, s)
                 )
                 for c in meta_cols
             }
             yield ParticleSet(
-                torch.from_numpy(_float32(_pad_to(p4 * mask[..., None], max_particles), path, 'E_i/PX_i/PY_i/PZ_i')),
+                torch.from_numpy(_float32(_pad_to(p4 * mask[..., None], max_particles), path, 'E_i/PX_i/PY_i/PZ_i', s)),
                 torch.from_numpy(_pad_to(mask, max_particles)),
                 torch.from_numpy(lab.astype(np.int64)),
                 meta,
@@ -912,36 +1053,67 @@ AOJ_JET_TAGGING = (
     'pnet_mass',
 )
 AOJ_EVENT_INFO = ('run', 'lumiblock', 'event')
+AOJ_PRODUCER_COLUMNS = ('Px', 'Py', 'Pz', 'E', 'd0', 'd0Err', 'dz', 'dzErr', 'charge', 'pdgId', 'puppiWeight')
 _AOJ_LAYOUT = {
-    'PFCands': (None, None, len(AOJ_PARTICLE_FEATURES)),
+    'PFCands': (None, None, None),
     'jet_kinematics': (None, len(AOJ_JET_KINEMATICS)),
     'jet_tagging': (None, len(AOJ_JET_TAGGING)),
     'event_info': (None, len(AOJ_EVENT_INFO)),
 }
 
 
+def _aoj_name(c) -> str:
+    "Our column name for a PFCands column name of the file (producer names, our names, or part_<name>)."
+    c = _h5_str(c)
+    by_lower = {n.lower(): ours for n, ours in zip(AOJ_PRODUCER_COLUMNS, AOJ_PARTICLE_FEATURES)}
+    by_lower.update({ours.lower(): ours for ours in AOJ_PARTICLE_FEATURES})
+    return by_lower.get(c.lower(), c if c.startswith('part_') else f'part_{c}')
+
+
+def _aoj_columns(path, d) -> tuple:
+    "Our names of the PFCands columns: from `attrs['columns']` when present, else the producer's 11 in order."
+    width = d.shape[-1]
+    if 'columns' in d.attrs:
+        names = tuple(_aoj_name(c) for c in np.atleast_1d(d.attrs['columns']))
+        if len(names) != width or len(set(names)) != width:
+            raise DataFormatError(
+                path, 'PFCands', f"attrs['columns'] naming each of its {width} columns once", got=list(names)
+            )
+        miss = [c for c in _PARTICLE_DEFAULT if c not in names]
+        if miss:
+            raise DataFormatError(path, 'PFCands', 'Cartesian columns Px, Py, Pz, E', got=f'columns {list(names)}')
+        return names
+    if width != len(AOJ_PARTICLE_FEATURES):
+        raise DataFormatError(
+            path,
+            'PFCands',
+            "a numeric dataset of shape (N, N, 11) (or any width with attrs['columns'])",
+            got=f'{d.shape} {d.dtype} without column names',
+        )
+    return AOJ_PARTICLE_FEATURES
+
+
 def read_aspen(
     path: str | Path,  # an Aspen Open Jets file such as RunG_batch0.h5
     chunk_size: int = 10_000,  # jets per yielded batch
     max_particles: int = 150,  # constituents kept per jet (the leading ones)
-    particle_features: Sequence[str] = _PARTICLE_DEFAULT,  # columns of x, from AOJ_PARTICLE_FEATURES
+    particle_features: Sequence[str] = _PARTICLE_DEFAULT,  # columns of x (our names or the producer's)
     entry_start: int = 0,  # first jet to read
     entry_stop: int | None = None,  # one past the last jet to read
 ) -> Iterator[ParticleSet]:
     "Stream an Aspen Open Jets HDF5 file as unlabelled `ParticleSet`s with the jet and event columns in `meta`."
     path = Path(path)
-    particle_features = tuple(particle_features)
-    for c in particle_features:
-        if c not in AOJ_PARTICLE_FEATURES:
-            raise ConfigError(f'read_aspen: unknown particle feature {c!r}; choose from {AOJ_PARTICLE_FEATURES}')
+    particle_features = tuple(_aoj_name(c) for c in particle_features)
     if chunk_size < 1 or max_particles < 1:
         raise ConfigError(f'read_aspen: chunk_size and max_particles must be >= 1, got {chunk_size}, {max_particles}')
-    cols = [AOJ_PARTICLE_FEATURES.index(c) for c in particle_features]
+    entry_ranges(0, entry_start, entry_stop, chunk_size, 'read_aspen')  # validate before opening
     with _open_h5(path, 'PFCands') as f:
         ds = {}
         for k, shape in _AOJ_LAYOUT.items():
             want = 'a numeric dataset of shape (' + ', '.join('N' if a is None else str(a) for a in shape) + ')'
             try:
+                if k == 'event_info' and k not in f and 'columns' in ds['PFCands'].attrs:
+                    continue  # re-skimmed shards (named PFCands columns) drop the event columns
                 if k not in f or not isinstance(f[k], h5py.Dataset):
                     raise DataFormatError(path, k, want, got='missing')
                 d = ds[k] = f[k]
@@ -951,39 +1123,48 @@ def read_aspen(
                     or d.dtype.kind not in 'fiu'
                 ):
                     raise DataFormatError(path, k, want, got=f'{d.shape} {d.dtype}')
+                if k == 'PFCands':
+                    names = _aoj_columns(path, d)
+                check_h5_rows(path, d, k)
             except DataFormatError:
                 raise
             except Exception as e:
                 raise DataFormatError(
                     path, k, f'{want} with readable metadata', got=f'{type(e).__name__}: {e}'[:300]
                 ) from None
+        unknown = [c for c in particle_features if c not in names]
+        if unknown:
+            raise ConfigError(f'read_aspen: unknown particle feature {unknown[0]!r}; {path} has {names}')
+        cols, p4cols = [names.index(c) for c in particle_features], [names.index(c) for c in _PARTICLE_DEFAULT]
         n = {d.shape[0] for d in ds.values()}
         if len(n) > 1:
             raise DataFormatError(
                 path, 'jet_kinematics', 'one row per jet in every dataset', got={k: d.shape[0] for k, d in ds.items()}
             )
         n = n.pop()
-        stop = n if entry_stop is None else min(entry_stop, n)
-        for s in range(max(0, entry_start), stop, chunk_size):
-            e = min(s + chunk_size, stop)
-            pf = check_array(_read_rows(path, ds['PFCands'], 'PFCands', s, e), path, 'PFCands', kind='f')
-            mask = _dense_mask(path, 'PFCands', pf[..., :4], s)
+        for s, e in entry_ranges(n, entry_start, entry_stop, chunk_size, 'read_aspen'):
+            pf = check_array(_read_rows(path, ds['PFCands'], 'PFCands', s, e), path, 'PFCands', kind='f', finite=False)
+            _finite_rows(pf, path, 'PFCands', s, columns=names)
+            mask = _dense_mask(path, 'PFCands', pf[..., p4cols], s)
             meta = {}
-            for k, names in (
+            for k, cnames in (
                 ('jet_kinematics', AOJ_JET_KINEMATICS),
                 ('jet_tagging', AOJ_JET_TAGGING),
                 ('event_info', AOJ_EVENT_INFO),
             ):
-                v = check_array(_read_rows(path, ds[k], k, s, e), path, k, kind='fiu')
+                if k not in ds:
+                    continue
+                v = check_array(_read_rows(path, ds[k], k, s, e), path, k, kind='fiu', finite=False)
+                _finite_rows(v, path, k, s, columns=cnames)
                 meta.update(
                     {
                         c: torch.from_numpy(
-                            v[:, j].astype(np.int64) if k == 'event_info' else _float32(v[:, j], path, k)
+                            v[:, j].astype(np.int64) if k == 'event_info' else _float32(v[:, j], path, k, s)
                         )
-                        for j, c in enumerate(names)
+                        for j, c in enumerate(cnames)
                     }
                 )
-            x = _float32(pf[..., cols] * mask[..., None], path, 'PFCands')
+            x = _float32(pf[..., cols] * mask[..., None], path, 'PFCands', s)
             yield ParticleSet(
                 torch.from_numpy(_pad_to(x, max_particles)),
                 torch.from_numpy(_pad_to(mask, max_particles)),
@@ -995,17 +1176,23 @@ def read_aspen(
 
 def write_aspen_h5(
     path: str | Path,  # destination .h5 file
-    pfcands: np.ndarray,  # (n_jets, n, 11) candidates in AOJ_PARTICLE_FEATURES order, zero padded
+    pfcands: np.ndarray,  # (n_jets, n, 11) candidates in AOJ_PARTICLE_FEATURES order (or `columns`), zero padded
     jet_kinematics: np.ndarray,  # (n_jets, 4) pT, eta, phi, soft-drop mass
     jet_tagging: np.ndarray | None = None,  # (n_jets, 13); zeros if None
-    event_info: np.ndarray | None = None,  # (n_jets, 3) run, lumiblock, event; 0, 0, row number if None
+    event_info: np.ndarray | bool | None = None,  # (n_jets, 3) run, lumi, event; None: 0, 0, row; False: omitted
     compression: str | None = 'gzip',  # h5py compression of the datasets
+    columns: Sequence[str] | None = None,  # names of the PFCands columns, stored in attrs['columns'] (re-skims)
 ) -> Path:
     "Write jets in the Aspen Open Jets HDF5 layout, atomically and byte-deterministically."
     path = Path(path)
-    pf = check_array(pfcands, path, 'PFCands', shape=_AOJ_LAYOUT['PFCands'], kind='f')
+    pf = check_array(pfcands, path, 'PFCands', shape=(None, None, None), kind='f')
+    names = AOJ_PARTICLE_FEATURES if columns is None else tuple(_aoj_name(c) for c in columns)
+    if pf.shape[-1] != len(names) or len(set(names)) != len(names) or any(c not in names for c in _PARTICLE_DEFAULT):
+        raise DataFormatError(
+            path, 'PFCands', f'{len(names)} columns including Px, Py, Pz, E', got=f'{pf.shape[-1]} columns {names}'
+        )
     n = len(pf)
-    _dense_mask(path, 'PFCands', pf[..., :4], 0)
+    _dense_mask(path, 'PFCands', pf[..., [names.index(c) for c in _PARTICLE_DEFAULT]], 0)
     data = {
         'PFCands': pf.astype(np.float32),
         'jet_kinematics': check_array(jet_kinematics, path, 'jet_kinematics', shape=(n, 4), kind='f').astype(
@@ -1014,15 +1201,18 @@ def write_aspen_h5(
         'jet_tagging': check_array(
             np.zeros((n, 13)) if jet_tagging is None else jet_tagging, path, 'jet_tagging', shape=(n, 13), kind='fiu'
         ).astype(np.float32),
-        'event_info': check_array(
+    }
+    if event_info is not False:
+        data['event_info'] = check_array(
             np.stack([np.zeros(n), np.zeros(n), np.arange(n)], 1) if event_info is None else event_info,
             path,
             'event_info',
             shape=(n, 3),
             kind='fiu',
-        ).astype(np.int64),
-    }
+        ).astype(np.int64)
     with atomic_path(path) as tmp, h5py.File(tmp, 'w') as f:
         for k, v in data.items():
-            f.create_dataset(k, data=v, track_times=False, compression=compression if v.size else None)
+            d = f.create_dataset(k, data=v, track_times=False, compression=compression if v.size else None)
+            if k == 'PFCands' and columns is not None:
+                d.attrs['columns'] = np.array([str(c).encode() for c in columns])
     return path
