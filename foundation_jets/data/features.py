@@ -8,6 +8,7 @@ Docs: https://foundation-jets.github.io/foundation_jets/data.features.html.md"""
 from __future__ import annotations
 import json
 import math
+import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Callable, ClassVar
 
@@ -19,10 +20,10 @@ from ..core import ParticleSet, DataFormatError, ConfigError
 from ..physics import constituent_features, jet_p4, pseudorapidity
 
 # %% auto #0
-__all__ = ['DERIVATIONS', 'COLUMN_ALIASES', 'ADC2021_TYPES', 'PART_PID', 'Step', 'step_from_dict', 'Log', 'Affine', 'Clip',
-           'Tanh', 'Standardize', 'LogRange', 'Feature', 'register_derivation', 'jet_constituent_columns',
-           'l1_object_columns', 'compact_sets', 'FeatureSpec', 'omnijet_spec', 'part_spec', 'adc2021_mask',
-           'adc2021_sets', 'adc2021_spec', 'pilarnet_spec']
+__all__ = ['DERIVATIONS', 'ENERGY_ROUNDING', 'COLUMN_ALIASES', 'ADC2021_TYPES', 'PART_PID', 'Step', 'step_from_dict', 'Log',
+           'Affine', 'Clip', 'Tanh', 'Standardize', 'LogRange', 'Feature', 'register_derivation',
+           'jet_constituent_columns', 'l1_object_columns', 'compact_sets', 'FeatureSpec', 'omnijet_spec', 'part_spec',
+           'adc2021_mask', 'adc2021_sets', 'adc2021_spec', 'pilarnet_spec']
 
 # %% ../../nbs/03_data.features.ipynb #f40ad787
 _STEPS: dict[str, type] = {}
@@ -273,14 +274,27 @@ def _need(cols, names, what):
         )
 
 
+ENERGY_ROUNDING = 1e-4  # relative E < |p| tolerated as float rounding by `jet_constituents`
+
+
 @register_derivation('jet_constituents')
 def jet_constituent_columns(
     cols: dict,  # input columns, needs px, py, pz, energy (GeV)
     mask: Tensor,  # (batch, n) True for real constituents
 ) -> dict:
-    "Constituent kinematics relative to the jet axis, from four-vectors."
+    "Constituent kinematics relative to the jet axis, from four-vectors (refusing E < |p| beyond rounding)."
     _need(cols, ('px', 'py', 'pz', 'energy'), 'jet_constituents')
     p4 = torch.stack([cols['px'], cols['py'], cols['pz'], cols['energy']], -1)
+    p = p4[..., :3].norm(dim=-1)
+    spacelike = mask & (p4[..., 3] < p * (1 - ENERGY_ROUNDING))
+    if spacelike.any():
+        b, i = (int(k) for k in spacelike.nonzero()[0])
+        raise DataFormatError(
+            'FeatureSpec jet_constituents',
+            'energy',
+            f'E >= |p| on real constituents (up to a relative {ENERGY_ROUNDING:g} of rounding)',
+            got=f'E = {float(p4[b, i, 3]):.6g}, |p| = {float(p[b, i]):.6g} at jet {b}, element {i}',
+        )
     out = constituent_features(p4, mask)
     sign = torch.where(pseudorapidity(jet_p4(p4, mask)) < 0, -1.0, 1.0).to(p4.dtype)
     out['deta'] = out['eta_rel'] * sign[..., None]
@@ -371,6 +385,7 @@ class FeatureSpec:
         "Input columns by name, plus derived ones when sources are missing."
         if not sets.feature_names:
             raise DataFormatError(self.name or 'FeatureSpec', 'feature_names', 'named input columns')
+        self._check_finite(sets.x, sets.mask, sets.feature_names, 'finite input values on real elements')
         cols = {n: sets.x[..., i] for i, n in enumerate(sets.feature_names)}
         for n in sets.feature_names:
             if n in COLUMN_ALIASES:
@@ -385,7 +400,19 @@ class FeatureSpec:
                 f'source columns {list(self.sources)}',
                 got=list(sets.feature_names),
             )
+        src = torch.stack([cols[s] for s in self.sources], -1)
+        self._check_finite(src, sets.mask, self.sources, 'finite source values on real elements')
         return cols
+
+    def _check_finite(self, x, mask, names, expected):
+        "Raise a DataFormatError naming the column, set and element of the first non-finite value on a real element."
+        bad = ~torch.isfinite(x) & mask[..., None]
+        if bad.any():
+            b, i, c = (int(k) for k in bad.nonzero()[0])
+            unit = 'jet' if self.derive == 'jet_constituents' else 'set'
+            raise DataFormatError(
+                self.name or 'FeatureSpec', names[c], expected, got=f'{float(x[b, i, c])} at {unit} {b}, element {i}'
+            )
 
     def _mask(self, cols, mask):
         mask = mask.clone()
@@ -402,6 +429,13 @@ class FeatureSpec:
         "Transform the columns of `sets` into the spec's features."
         cols = self.columns(sets)
         mask = self._mask(cols, sets.mask)
+        emptied = int((sets.mask.any(-1) & ~mask.any(-1)).sum())
+        if emptied:
+            warnings.warn(
+                f'FeatureSpec {self.name!r}: {emptied} of {len(mask)} sets lost every element to the cuts '
+                '(kept with an all-False mask)',
+                stacklevel=2,
+            )
         out = sets.x.new_zeros(*sets.mask.shape, len(self.features))
         for i, f in enumerate(self.features):
             v = f.forward(cols[f.source][mask])
