@@ -90,7 +90,8 @@ def kl_divergence_quantiles(
         q = np.histogram(cand, edges)[0].astype(np.float64)
         if q.sum() == 0:
             warnings.warn(
-                f'{where}: no candidate entry lies inside the reference range [{edges[0]:g}, {edges[-1]:g}]; returning inf'
+                f'{where}: no candidate entry lies inside the reference range [{edges[0]:g}, {edges[-1]:g}]; '
+                'returning inf'
             )
             return math.inf
         q = q / (q.sum() * np.diff(edges)) + eps
@@ -200,7 +201,8 @@ def background_rejection(
         eps_b = fpr[i - 1] + (fpr[i] - fpr[i - 1]) * (signal_efficiency - tpr[i - 1]) / (tpr[i] - tpr[i - 1])
     if eps_b <= 0:
         warnings.warn(
-            f'background_rejection: no background passes the cut at signal efficiency {signal_efficiency}; returning inf'
+            f'background_rejection: no background passes the cut at signal efficiency {signal_efficiency}; '
+            'returning inf'
         )
         return math.inf
     return float(1 / eps_b)

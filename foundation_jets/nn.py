@@ -58,7 +58,7 @@ def attention_mask(
     n_k: int,  # number of keys S
     dtype: torch.dtype = torch.float32,  # dtype of the queries (a float mask must match it)
 ) -> tuple:  # (attn_mask, is_causal, has_keys): SDPA arguments; has_keys (B, 1, L|1) bool or None
-    "The cheapest SDPA `attn_mask`/`is_causal` pair for a padding mask, a bias and a causal flag, with no all-masked rows."
+    "The cheapest SDPA `attn_mask`/`is_causal` pair for a padding mask, a bias and a causal flag; no all-masked rows."
     if causal and n_q > n_k:
         raise ConfigError(f'causal attention needs at most as many queries as keys, got {n_q} > {n_k}')
     causal = causal and n_q > 1  # a single query at the end sees every key
