@@ -76,7 +76,7 @@ def _prepare(nb: dict, pages: dict) -> dict:
             opts = dict(re.findall(r'^#\|\s*([\w-]+):\s*(\S+)', src, re.M))
             if opts.get('include') == 'false':
                 continue
-            src = '\n'.join(l for l in src.splitlines() if not l.startswith('#|'))
+            src = '\n'.join(line for line in src.splitlines() if not line.startswith('#|'))
             if opts.get('echo') == 'false':
                 if not c.get('outputs'):
                     continue

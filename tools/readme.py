@@ -20,9 +20,9 @@ def render(nb_path: Path = ROOT / 'nbs' / 'index.ipynb') -> str:
             parts.append(src)
         elif c['cell_type'] == 'code':
             lines = src.splitlines()
-            if any(l.strip() in ('#| hide', '#|hide') or l.startswith('#| default_exp') for l in lines):
+            if any(line.strip() in ('#| hide', '#|hide') or line.startswith('#| default_exp') for line in lines):
                 continue
-            code = '\n'.join(l for l in lines if not l.startswith('#|'))
+            code = '\n'.join(line for line in lines if not line.startswith('#|'))
             parts.append(f'```python\n{code}\n```')
             for o in c.get('outputs', []):
                 text = o.get('text') or o.get('data', {}).get('text/plain')
