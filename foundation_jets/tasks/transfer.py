@@ -1,4 +1,4 @@
-"""Classify jets from the token backbone: summation and class-attention heads, the scratch / frozen / fine-tuned regimes, and a training-size sweep
+"""Fine-tune a pretrained backbone into a jet tagger: the transfer task, the scratch / frozen / fine-tuned training and evaluation, and a training-size sweep
 
 Docs: https://foundation-jets.github.io/foundation_jets/tasks.transfer.html.md"""
 
@@ -6,321 +6,81 @@ Docs: https://foundation-jets.github.io/foundation_jets/tasks.transfer.html.md""
 
 # %% ../../nbs/23_tasks.transfer.ipynb #0a33648b
 from __future__ import annotations
-import copy
-import math
-import time
 import warnings
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-import lightning as L
 from torch import Tensor, nn
 
-from ..core import ConfigError, DataFormatError, get_device, lightning_precision
+from ..core import ConfigError, DataFormatError, get_device
 from ..metrics import background_rejection, roc_auc
-from ..models.gpt import GPTBackbone, GPTLanguageModel
-from ..nn import ClassAttentionPooling, NormFormerBlock, masked_sum
-from .classifier import epoch_auc, quiet_lightning
-from .pretrain import TokenSentences
+from ..models.heads import REGIMES, Classifier, transfer_model
+from .classifier import SetClassifier
+from .core import epoch_auc, fit
+from ..tokenize.sentences import TokenSentences
 
 # %% auto #0
-__all__ = ['HEADS', 'REGIMES', 'SummationHead', 'ClassAttentionHead', 'TokenClassifier', 'backbone_config', 'transfer_classifier',
-           'TransferTask', 'subset', 'train_transfer', 'predict_proba', 'evaluate_classifier', 'balanced_subsets',
+__all__ = ['TransferTask', 'transfer_classifier', 'train_transfer', 'predict_proba', 'evaluate_classifier', 'balanced_subsets',
            'transfer_sweep', 'plot_transfer_sweep']
 
 # %% ../../nbs/23_tasks.transfer.ipynb #ccf4eed9
-class SummationHead(nn.Module):
-    "OmniJet-α `summation` head: Linear -> ReLU per token, masked sum over the sentence, Linear to logits."
+class TransferTask(SetClassifier):
+    "Fine-tune a saved backbone into a classifier: `transfer_model(regime, pretrained)` trained as a `SetClassifier`."
 
     def __init__(
         self,
-        dim: int,  # backbone width D
-        num_classes: int = 2,  # outputs C
-        hidden: int | None = None,  # per-token width (default: D, as the reference)
+        pretrained: str,  # path of a saved backbone (`save_pretrained`); a backbone module also works
+        regime: str = 'finetune',  # 'scratch', 'frozen' or 'finetune'
+        head: str = 'summation',  # 'summation' or 'class_attention'
+        num_classes: int = 2,  # outputs
+        head_kwargs: dict | None = None,  # more head options (see `models.heads`)
+        lr: float = 1e-4,  # head learning rate (reference: 1e-4 for everything)
+        backbone_lr: float | None = None,  # backbone learning rate (None: `lr`); unused when frozen
+        weight_decay: float = 1e-2,  # AdamW decoupled weight decay (reference: 1e-2)
+        scheduler: str | None = None,  # None: constant, as the reference; 'cosine': warm-up + cosine
+        warmup_steps: int = 0,  # linear warm-up steps of the cosine schedule
+        label_smoothing: float = 0.0,  # cross-entropy label smoothing
+        seed: int | None = None,  # seeds the fresh weights (the head; the backbone for 'scratch')
     ):
-        super().__init__()
-        hidden = hidden or dim
-        self.token_mlp, self.out = nn.Linear(dim, hidden), nn.Linear(hidden, num_classes)
-
-    def forward(
-        self,
-        hidden: Tensor,  # (B, T, D) backbone hidden states
-        mask: Tensor,  # (B, T) bool, True = real token
-    ) -> Tensor:  # (B, C) logits
-        return self.out(masked_sum(torch.relu(self.token_mlp(hidden)), mask))
-
-
-class ClassAttentionHead(nn.Module):
-    "OmniJet-α `class_attention` head: a class token cross-attends to the hidden states (NormFormer blocks), then an MLP."
-
-    def __init__(
-        self,
-        dim: int,  # backbone width D
-        num_classes: int = 2,  # outputs C
-        num_heads: int = 2,  # attention heads of the class-attention blocks (reference: 2)
-        num_blocks: int = 3,  # class-attention blocks (reference: 3)
-        hidden: int | None = None,  # MLP width (default: D)
-        dropout: float = 0.1,  # dropout in the blocks and the MLP (reference: 0.1)
-        include_cls: bool = False,  # the class token also attends to itself (False: pure cross-attention)
-    ):
-        super().__init__()
-        hidden = hidden or dim
-        self.pool = ClassAttentionPooling(dim, num_heads, num_blocks, dropout=dropout, include_cls=include_cls)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden),
-            nn.SiLU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, hidden),
-            nn.SiLU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes),
+        model = transfer_model(regime, pretrained, num_classes, head, head_kwargs, seed)
+        super().__init__(
+            model,
+            num_classes,
+            lr=lr,
+            backbone_lr=backbone_lr,
+            weight_decay=weight_decay,
+            scheduler=scheduler,
+            warmup_steps=warmup_steps,
+            label_smoothing=label_smoothing,
         )
-
-    def forward(
-        self,
-        hidden: Tensor,  # (B, T, D) backbone hidden states
-        mask: Tensor,  # (B, T) bool, True = real token
-    ) -> Tensor:  # (B, C) logits
-        return self.mlp(self.pool(hidden, mask))
-
-
-HEADS = {'summation': SummationHead, 'class_attention': ClassAttentionHead}
+        if isinstance(pretrained, (str, Path)):
+            self.hparams['pretrained'] = str(pretrained)  # a module is not a hyperparameter; a path is
+        self.regime = regime
 
 # %% ../../nbs/23_tasks.transfer.ipynb #8643cf88
-class TokenClassifier(nn.Module):
-    "A `GPTBackbone` over token sentences plus a classification head: `(tokens, mask) -> logits`."
-
-    def __init__(
-        self,
-        backbone: GPTBackbone,  # the (causal) token backbone
-        num_classes: int = 2,  # outputs
-        head: str = 'summation',  # 'summation' or 'class_attention'
-        head_kwargs: dict | None = None,  # more head options (see `SummationHead`, `ClassAttentionHead`)
-    ):
-        super().__init__()
-        if head not in HEADS:
-            raise ConfigError(f'head must be one of {tuple(HEADS)}, got {head!r}')
-        if num_classes < 2:
-            raise ConfigError(f'num_classes must be >= 2, got {num_classes}')
-        self.backbone, self.head_name, self.num_classes, self.regime = backbone, head, num_classes, None
-        self.head = HEADS[head](backbone.dim, num_classes, **(head_kwargs or {}))
-
-    @property
-    def frozen(self) -> bool:  # True when no backbone parameter is trainable
-        return not any(p.requires_grad for p in self.backbone.parameters())
-
-    def freeze_backbone(self) -> TokenClassifier:
-        "Stop gradients into the backbone and keep it in eval mode (no dropout) from now on."
-        for p in self.backbone.parameters():
-            p.requires_grad_(False)
-        self.backbone.eval()
-        return self
-
-    def train(self, mode: bool = True) -> TokenClassifier:
-        super().train(mode)
-        if self.frozen:
-            self.backbone.eval()
-        return self
-
-    def forward(
-        self,
-        tokens: Tensor,  # (B, T) token ids (start, codes + 1, stop, padding)
-        mask: Tensor,  # (B, T) bool, True = real token
-    ) -> Tensor:  # (B, num_classes) logits
-        if mask.shape != tokens.shape or mask.dtype != torch.bool:
-            raise DataFormatError(
-                'TokenClassifier',
-                'mask',
-                f'a bool tensor of shape {tuple(tokens.shape)}',
-                got=f'{mask.dtype} {tuple(mask.shape)}',
-            )
-        if self.frozen:
-            with torch.no_grad():
-                hidden = self.backbone(tokens, mask)
-        else:
-            hidden = self.backbone(tokens, mask)
-        return self.head(hidden, mask)
-
-# %% ../../nbs/23_tasks.transfer.ipynb #262d86e9
-REGIMES = ('scratch', 'frozen', 'finetune')
-
-
-def backbone_config(
-    backbone: GPTBackbone,  # a built backbone
-) -> dict:  # `GPTBackbone` keyword arguments that rebuild its architecture
-    "The constructor arguments of a `GPTBackbone`, read off the module."
-    blocks = backbone.stack.blocks
-    if not len(blocks):
-        raise ConfigError('backbone_config needs a backbone with at least one block')
-    b0 = blocks[0]
-    return dict(
-        vocab_size=backbone.vocab_size,
-        dim=backbone.dim,
-        num_heads=b0.attn.num_heads,
-        num_layers=len(blocks),
-        max_len=backbone.max_len,
-        positional=backbone.positional,
-        block='normformer' if isinstance(b0, NormFormerBlock) else 'preln',
-        mlp_ratio=b0.mlp.fc1.out_features / backbone.dim,
-        dropout=backbone.drop.p,
-        attn_dropout=b0.attn.dropout,
-    )
-
-
-def _pretrained_backbone(pretrained, backbone_kwargs):
-    "(config, state dict) of a pretrained GPTLanguageModel, GPTBackbone or state dict."
-    if isinstance(pretrained, GPTLanguageModel):
-        pretrained = pretrained.backbone
-    if isinstance(pretrained, GPTBackbone):
-        cfg = backbone_config(pretrained)
-        clash = {k: (v, cfg.get(k)) for k, v in (backbone_kwargs or {}).items() if cfg.get(k) != v}
-        if clash:
-            raise ConfigError(f'backbone_kwargs contradict the pretrained backbone, (given, pretrained): {clash}')
-        return cfg, pretrained.state_dict()
-    if isinstance(pretrained, Mapping):
-        if not backbone_kwargs or 'vocab_size' not in backbone_kwargs:
-            raise ConfigError(
-                'a pretrained state dict needs backbone_kwargs (GPTBackbone arguments, vocab_size included)'
-            )
-        state = {k.removeprefix('backbone.'): v for k, v in pretrained.items() if not k.startswith('head.')}
-        return dict(backbone_kwargs), state
-    raise ConfigError(
-        f'pretrained must be a GPTLanguageModel, a GPTBackbone or a state dict, got {type(pretrained).__name__}'
-    )
-
-
+# compatibility: removed once demo/cli use models.heads.transfer_model
 def transfer_classifier(
     regime: str,  # 'scratch', 'frozen' or 'finetune'
-    pretrained=None,  # GPTLanguageModel, GPTBackbone or a state dict of either; needed unless 'scratch'
+    pretrained: nn.Module | str,  # a backbone, a model wrapping one (`GPTLanguageModel`) or a saved file
     num_classes: int = 2,  # outputs
     head: str = 'summation',  # 'summation' or 'class_attention'
     head_kwargs: dict | None = None,  # more head options
-    backbone_kwargs: dict | None = None,  # GPTBackbone arguments (for scratch without `pretrained`, or a state dict)
-    vocab_size: int
-    | None = None,  # the vocabulary of the data (e.g. `TokenVocab(K).size`), checked against the backbone
-    seed: int | None = None,  # seeds torch's global generator before the fresh weights are drawn
-) -> TokenClassifier:
-    "A `TokenClassifier` for one transfer regime: fresh backbone, frozen pretrained backbone, or pretrained and trainable."
-    if regime not in REGIMES:
-        raise ConfigError(f'regime must be one of {REGIMES}, got {regime!r}')
-    if pretrained is None:
-        if regime != 'scratch':
-            raise ConfigError(f'regime {regime!r} needs a pretrained backbone')
-        if not backbone_kwargs or 'vocab_size' not in backbone_kwargs:
-            raise ConfigError('scratch without a pretrained model needs backbone_kwargs with vocab_size')
-        cfg, state = dict(backbone_kwargs), None
-    else:
-        cfg, state = _pretrained_backbone(pretrained, backbone_kwargs)
-    if vocab_size is not None and cfg['vocab_size'] != vocab_size:
+    vocab_size: int | None = None,  # the vocabulary of the data (e.g. `TokenVocab(K).size`), checked
+    seed: int | None = None,  # seeds the fresh weights
+) -> Classifier:
+    "`transfer_model` with a check of the data's vocabulary against the backbone's."
+    model = transfer_model(regime, pretrained, num_classes, head, head_kwargs, seed)
+    reads = model.backbone.config.get('vocab_size')
+    if vocab_size is not None and reads != vocab_size:
         raise ConfigError(
-            f"the backbone reads {cfg['vocab_size']} token ids but the data's vocabulary has {vocab_size}: "
+            f"the backbone reads {reads} token ids but the data's vocabulary has {vocab_size}: "
             'the tokenizer (codebook size, class tokens) and the pretrained model do not match'
         )
-    if seed is not None:
-        torch.manual_seed(seed)
-    backbone = GPTBackbone(**cfg)
-    if regime != 'scratch':
-        try:
-            backbone.load_state_dict(state)
-        except RuntimeError as e:
-            raise ConfigError(f'pretrained weights do not fit GPTBackbone({cfg}): {str(e)[:300]}') from None
-    clf = TokenClassifier(backbone, num_classes, head, head_kwargs)
-    if regime == 'frozen':
-        clf.freeze_backbone()
-    clf.regime = regime
-    return clf
+    return model
 
-# %% ../../nbs/23_tasks.transfer.ipynb #f24963d4
-class TransferTask(L.LightningModule):
-    "Train a `TokenClassifier`: cross-entropy, AdamW with head and backbone learning rates; logs loss, accuracy and AUC."
-
-    def __init__(
-        self,
-        classifier: TokenClassifier,  # from `transfer_classifier`
-        lr: float = 1e-4,  # head learning rate (reference: 1e-4 for everything)
-        backbone_lr: float | None = None,  # backbone learning rate (None: `lr`); unused when the backbone is frozen
-        weight_decay: float = 1e-2,  # AdamW decoupled weight decay (reference: 1e-2)
-        label_smoothing: float = 0.0,  # cross-entropy label smoothing
-    ):
-        super().__init__()
-        self.save_hyperparameters(ignore=['classifier'])
-        self.classifier = classifier
-        self._outputs = {'train': [], 'val': [], 'test': []}
-
-    def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
-        return self.classifier(tokens, mask)
-
-    def _step(self, batch: dict, stage: str) -> Tensor:
-        if batch.get('labels') is None:
-            raise DataFormatError('TransferTask batch', 'labels', 'class labels per sentence')
-        logits = self(batch['tokens'], batch['mask']).float()
-        labels = batch['labels']
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f'TransferTask: non-finite {stage} loss {loss.item()}')
-        self.log(f'{stage}/loss', loss, on_step=False, on_epoch=True, batch_size=len(labels))
-        self._outputs[stage].append((logits.detach().softmax(-1).cpu(), labels.cpu()))
-        return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, 'train')
-
-    def validation_step(self, batch, batch_idx):
-        return self._step(batch, 'val')
-
-    def test_step(self, batch, batch_idx):
-        return self._step(batch, 'test')
-
-    def predict_step(self, batch, batch_idx, dataloader_idx=0) -> Tensor:
-        "Class probabilities `(batch, num_classes)`."
-        return self(batch['tokens'], batch['mask']).float().softmax(-1)
-
-    def _epoch_metrics(self, stage: str):
-        outs, self._outputs[stage] = self._outputs[stage], []
-        if not outs or self.trainer.sanity_checking:
-            return
-        probs, labels = torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
-        self.log(f'{stage}/acc', (probs.argmax(-1) == labels).float().mean())
-        auc = epoch_auc(probs.numpy(), labels.numpy())
-        if not math.isnan(auc):
-            self.log(f'{stage}/auc', torch.tensor(auc))
-
-    def on_train_epoch_end(self):
-        self._epoch_metrics('train')
-
-    def on_validation_epoch_end(self):
-        self._epoch_metrics('val')
-
-    def on_test_epoch_end(self):
-        self._epoch_metrics('test')
-
-    def configure_optimizers(self):
-        h, clf = self.hparams, self.classifier
-        groups = [{'params': [p for p in clf.head.parameters() if p.requires_grad], 'lr': h.lr}]
-        backbone = [p for p in clf.backbone.parameters() if p.requires_grad]
-        if backbone:
-            groups.append({'params': backbone, 'lr': h.lr if h.backbone_lr is None else h.backbone_lr})
-        return torch.optim.AdamW(groups, lr=h.lr, weight_decay=h.weight_decay)
-
-# %% ../../nbs/23_tasks.transfer.ipynb #822f1c5f
-class _KeepBest(L.Callback):
-    "Keep the classifier weights of the validation check with the highest val/auc (lowest val/loss without an AUC)."
-
-    def __init__(self):
-        self.best, self.state, self.checks = None, None, 0
-
-    def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
-            return
-        m = trainer.callback_metrics
-        score = float(m['val/auc']) if 'val/auc' in m else -float(m['val/loss'])
-        self.checks += 1
-        if self.best is None or score > self.best:
-            self.best, self.state = score, copy.deepcopy(pl_module.classifier.state_dict())
-
-
+# %% ../../nbs/23_tasks.transfer.ipynb #7ead5684
 def _labelled(data, where: str) -> TokenSentences:
     if not isinstance(data, TokenSentences):
         raise ConfigError(f'{where}: expected TokenSentences, got {type(data).__name__}')
@@ -329,30 +89,18 @@ def _labelled(data, where: str) -> TokenSentences:
     return data
 
 
-def subset(
-    data: TokenSentences,  # sentences (labels optional)
-    idx,  # indices to keep
-) -> TokenSentences:
-    "The sentences at `idx`, with their labels."
-    idx = torch.as_tensor(idx, dtype=torch.long)
-    return TokenSentences(
-        data.tokens[idx], data.mask[idx], None if data.labels is None else data.labels[idx], data.source
-    )
-
-
 def _loader(data, batch_size, num_samples=None, seed=0):
     sampler = None
     if num_samples is not None:
-        sampler = torch.utils.data.RandomSampler(
-            data, num_samples=num_samples, generator=torch.Generator().manual_seed(seed)
-        )
+        generator = torch.Generator().manual_seed(seed)
+        sampler = torch.utils.data.RandomSampler(data, num_samples=num_samples, generator=generator)
     return torch.utils.data.DataLoader(
         data, batch_size=batch_size, sampler=sampler, drop_last=sampler is not None, collate_fn=data.batch
     )
 
 
 def train_transfer(
-    classifier: TokenClassifier,  # from `transfer_classifier`
+    classifier: Classifier,  # from `models.heads.transfer_model`
     train: TokenSentences,  # labelled training sentences
     val: TokenSentences | None = None,  # labelled validation sentences; the best check's weights are kept
     epochs: int = 10,  # passes over `train` (but at least `min_steps` steps)
@@ -364,10 +112,10 @@ def train_transfer(
     min_steps: int = 0,  # at least this many optimizer steps (small training sets)
     max_steps: int | None = None,  # at most this many optimizer steps
     val_checks: int = 10,  # validation checks spread over the run
-    device=None,  # None: CUDA when available (bf16 autocast there)
+    device=None,  # None: CUDA when available (bf16 there)
     seed: int = 0,  # data-order seed
 ) -> dict:  # steps, seconds, best_val (AUC of the kept weights or None), val_checks, train_loss
-    "Fit a classifier with `TransferTask` in one epoch of reshuffled passes; keep the weights of the best validation check."
+    "Fit a classifier through `tasks.core.fit` in reshuffled passes; keep the weights of the best validation check."
     train = _labelled(train, 'train_transfer train')
     if len(train) < 2:
         raise ConfigError(f'train_transfer needs at least 2 training sentences, got {len(train)}')
@@ -377,46 +125,33 @@ def train_transfer(
     steps = max(min_steps, epochs * (len(train) // bs), 1)
     if max_steps is not None:
         steps = max(min(steps, max_steps), 1)
-    device = get_device(device)
-    task = TransferTask(classifier, lr=lr, backbone_lr=backbone_lr, weight_decay=weight_decay)
-    keep = [_KeepBest()] if val is not None else []
-    t0 = time.perf_counter()
-    with quiet_lightning(), warnings.catch_warnings():
-        warnings.filterwarnings(
-            'ignore', message='.*(no `val_dataloader`|module\\(s\\) in eval mode).*'
-        )  # no val set; frozen backbone
-        trainer = L.Trainer(
-            max_steps=steps,
-            max_epochs=1,
-            accelerator='gpu' if device.type == 'cuda' else 'cpu',
-            devices=1,
-            precision=lightning_precision(device),
-            gradient_clip_val=grad_clip or None,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            callbacks=keep,
-            limit_val_batches=None if val is not None else 0,
-            val_check_interval=max(1, steps // max(val_checks, 1)),
-        )
-        trainer.fit(task, _loader(train, bs, steps * bs, seed), None if val is None else _loader(val, 1024))
-    if keep and keep[0].state is not None:
-        classifier.load_state_dict(keep[0].state)
+    task = SetClassifier(
+        classifier, classifier.num_classes, lr=lr, backbone_lr=backbone_lr, weight_decay=weight_decay, scheduler=None
+    )
+    keep = None if val is None else ('val/auc' if len(val.labels.unique()) > 1 else 'val/loss')
+    result = fit(
+        task,
+        _loader(train, bs, steps * bs, seed),
+        None if val is None else _loader(val, 1024),
+        steps=steps,
+        device=device,
+        val_checks=max(val_checks, 1) if val is not None else None,
+        keep_best=keep,
+        grad_clip=grad_clip,
+    )
     classifier.cpu()
     return {
-        'steps': int(trainer.global_step),
-        'seconds': time.perf_counter() - t0,
-        'best_val': keep[0].best if keep else None,
-        'val_checks': keep[0].checks if keep else 0,
-        'train_loss': float(trainer.callback_metrics.get('train/loss', float('nan'))),
+        'steps': result.steps,
+        'seconds': result.seconds,
+        'best_val': result.best_score,
+        'val_checks': len(result.series('val/loss')),
+        'train_loss': float(np.mean(result.series('train/loss'))),
     }
 
 # %% ../../nbs/23_tasks.transfer.ipynb #1b2c7124
 @torch.no_grad()
 def predict_proba(
-    classifier: TokenClassifier,  # a classifier
+    classifier: nn.Module,  # a classifier `(tokens, mask) -> logits`
     data: TokenSentences,  # sentences
     batch_size: int = 1024,  # sentences per forward pass
     device=None,  # None: CUDA when available
@@ -436,7 +171,7 @@ def predict_proba(
 
 
 def evaluate_classifier(
-    classifier: TokenClassifier,  # a classifier
+    classifier: nn.Module,  # a classifier `(tokens, mask) -> logits`
     data: TokenSentences,  # labelled sentences (binary: 1 = signal)
     signal_efficiency: float = 0.3,  # working point of the background rejection
     batch_size: int = 1024,  # sentences per forward pass
@@ -491,11 +226,10 @@ def transfer_sweep(
     sizes: Sequence[int],  # training-set sizes N
     regimes: Sequence[str] = REGIMES,  # transfer regimes
     heads: Sequence[str] = ('summation',),  # classification heads
-    pretrained=None,  # pretrained `GPTLanguageModel` (needed for 'frozen' and 'finetune')
+    pretrained=None,  # a backbone, a model wrapping one (`GPTLanguageModel`) or a saved file (`transfer_model`)
     val: TokenSentences | None = None,  # optional labelled set for keeping the best weights
     seeds: Sequence[int] = (0,),  # repetitions (training subset, initialisation, data order)
     head_kwargs: dict | None = None,  # head options
-    backbone_kwargs: dict | None = None,  # the backbone for 'scratch' when there is no `pretrained`
     train_kwargs: dict | None = None,  # `train_transfer` options (epochs, lr, min_steps, device, ...)
     regime_kwargs: dict | None = None,  # per-regime overrides of `train_kwargs`, e.g. {'frozen': {'lr': 1e-3}}
     verbose: bool = False,  # print one line per run
@@ -511,11 +245,9 @@ def transfer_sweep(
         for n in sizes:
             for regime in regimes:
                 for head in heads:
-                    clf = transfer_classifier(
-                        regime, pretrained, num_classes, head, head_kwargs, backbone_kwargs, seed=seed
-                    )
+                    clf = transfer_model(regime, pretrained, num_classes, head, head_kwargs, seed=seed)
                     kw = dict(train_kwargs or {}) | dict((regime_kwargs or {}).get(regime, {}))
-                    hist = train_transfer(clf, subset(train, subsets[n]), val, seed=seed, **kw)
+                    hist = train_transfer(clf, train.subset(subsets[n]), val, seed=seed, **kw)
                     res = evaluate_classifier(clf, test, device=kw.get('device'))
                     rows.append(
                         {
@@ -530,8 +262,9 @@ def transfer_sweep(
                     )
                     if verbose:
                         print(
-                            f"N={n:>6} {regime:>8} {head:>15} seed {seed}: AUC {res['auc']:.3f} acc {res['accuracy']:.3f} "
-                            f"R30 {res['rejection_30']:.1f} ({hist['steps']} steps, {hist['seconds']:.1f} s)"
+                            f"N={n:>6} {regime:>8} {head:>15} seed {seed}: AUC {res['auc']:.3f} "
+                            f"acc {res['accuracy']:.3f} R30 {res['rejection_30']:.1f} "
+                            f"({hist['steps']} steps, {hist['seconds']:.1f} s)"
                         )
     return pd.DataFrame(rows)
 
