@@ -1,5 +1,6 @@
 """Training harness: `fj fit` from YAML writes a resumable checkpoint; 2-process DDP equals 1 process;
-a run killed mid-training and resumed from `last.ckpt` equals an uninterrupted run. CPU only, tiny models."""
+a run killed mid-training and resumed from `last.ckpt` runs only the remaining steps and equals an
+uninterrupted run. Everything trains through `tasks.core.fit`. CPU only, tiny models."""
 
 import os
 import subprocess
@@ -8,18 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
-from foundation_jets.core import seed_everything
 from torch.utils.data import DataLoader, DistributedSampler
-from foundation_jets.core import collate_sets
-from foundation_jets.data.modules import SetDataset
+from foundation_jets.core import collate_sets, seed_everything
+from foundation_jets.data.modules import JetNpyDataModule, SetDataset
 from foundation_jets.models.deepsets import DeepSets
-from foundation_jets.tasks.classifier import SetClassifier, ring_sets
-from foundation_jets.data.modules import JetNpyDataModule
+from foundation_jets.tasks.classifier import SetClassifier
+from foundation_jets.tasks.core import fit
+from foundation_jets.toys import ring_sets
 
 ROOT = Path(__file__).resolve().parent.parent
 FJ = [sys.executable, '-c', 'import sys; from foundation_jets.cli import main; sys.exit(main())']
-QUIET = dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
 
 
 def fj(*args, cwd=None, timeout=300):
@@ -36,13 +35,20 @@ def assert_same_weights(a, b, atol=1e-6):
 
 
 CONFIG = """
-trainer: {{max_epochs: {epochs}, default_root_dir: {root}, logger: false, enable_progress_bar: false, enable_model_summary: false}}
+trainer:
+  max_epochs: {epochs}
+  default_root_dir: {root}
+  logger: false
+  enable_progress_bar: false
+  enable_model_summary: false
 model:
   class_path: foundation_jets.tasks.classifier.SetClassifier
   init_args:
     n_classes: 2
     lr: 0.01
-    backbone: {{class_path: foundation_jets.models.deepsets.DeepSets, init_args: {{n_features: 7, n_classes: 2, phi_dims: [16, 16], f_dims: [16]}}}}
+    backbone:
+      class_path: foundation_jets.models.deepsets.DeepSets
+      init_args: {{n_features: 7, n_classes: 2, phi_dims: [16, 16], f_dims: [16]}}
 data:
   class_path: foundation_jets.data.modules.JetNpyDataModule
   init_args: {{classes: [QCD, Tbqq], batch_size: 16}}
@@ -58,7 +64,7 @@ def test_fj_fit_writes_checkpoint_and_resumes(tmp_path, monkeypatch, capsys):
     ck = torch.load(last, weights_only=True)
     steps_per_epoch = -(-68 // 16)  # 68 training jets (60% of 48 QCD + 65 Tbqq), batches of 16
     assert ck['epoch'] == 1 and ck['global_step'] == 2 * steps_per_epoch
-    assert ck['state_dict']['backbone.f.2.weight'].shape == (2, 16)
+    assert ck['state_dict']['model.f.2.weight'].shape == (2, 16)
     # resume: two more epochs on top of the last checkpoint (in-process `main`, to spare a Lightning import)
     from foundation_jets.cli import main
 
@@ -93,14 +99,11 @@ def test_ddp_two_processes_equal_one_process(monkeypatch):
     single = _ddp_task()
     init = {k: v.clone() for k, v in single.state_dict().items()}
     order = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=0)
-    L.Trainer(max_epochs=3, accelerator='cpu', devices=1, enable_checkpointing=False, **QUIET).fit(
-        single, DataLoader(ds, batch_size=16, sampler=order, collate_fn=collate_sets)
-    )
+    fit(single, DataLoader(ds, batch_size=16, sampler=order, collate_fn=collate_sets), epochs=3, device='cpu')
     ddp = _ddp_task()
     assert_same_weights(ddp.state_dict(), init, atol=0)
-    L.Trainer(
-        max_epochs=3, accelerator='cpu', devices=2, strategy='ddp_spawn', enable_checkpointing=False, **QUIET
-    ).fit(ddp, DataLoader(ds, batch_size=8, shuffle=True, collate_fn=collate_sets))
+    loader = DataLoader(ds, batch_size=8, shuffle=True, collate_fn=collate_sets)
+    fit(ddp, loader, epochs=3, device='cpu', devices=2, strategy='ddp_spawn')
     moved = max((single.state_dict()[k] - init[k]).abs().max().item() for k in init)
     assert moved > 1e-3  # the run trained
     assert_same_weights(ddp.state_dict(), single.state_dict(), atol=1e-6)
@@ -117,29 +120,51 @@ class Crash(L.Callback):
             raise RuntimeError('simulated crash')
 
 
-def _resumable_run(ckpt_dir, epochs=4, callbacks=(), ckpt_path=None):
+class StepCounter(L.Callback):
+    "Count the optimizer steps this process actually runs, and the global step it starts from."
+
+    def __init__(self):
+        self.steps, self.start = 0, None
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = trainer.global_step
+
+    def on_train_batch_end(self, trainer, *args):
+        self.steps += 1
+
+
+def _resumable_run(ckpt_dir, epochs=4, callbacks=(), resume=False):
     seed_everything(0)
     task = SetClassifier(DeepSets(n_features=7, n_classes=2, phi_dims=[16], f_dims=[16]), lr=3e-3, warmup_steps=3)
     dm = JetNpyDataModule(classes=['QCD', 'Tbqq'], batch_size=16, shuffle=True, seed=1)
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator='cpu',
+    result = fit(
+        task,
+        dm,
+        epochs=epochs,
+        device='cpu',
+        checkpoint_dir=ckpt_dir,
+        resume=resume,
+        callbacks=callbacks,
         deterministic=True,
-        default_root_dir=ckpt_dir,
-        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True), *callbacks],
-        **QUIET,
     )
-    trainer.fit(task, dm, ckpt_path=ckpt_path)
-    return task
+    return task, result
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
-    full = _resumable_run(tmp_path / 'full')
+    full, full_result = _resumable_run(tmp_path / 'full')
+    total = full_result.steps  # 4 epochs of 5 steps (68 training jets, batches of 16)
+    assert (total, full_result.steps_run) == (20, 20)
     with pytest.raises(RuntimeError, match='simulated crash'):
-        _resumable_run(tmp_path / 'killed', callbacks=[Crash(step=12)])  # 5 steps per epoch: killed in epoch 3
+        _resumable_run(tmp_path / 'killed', callbacks=[Crash(step=12)])  # killed in epoch 3
     ck = torch.load(tmp_path / 'killed' / 'last.ckpt', weights_only=True)
     assert ck['global_step'] == 10  # the last completed epoch
-    resumed = _resumable_run(tmp_path / 'killed', ckpt_path='last')
+    counter = StepCounter()
+    resumed, result = _resumable_run(tmp_path / 'killed', callbacks=[counter], resume=True)
+    # the resumed run starts at the checkpoint's step and executes only the remaining optimizer steps
+    assert (counter.start, counter.steps, result.steps_run, result.steps) == (10, total - 10, total - 10, total), (
+        f'resumed run: started at step {counter.start}, ran {counter.steps} steps (steps_run {result.steps_run}), '
+        f'ended at {result.steps}; expected to start at 10 and run the remaining {total - 10} of {total}'
+    )
     assert_same_weights(resumed.state_dict(), full.state_dict(), atol=1e-6)
     final = torch.load(tmp_path / 'killed' / 'last.ckpt', weights_only=True)['state_dict']
     assert_same_weights(final, full.state_dict(), atol=1e-6)
