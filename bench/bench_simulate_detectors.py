@@ -2,7 +2,8 @@
 
 Measures events per second, in one process (the generators are single-threaded numpy):
 - lartpc: `simulate_event` (default config) and the same plus writing the PILArNet-M v2 HDF5 file;
-- barrel2d: `simulate_barrel2d` (10 particles, 8 layers) and the same plus `write_h5_shard` of `compact_barrel2d` (as the CLI);
+- barrel2d: `simulate_barrel2d` (10 particles, 8 layers) and the same plus `write_h5_shard` of `compact_barrel2d`
+  (as the CLI);
 - solenoid3d: `simulate_tracking_event` + `trackml_tables` (50 particles, 10 TrackML barrel layers, 20 % noise),
   and the same plus writing the TrackML CSV files.
 Also reports mean points (hits) per event and bytes per event on disk. Default run: 30 LArTPC, 500 barrel2d and
@@ -103,11 +104,13 @@ def main(argv=None) -> int:
         d = Path(d)
         rows = [bench_lartpc(30 * k, d), bench_barrel2d(500 * k, d), bench_solenoid3d(100 * k, d)]
     print(
-        f"{'simulator':<11} {'events':>7} {'gen ev/s':>10} {'gen+write ev/s':>15} {'points/hits':>12} {'bytes/event':>12}"
+        f"{'simulator':<11} {'events':>7} {'gen ev/s':>10} {'gen+write ev/s':>15} "
+        f"{'points/hits':>12} {'bytes/event':>12}"
     )
     for r in rows:
         print(
-            f"{r['simulator']:<11} {r['events']:>7} {r['generate_events_per_s']:>10.1f} {r['generate_and_write_events_per_s']:>15.1f} "
+            f"{r['simulator']:<11} {r['events']:>7} {r['generate_events_per_s']:>10.1f} "
+            f"{r['generate_and_write_events_per_s']:>15.1f} "
             f"{r['elements_per_event']:>12.0f} {r['bytes_per_event']:>12.0f}"
         )
     result = dict(

@@ -74,10 +74,12 @@ def main(argv=None):
     print(f"{'what':26s} {'workers':>7s} {'n':>6s} {'s':>8s} {'per s':>8s} {'per s/worker':>13s}")
     for r in rows:
         print(
-            f"{r['what']:26s} {r['workers']:7d} {r['n']:6d} {r['seconds']:8.1f} {r['rate']:8.2f} {r['rate_per_worker']:13.2f}"
+            f"{r['what']:26s} {r['workers']:7d} {r['n']:6d} {r['seconds']:8.1f} {r['rate']:8.2f} "
+            f"{r['rate_per_worker']:13.2f}"
         )
     print(
-        f'scaling 2 workers / 1 worker: {scaling:.2f} (ideal 2.0); load average before {load0[0]:.1f}, after {os.getloadavg()[0]:.1f}'
+        f'scaling 2 workers / 1 worker: {scaling:.2f} (ideal 2.0); '
+        f'load average before {load0[0]:.1f}, after {os.getloadavg()[0]:.1f}'
     )
     res = dict(
         rows=rows,

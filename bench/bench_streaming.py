@@ -225,7 +225,8 @@ def main(argv=None) -> int:
         },
     }
     print(
-        f"StreamingSetDataset: {n_files} files x {per_file} jets, batch {BATCH}, shuffle buffer {BUFFER}, {os.cpu_count()} CPUs"
+        f"StreamingSetDataset: {n_files} files x {per_file} jets, batch {BATCH}, shuffle buffer {BUFFER}, "
+        f"{os.cpu_count()} CPUs"
     )
     print(f"{'source':<8}{'1 worker':>12}{'2 workers':>12}{'2w / 1w':>10}   (jets/s)")
     for fmt in ('root', 'h5'):
@@ -235,17 +236,21 @@ def main(argv=None) -> int:
     print(f"{'h5/root':<8}{res['ratios']['h5_over_root_1w']:>12.2f}{res['ratios']['h5_over_root_2w']:>12.2f}")
     print("\npeak RSS of a fresh process streaming the data (no workers), MiB")
     print(
-        f"{'source':<8}{'imports':>9}{'1x jets':>10}{'1x peak':>9}{'10x jets':>10}{'10x peak':>10}{'10x/1x':>8}   streaming part 1x -> 10x (sets held)"
+        f"{'source':<8}{'imports':>9}{'1x jets':>10}{'1x peak':>9}{'10x jets':>10}{'10x peak':>10}{'10x/1x':>8}"
+        "   streaming part 1x -> 10x (sets held)"
     )
     for fmt in rss_fmts:
         r1, r10 = rss[f'{fmt}_1x'], rss[f'{fmt}_10x']
         print(
-            f"{fmt:<8}{r1['rss_after_imports_mib']:>9.0f}{r1['jets']:>10,}{r1['peak_rss_mib']:>9.0f}{r10['jets']:>10,}{r10['peak_rss_mib']:>10.0f}"
-            f"{res['rss_10x_over_1x'][fmt]:>8.2f}   {r1['streaming_mib']:.0f} -> {r10['streaming_mib']:.0f} MiB ({r1['max_examples_held']:,} -> {r10['max_examples_held']:,})"
+            f"{fmt:<8}{r1['rss_after_imports_mib']:>9.0f}{r1['jets']:>10,}{r1['peak_rss_mib']:>9.0f}"
+            f"{r10['jets']:>10,}{r10['peak_rss_mib']:>10.0f}{res['rss_10x_over_1x'][fmt]:>8.2f}"
+            f"   {r1['streaming_mib']:.0f} -> {r10['streaming_mib']:.0f} MiB"
+            f" ({r1['max_examples_held']:,} -> {r10['max_examples_held']:,})"
         )
     sec = res['seconds']
     print(
-        f"\n(data {sec['make_data']:.0f} s, throughput {sec['throughput']:.0f} s, RSS children {sec['rss_children']:.0f} s; total {sec['total']:.0f} s) -> {a.out}"
+        f"\n(data {sec['make_data']:.0f} s, throughput {sec['throughput']:.0f} s, "
+        f"RSS children {sec['rss_children']:.0f} s; total {sec['total']:.0f} s) -> {a.out}"
     )
     atomic_write_text(a.out, json.dumps(res, indent=1) + '\n')
     return 0

@@ -1,4 +1,4 @@
-"""Tokenization throughput and training step time of the OmniJet-α-size conditional tokenizer (`foundation_jets.tokenize`).
+"""Tokenization speed and training step time of the OmniJet-α-size conditional tokenizer (`foundation_jets.tokenize`).
 
 Measures, with the same weights in one run (the two variants interleaved, each timed several times, best kept):
 - **reference-style**: as the reference implementation tokenizes (encoder plus quantizer): batches of 512 jets in
@@ -31,11 +31,12 @@ Recorded on the project's 2-core AMD EPYC VM (shared with other jobs; load avera
   default, 2 threads (load 0.2-1.6): simulated 141 -> 616 jets/s (4.4x), JetClass 165 -> 1062 jets/s (6.5x);
                                      quantizer alone 5.4x; training 18.5 s/step (batch 512)
   --full,  2 threads (load 2.2-2.0): simulated 115 -> 653 jets/s (5.7x), JetClass 183 -> 1242 jets/s (6.8x);
-                                     training 11.8 s/step; 9 of 470k codes differ (distance gap <= 3e-5, rounding-level ties)
+                                     training 11.8 s/step; 9 of 470k codes differ
+                                     (distance gap <= 3e-5, rounding-level ties)
   default, 1 thread  (load 1.6-1.2): simulated  86 -> 357 jets/s (4.2x), JetClass  99 -> 610 jets/s (6.2x)
 Every other run: codes agree exactly. The 10x goal is NOT reached: the gain is bounded by the padding fraction (real
-JetClass jets use 39 of 128 slots on average, the simulated ones 60) plus the faster search; under heavy machine load the
-ratio moved between 3x and 10x.
+JetClass jets use 39 of 128 slots on average, the simulated ones 60) plus the faster search; under heavy machine load
+the ratio moved between 3x and 10x.
 
     python bench/bench_tokenize.py [--full] [--threads 0] [--out bench/results/tokenize.json]
 """
@@ -56,7 +57,8 @@ from foundation_jets.data.features import omnijet_spec
 from foundation_jets.data.jets import load_embedded_jets, load_jetclass
 from foundation_jets.tokenize.quantizer import nearest_code
 from foundation_jets.tokenize.shards import encode_sets
-from foundation_jets.tokenize.tokenizers import VQVAETokenizer, fit_tokenizer
+from foundation_jets.tasks.tokenizer import fit_tokenizer
+from foundation_jets.tokenize.tokenizers import VQVAETokenizer
 
 HERE = Path(__file__).resolve().parent
 BATCH, SLOTS = 512, 128
@@ -78,7 +80,7 @@ def pad_to(sets: ParticleSet, n: int = SLOTS) -> ParticleSet:
 
 @torch.no_grad()
 def reference_style(tok, sets: ParticleSet, device, batch: int = BATCH) -> torch.Tensor:
-    "Codes the reference way: padded batches in input order, encoder over all slots, cdist over all slots incl. padding."
+    "Codes the reference way: padded batches in input order, encoder over all slots, cdist over all slots and padding."
     codebook = tok.quantizer.effective_codebook().detach().float()
     out = []
     for i in range(0, len(sets), batch):
@@ -113,7 +115,8 @@ def time_variants(variants: dict, tok, sets, device, repeats: int) -> tuple[dict
 
 @torch.no_grad()
 def agreement(tok, sets: ParticleSet, a: torch.Tensor, b: torch.Tensor) -> dict:
-    "Fraction of equal codes (real constituents), of jets with all codes equal, and the largest relative gap where they differ."
+    """Fraction of equal codes (real constituents), of jets with all codes equal, and the largest relative gap where
+    they differ."""
     m = sets.mask
     same = (a == b) | ~m
     out = dict(
@@ -219,7 +222,8 @@ def bench_device(tok, data: dict, device, repeats: int) -> dict:
             r['ours_bf16_codes_equal'] = agreement(tok, sets, codes['ours'], cb['ours_bf16'])['codes_equal']
         res[name] = r
         print(
-            f"  {name:<10} reference-style {r['reference_style_jets_per_s']:9.1f} jets/s | ours {r['ours_jets_per_s']:9.1f} jets/s"
+            f"  {name:<10} reference-style {r['reference_style_jets_per_s']:9.1f} jets/s"
+            f" | ours {r['ours_jets_per_s']:9.1f} jets/s"
             f" | {r['speedup']:5.1f}x | codes equal {r['codes_equal']:.6f}",
             flush=True,
         )
@@ -247,7 +251,8 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()[0]
     print(
         f"tokenizer 4x128x8, latent 4, K=8192 ({sum(q.numel() for q in tok.parameters()):,} parameters); "
-        f"batch {BATCH}, {SLOTS} slots; torch threads {torch.get_num_threads()} of {os.cpu_count()} CPUs; load {load0:.1f}",
+        f"batch {BATCH}, {SLOTS} slots; torch threads {torch.get_num_threads()} of {os.cpu_count()} CPUs; "
+        f"load {load0:.1f}",
         flush=True,
     )
     res = dict(
@@ -290,25 +295,28 @@ def main(argv=None) -> int:
     res['loadavg_end'] = os.getloadavg()[0]
 
     print(
-        f"\nOmniJet-α tokenizer (4x128x8, K=8192), batch {BATCH}; {res['threads']} torch threads, load {load0:.1f} -> {res['loadavg_end']:.1f}"
+        f"\nOmniJet-α tokenizer (4x128x8, K=8192), batch {BATCH}; {res['threads']} torch threads, "
+        f"load {load0:.1f} -> {res['loadavg_end']:.1f}"
     )
     print(f"  {'device / jets':<22} {'reference-style':>16} {'ours':>12} {'ratio':>7} {'codes equal':>12}")
     for dev in [k for k in ('cpu', 'cuda') if k in res]:
         for name in data:
             r = res[dev][name]
             print(
-                f"  {dev + ' / ' + name:<22} {r['reference_style_jets_per_s']:>11.1f} j/s {r['ours_jets_per_s']:>8.1f} j/s"
-                f" {r['speedup']:>6.1f}x {r['codes_equal']:>12.6f}"
+                f"  {dev + ' / ' + name:<22} {r['reference_style_jets_per_s']:>11.1f} j/s"
+                f" {r['ours_jets_per_s']:>8.1f} j/s {r['speedup']:>6.1f}x {r['codes_equal']:>12.6f}"
             )
         q = res[dev]['quantizer_alone']
         print(
-            f"  {dev + ' / quantizer only':<22} {q['cdist_all_slots_s']:>13.3f} s {q['chunked_real_only_s']:>10.3f} s {q['ratio']:>6.1f}x"
+            f"  {dev + ' / quantizer only':<22} {q['cdist_all_slots_s']:>13.3f} s"
+            f" {q['chunked_real_only_s']:>10.3f} s {q['ratio']:>6.1f}x"
             f"   (one batch: {q['latents']} slots, {q['real_latents']} real)"
         )
         if 'training' in res[dev]:
             t = res[dev]['training']
             print(
-                f"  {dev + ' / training step':<22} {t['seconds_per_step']:>13.3f} s/step ({t['precision']}, batch {t['batch']})"
+                f"  {dev + ' / training step':<22} {t['seconds_per_step']:>13.3f} s/step"
+                f" ({t['precision']}, batch {t['batch']})"
             )
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
