@@ -188,6 +188,16 @@ def run_lightning(
     argv: list[str],  # e.g. ['fit', '--config', 'cfg.yaml']
 ) -> int:  # exit code
     "Run a LightningCLI subcommand; configuration errors give a one-line message and exit code 2."
+    ckpt = next((b for a, b in zip(argv, argv[1:]) if a == '--ckpt_path'), None)
+    ckpt = ckpt or next((a.split('=', 1)[1] for a in argv if a.startswith('--ckpt_path=')), None)
+    if ckpt and ckpt not in ('last', 'best', 'hpc', 'registry') and '://' not in ckpt:
+        try:
+            check_checkpoint(ckpt)  # before importing Lightning: a bad file is reported in a second
+        except FoundationJetsError as e:
+            if _debug():
+                raise
+            print(f"fj {argv[0]}: error: {e}", file=sys.stderr)
+            return 2 if isinstance(e, ConfigError) else 1
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -205,16 +215,17 @@ def run_lightning(
         )
     except SystemExit as e:
         return _exit_code(e)
-    except ConfigError as e:
-        print(f"fj {argv[0]}: error: {e}", file=sys.stderr)
-        return 2
-    except FoundationJetsError as e:
-        print(f"fj {argv[0]}: error: {e}", file=sys.stderr)
-        return 1
-    except MisconfigurationException as e:
+    except (FoundationJetsError, MisconfigurationException) as e:
+        if _debug():
+            raise
         print(f"fj {argv[0]}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(e, FoundationJetsError) and not isinstance(e, ConfigError) else 2
     return 0
+
+
+def _debug() -> bool:
+    "Whether `fj --debug` (or FJ_DEBUG=1) asked for tracebacks."
+    return os.environ.get('FJ_DEBUG', '') not in ('', '0')
 
 
 def _exit_code(e: SystemExit) -> int:
@@ -294,12 +305,11 @@ def run_tool(
         rc = fn(argv)
     except SystemExit as e:
         return _exit_code(e)
-    except ConfigError as e:
-        print(f"fj {name}: error: {e}", file=sys.stderr)
-        return 2
     except FoundationJetsError as e:
+        if _debug():
+            raise
         print(f"fj {name}: error: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, ConfigError) else 1
     return int(rc or 0)
 
 # %% ../nbs/40_cli.ipynb #526fb1ce
@@ -359,7 +369,7 @@ def main(
 ) -> int:  # exit code: 0 success, 1 failure, 2 usage error, 130 Ctrl-C, 143 SIGTERM
     "The `fj` command."
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = '--debug' in argv or os.environ.get('FJ_DEBUG', '') not in ('', '0')
+    debug = '--debug' in argv or _debug()
     argv = [a for a in argv if a != '--debug']
     label = ' '.join(argv[:2]) if argv[:1] == ['simulate'] else (argv[0] if argv else '')
     before = os.environ.get('FJ_DEBUG')

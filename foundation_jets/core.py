@@ -7,6 +7,9 @@ Docs: https://foundation-jets.github.io/foundation_jets/core.html.md"""
 # %% ../nbs/00_core.ipynb #a9e8c23c
 from __future__ import annotations
 import contextlib
+import importlib
+import multiprocessing as mp
+import multiprocessing.pool
 import os
 import random
 import re
@@ -29,7 +32,8 @@ from torch import Tensor
 __all__ = ['FoundationJetsError', 'DataFormatError', 'ConfigError', 'check_array', 'get_device', 'autocast',
            'lightning_precision', 'seed_everything', 'cpu_threads', 'ParticleSet', 'pad_sets', 'collate_sets',
            'temporary_prefix', 'remove_stale_temporaries', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text',
-           'check_output_dir', 'check_output_file', 'die_with_parent', 'project_root', 'data_dir', 'shared_data_dir']
+           'check_output_dir', 'check_output_file', 'die_with_parent', 'worker_pool', 'project_root', 'data_dir',
+           'shared_data_dir']
 
 # %% ../nbs/00_core.ipynb #9b9c945d
 class FoundationJetsError(Exception):
@@ -487,6 +491,23 @@ def die_with_parent(
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name='die_with_parent').start()
+
+
+def worker_pool(
+    processes: int,  # number of worker processes
+    context: str = 'spawn',  # multiprocessing start method
+) -> mp.pool.Pool:
+    "A process pool whose workers ignore Ctrl-C from birth and exit when this process dies (`die_with_parent`)."
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signal handlers cannot be set here
+        previous = None
+    init = importlib.import_module('foundation_jets.core').die_with_parent  # the installed one pickles by name
+    try:
+        return mp.get_context(context).Pool(processes, initializer=init, initargs=(os.getpid(),))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 # %% ../nbs/00_core.ipynb #b153b762
 def project_root() -> Path:

@@ -8,7 +8,6 @@ Docs: https://foundation-jets.github.io/foundation_jets/simulate.events.html.md"
 from __future__ import annotations
 import argparse
 import hashlib
-import multiprocessing as mp
 import os
 import sys
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..core import ConfigError, check_output_file, die_with_parent
+from ..core import ConfigError, check_output_file, worker_pool
 from ..data.detectors import ADC2021_SLOTS, write_adc2021_h5
 from .jets import batch_to_numpy, event_slice, pythia_seed, _Lookup, _pseudojets, _dphi
 
@@ -294,9 +293,7 @@ def simulate_events(
     else:
         import importlib
 
-        pool = mp.get_context('spawn').Pool(
-            min(workers, len(tasks)), initializer=die_with_parent, initargs=(os.getpid(),)
-        )
+        pool = worker_pool(min(workers, len(tasks)))  # workers ignore Ctrl-C and die with this process
         it = pool.imap(importlib.import_module('foundation_jets.simulate.events')._run_event_chunk, tasks)
     try:
         for p, rows in it:

@@ -8,7 +8,6 @@ Docs: https://foundation-jets.github.io/foundation_jets/simulate.jets.html.md"""
 from __future__ import annotations
 import argparse
 import hashlib
-import multiprocessing as mp
 import os
 import sys
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..core import ConfigError, DataFormatError, atomic_path, check_output_dir, die_with_parent
+from ..core import ConfigError, DataFormatError, atomic_path, check_output_dir, worker_pool
 
 # %% auto #0
 __all__ = ['PROCESSES', 'TYPE_NAMES', 'JetProcess', 'pythia_seed', 'pythia_settings', 'batch_to_numpy', 'event_slice',
@@ -579,9 +578,7 @@ def simulate_jets(
     else:  # the worker function must come from the installed module (not a notebook's __main__) to unpickle
         import importlib
 
-        pool = mp.get_context('spawn').Pool(
-            min(workers, len(tasks)), initializer=die_with_parent, initargs=(os.getpid(),)
-        )  # workers ignore Ctrl-C (the parent terminates them) and exit when the parent dies, even by kill -9
+        pool = worker_pool(min(workers, len(tasks)))  # workers ignore Ctrl-C and die with this process
         it = pool.imap(importlib.import_module('foundation_jets.simulate.jets')._run_chunk, tasks)
     try:
         for p, js in it:
