@@ -102,11 +102,6 @@ def _step(self: SetClassifier, batch, stage: str) -> Tensor:
 
 
 @patch
-def on_train_start(self: SetClassifier):
-    self.model.train()  # Lightning keeps a module's eval mode; a frozen backbone stays in eval (`Classifier.train`)
-
-
-@patch
 def training_step(self: SetClassifier, batch, batch_idx):
     return self._step(batch, 'train')
 

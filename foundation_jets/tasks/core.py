@@ -517,3 +517,9 @@ def fit(
         checkpoint=Path(checkpoint.last_model_path) if checkpoint is not None and checkpoint.last_model_path else None,
         trainer=trainer,
     )
+
+# %% ../../nbs/20_tasks.core.ipynb #bcb5df80
+@patch
+def on_train_start(self: Task):
+    "Lightning hook: the task and its modules train in training mode, whatever mode they were left in."
+    self.train()

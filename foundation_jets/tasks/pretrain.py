@@ -38,9 +38,6 @@ class NextTokenTask(Task):
         self.model = model
         self.train_tokens, self.train_seconds, self._val = 0, 0.0, [0.0, 0]
 
-    def on_train_start(self):
-        self.model.train()  # Lightning keeps a module's eval mode (dropout off); a language model trains in train mode
-
     def training_step(self, batch, batch_idx):
         self._t0 = time.perf_counter()
         loss = self.model.loss(batch['tokens'], batch['mask'])

@@ -56,9 +56,6 @@ class TokenizerTask(Task):
             )
         return out.loss
 
-    def on_train_start(self):
-        self.tokenizer.train()  # Lightning keeps a module's eval mode; the quantizer only learns in training mode
-
     def training_step(self, batch, batch_idx):
         return self._step(batch, 'train')
 
