@@ -19,7 +19,7 @@ from .data.jets import JETCLASS_LABELS, load_jetclass, read_top_tagging
 from .metrics import metrics_to_json
 from .models.gpt import TokenVocab
 from .models.heads import HEADS, REGIMES, load_pretrained, save_pretrained, transfer_model
-from .tasks.pretrain import TokenSentences
+from .tokenize.sentences import TokenSentences
 from .tasks.transfer import evaluate_classifier, train_transfer
 from .tokenize.shards import tokenize_jets
 

@@ -8,16 +8,19 @@ Docs: https://foundation-jets.github.io/foundation_jets/physics.html.md"""
 from __future__ import annotations
 import math
 import warnings
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
-from .core import DataFormatError, ConfigError
+from .core import ConfigError, DataFormatError, ParticleSet
 
 # %% auto #0
-__all__ = ['PAIR_FEATURES', 'as_tensor', 'pt', 'phi', 'mass2', 'mass', 'pseudorapidity', 'rapidity', 'p4_to_ptetaphie',
-           'p4_to_ptetaphim', 'ptetaphim_to_p4', 'ptetaphie_to_p4', 'delta_phi', 'delta_r', 'jet_p4', 'jet_ptetaphim',
-           'jet_pt', 'jet_eta', 'jet_phi', 'jet_mass', 'constituent_features', 'eta_rel', 'phi_rel', 'pair_features',
-           'exclusive_kt_axes', 'tau_n', 'nsubjettiness', 'energy_correlators', 'd2', 'jet_observables']
+__all__ = ['PAIR_FEATURES', 'JET_OBSERVABLES', 'as_tensor', 'pt', 'phi', 'mass2', 'mass', 'pseudorapidity', 'rapidity',
+           'p4_to_ptetaphie', 'p4_to_ptetaphim', 'ptetaphim_to_p4', 'ptetaphie_to_p4', 'delta_phi', 'delta_r', 'jet_p4',
+           'jet_ptetaphim', 'jet_pt', 'jet_eta', 'jet_phi', 'jet_mass', 'constituent_features', 'eta_rel', 'phi_rel',
+           'pair_features', 'exclusive_kt_axes', 'tau_n', 'nsubjettiness', 'energy_correlators', 'd2',
+           'jet_observables', 'constituents_to_p4', 'jet_level_observables']
 
 # %% ../nbs/01_physics.ipynb #29ec282d
 def as_tensor(
@@ -431,3 +434,34 @@ def jet_observables(
             d2=d2(p4, m),
         )
     return out
+
+# %% ../nbs/01_physics.ipynb #cb5f110c
+def constituents_to_p4(
+    sets: ParticleSet,  # constituents with columns pt, eta_rel, phi_rel (as `decode_tokens` returns them)
+) -> Tensor:  # (B, N, 4) massless (px, py, pz, E), zero at padding
+    "Massless four-vectors of decoded constituents."
+    names = tuple(sets.feature_names)
+    missing = [c for c in ('pt', 'eta_rel', 'phi_rel') if c not in names]
+    if missing:
+        raise DataFormatError('constituents_to_p4', ', '.join(missing), 'columns pt, eta_rel, phi_rel', got=list(names))
+    x = sets.x[..., [names.index(c) for c in ('pt', 'eta_rel', 'phi_rel')]]
+    p4 = ptetaphim_to_p4(torch.cat([x, torch.zeros_like(x[..., :1])], -1))
+    return torch.where(sets.mask[..., None], p4, 0.0)
+
+# %% ../nbs/01_physics.ipynb #602892f4
+JET_OBSERVABLES = ('pt', 'eta', 'phi', 'mass', 'tau21', 'tau32', 'n_constituents')
+
+
+def jet_level_observables(
+    sets: ParticleSet,  # constituents (pt, eta_rel, phi_rel), e.g. `GeneratedJets.sets`
+    observables: Sequence[str] = JET_OBSERVABLES,  # names of `physics.jet_observables` outputs
+    backend: str = 'auto',  # N-subjettiness axes backend (see `physics.exclusive_kt_axes`)
+) -> dict:  # name -> (B,) float64 array
+    "Jet-level observables of decoded or generated constituents."
+    p4 = constituents_to_p4(sets).double()
+    sub = any(o in ('tau1', 'tau2', 'tau3', 'tau21', 'tau32', 'd2') for o in observables)
+    obs = jet_observables(p4, sets.mask, substructure=sub, backend=backend)
+    missing = [o for o in observables if o not in obs]
+    if missing:
+        raise ConfigError(f'unknown observables {missing}; known: {sorted(obs)}')
+    return {o: obs[o].double().numpy() for o in observables}

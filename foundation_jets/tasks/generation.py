@@ -24,27 +24,13 @@ from foundation_jets.metrics import (
     wasserstein_1d,
 )
 from ..models.gpt import Generation, generate
-from ..physics import jet_mass, jet_observables, ptetaphim_to_p4
+from ..physics import JET_OBSERVABLES, jet_level_observables
 from ..tokenize.shards import decode_tokens, tokenize_jets
 from ..tokenize.tokenizers import TokenVocab
 
 # %% auto #0
-__all__ = ['JET_OBSERVABLES', 'OBSERVABLE_LABELS', 'constituents_to_p4', 'reconstruct_jets', 'generation_codes', 'GeneratedJets',
-           'generate_jets', 'jet_level_observables', 'jet_feature_matrix', 'evaluate_generation', 'plot_generation',
-           'class_conditional_tokens']
-
-# %% ../../nbs/22_tasks.generation.ipynb #2f4ad945
-def constituents_to_p4(
-    sets: ParticleSet,  # constituents with columns pt, eta_rel, phi_rel (as `decode_tokens` returns them)
-) -> Tensor:  # (B, N, 4) massless (px, py, pz, E), zero at padding
-    "Massless four-vectors of decoded constituents."
-    names = tuple(sets.feature_names)
-    missing = [c for c in ('pt', 'eta_rel', 'phi_rel') if c not in names]
-    if missing:
-        raise DataFormatError('constituents_to_p4', ', '.join(missing), 'columns pt, eta_rel, phi_rel', got=list(names))
-    x = sets.x[..., [names.index(c) for c in ('pt', 'eta_rel', 'phi_rel')]]
-    p4 = ptetaphim_to_p4(torch.cat([x, torch.zeros_like(x[..., :1])], -1))
-    return torch.where(sets.mask[..., None], p4, 0.0)
+__all__ = ['OBSERVABLE_LABELS', 'reconstruct_jets', 'generation_codes', 'GeneratedJets', 'generate_jets', 'jet_feature_matrix',
+           'evaluate_generation', 'plot_generation', 'class_conditional_tokens']
 
 # %% ../../nbs/22_tasks.generation.ipynb #db8a620e
 def reconstruct_jets(
@@ -169,24 +155,6 @@ def generate_jets(
     sets = decode_tokens(tokenizer, spec, codes, mask, device=device)
     sets.labels = labels
     return GeneratedJets(sets, codes, mask, stopped, seconds)
-
-# %% ../../nbs/22_tasks.generation.ipynb #fa015d17
-JET_OBSERVABLES = ('pt', 'eta', 'phi', 'mass', 'tau21', 'tau32', 'n_constituents')
-
-
-def jet_level_observables(
-    sets: ParticleSet,  # constituents (pt, eta_rel, phi_rel), e.g. `GeneratedJets.sets`
-    observables: Sequence[str] = JET_OBSERVABLES,  # names of `physics.jet_observables` outputs
-    backend: str = 'auto',  # N-subjettiness axes backend (see `physics.exclusive_kt_axes`)
-) -> dict:  # name -> (B,) float64 array
-    "Jet-level observables of decoded or generated constituents."
-    p4 = constituents_to_p4(sets).double()
-    sub = any(o in ('tau1', 'tau2', 'tau3', 'tau21', 'tau32', 'd2') for o in observables)
-    obs = jet_observables(p4, sets.mask, substructure=sub, backend=backend)
-    missing = [o for o in observables if o not in obs]
-    if missing:
-        raise ConfigError(f'unknown observables {missing}; known: {sorted(obs)}')
-    return {o: obs[o].double().numpy() for o in observables}
 
 # %% ../../nbs/22_tasks.generation.ipynb #0b1c6fa4
 def _kl(ref, gen, n_bins, binning):
