@@ -54,42 +54,26 @@ def _plain(v):
 def build_tokenizer(
     kind: str,  # a key of `TOKENIZER_CLASSES`
     **config,  # constructor arguments (JSON types)
-) -> nn.Module:  # the tokenizer, with `fj_config` recorded for saving
-    "Construct a tokenizer and remember how (so `save_tokenizer` can store it)."
+) -> nn.Module:  # the tokenizer (its `config` holds the arguments)
+    "Construct a tokenizer by class name, from JSON-type arguments."
     if kind not in TOKENIZER_CLASSES:
         raise ConfigError(f'unknown tokenizer {kind!r}; known: {sorted(TOKENIZER_CLASSES)}')
     try:
         config = _plain(config)
     except TypeError as e:
         raise ConfigError(f'tokenizer options must be JSON types: {e}') from None
-    tok = TOKENIZER_CLASSES[kind](**config)
-    tok.fj_config = config
-    return tok
+    return TOKENIZER_CLASSES[kind](**config)
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #7e446c02
-def _binned_config(tok):
-    low, width = tok.low.double(), tok.width.double()
-    return {
-        'ranges': torch.stack([low, low + width * torch.tensor(tok.bins, dtype=torch.float64)], -1).tolist(),
-        'bins': list(tok.bins),
-    }
-
-
 def tokenizer_bytes(
-    tokenizer: nn.Module,  # a tokenizer from `build_tokenizer` (or a `BinnedTokenizer`)
+    tokenizer: nn.Module,  # a tokenizer of `TOKENIZER_CLASSES`
     spec: FeatureSpec,  # the preprocessing its inputs went through
 ) -> bytes:  # the content of a tokenizer file
     "Serialise class name, constructor arguments, weights and feature spec."
     name = type(tokenizer).__name__
     if name not in TOKENIZER_CLASSES:
         raise ConfigError(f'cannot save a {name}; known tokenizers: {sorted(TOKENIZER_CLASSES)}')
-    config = getattr(tokenizer, 'fj_config', None)
-    if config is None and isinstance(tokenizer, BinnedTokenizer):
-        config = _binned_config(tokenizer)
-    if config is None:
-        raise ConfigError(
-            f'{name} has no recorded constructor arguments; create it with build_tokenizer({name!r}, ...)'
-        )
+    config = tokenizer.config
     state = {k: v.detach().cpu().clone() for k, v in tokenizer.state_dict().items()}
     buf = io.BytesIO()
     torch.save(
