@@ -15,26 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
-from .core import ConfigError, ParticleSet, check_output_dir, seed_everything, get_device
+from .core import ConfigError, ParticleSet, check_output_dir, cpu_threads, seed_everything
 from .data.jets import JETCLASS_LABELS, load_embedded_jets
 from .data.features import omnijet_spec
 from .metrics import codebook_usage, metrics_to_json, plot_hist_ratio, round_trip_resolutions
-from .models.gpt import GPTLanguageModel, TokenVocab
-from .tokenize.tokenizers import BinnedTokenizer, VQVAETokenizer, fit_tokenizer
-from .tokenize.shards import tokenize_jets
-from .tasks.pretrain import TokenSentences, pretrain_gpt
-from foundation_jets.tasks.generation import (
-    evaluate_generation,
-    generate_jets,
-    jet_level_observables,
-    plot_generation,
-    reconstruct_jets,
-)
-from .tasks.transfer import evaluate_classifier, train_transfer, transfer_classifier
+from .physics import jet_level_observables
+from .models.gpt import GPTLanguageModel
+from .models.heads import save_pretrained, transfer_model
+from .tokenize.tokenizers import BinnedTokenizer, TokenVocab, VQVAETokenizer
+from .tokenize.shards import save_tokenizer, tokenize_jets
+from .tokenize.sentences import TokenSentences
+from .tasks.tokenizer import fit_tokenizer
+from .tasks.pretrain import pretrain_gpt
+from .tasks.generation import evaluate_generation, generate_jets, plot_generation, reconstruct_jets
+from .tasks.transfer import evaluate_classifier, train_transfer
 
 # %% auto #0
 __all__ = ['DemoConfig', 'demo_splits', 'usable_n_train', 'train_demo_tokenizer', 'original_observables', 'demo_sentences',
-           'demo_transfer', 'run_demo', 'format_demo', 'cli_main']
+           'backbone_fingerprint', 'save_demo_models', 'demo_transfer', 'run_demo', 'format_demo', 'cli_main']
 
 # %% ../nbs/41_demo.ipynb #85728eeb
 @dataclass
@@ -66,20 +64,19 @@ class DemoConfig:
 
     @classmethod
     def smoke(cls) -> DemoConfig:
-        "A seconds-scale configuration for tests."
+        "A configuration of about half a minute, for tests: small, but big enough for every claim to show."
         return cls(
-            num_codes=64,
+            num_codes=128,
             max_particles=32,
-            tokenizer=dict(dim=16, num_heads=2, num_layers=1, dropout=0.0),
-            tokenizer_steps=40,
-            gpt=dict(dim=16, num_heads=2, num_layers=1),
-            pretrain_epochs=1,
-            n_generate=100,
+            tokenizer=dict(dim=32, num_heads=4, num_layers=2, dropout=0.0),
+            tokenizer_steps=200,
+            gpt=dict(dim=32, num_heads=2, num_layers=2),
+            pretrain_epochs=3,
+            n_generate=200,
             reference_fraction=0.05,
             n_test_per_class=60,
-            n_train=40,
-            transfer_steps=10,
-            seeds=(0,),
+            n_train=50,
+            transfer_steps=80,
         )
 
 # %% ../nbs/41_demo.ipynb #fe72e7d9
@@ -163,6 +160,34 @@ def demo_sentences(tokenizer, spec, raw: ParticleSet, num_codes: int) -> TokenSe
     codes, mask = tokenize_jets(tokenizer, spec, raw, device='cpu')
     return TokenSentences(*TokenVocab(num_codes).encode(codes, mask), raw.labels)
 
+# %% ../nbs/41_demo.ipynb #9fbdf8c2
+def backbone_fingerprint(
+    backbone,  # a token backbone
+    sentences: TokenSentences,  # token sentences
+    n: int = 8,  # the first n sentences are used
+) -> dict:  # sum and absolute sum of the hidden states (float64)
+    "Two numbers that change when any weight of the backbone changes."
+    batch = sentences.batch(torch.arange(min(n, len(sentences))))
+    with torch.no_grad():
+        hidden = backbone.eval()(batch['tokens'], batch['mask']).double()
+    return {'sum': float(hidden.sum()), 'abs_sum': float(hidden.abs().sum()), 'n_sentences': len(batch['tokens'])}
+
+
+def save_demo_models(
+    out: Path,  # the demo's output folder
+    tokenizer,  # the trained tokenizer
+    spec,  # its FeatureSpec
+    lm: GPTLanguageModel,  # the pretrained language model (its backbone is saved)
+    sentences: TokenSentences,  # all jets as sentences (the fingerprint uses the first eight)
+    cfg: DemoConfig,  # the demo's sizes
+) -> dict:  # file names and the backbone fingerprint, for metrics.json
+    "Write tokenizer.pt and backbone.pt, reloadable with `load_pretrained`."
+    save_tokenizer(out / 'tokenizer.pt', tokenizer, spec)
+    meta = {'num_codes': cfg.num_codes, 'tokenizer': 'tokenizer.pt', 'trained_by': 'fj demo'}
+    save_pretrained(lm.backbone, out / 'backbone.pt', spec, meta)
+    fingerprint = backbone_fingerprint(lm.backbone, sentences)
+    return {'tokenizer': 'tokenizer.pt', 'backbone': 'backbone.pt', 'fingerprint': fingerprint}
+
 # %% ../nbs/41_demo.ipynb #8d544ca5
 def _binary(s: TokenSentences, top: int) -> TokenSentences:
     return TokenSentences(s.tokens, s.mask, (s.labels == top).long(), s.source)
@@ -185,9 +210,7 @@ def demo_transfer(cfg: DemoConfig, lm: GPTLanguageModel, pool: TokenSentences, t
         )
         train = TokenSentences(pool.tokens[idx], pool.mask[idx], pool.labels[idx], pool.source)
         for regime in runs:
-            clf = transfer_classifier(
-                regime, lm, num_classes=2, head=cfg.transfer_head, vocab_size=lm.vocab_size, seed=seed
-            )
+            clf = transfer_model(regime, lm.backbone, num_classes=2, head=cfg.transfer_head, seed=seed)
             t0 = time.perf_counter()
             train_transfer(
                 clf,
@@ -263,12 +286,9 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say = print if verbose else (lambda *a, **k: None)
-    threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
     m = {'config': dataclasses.asdict(cfg)}
-    try:
+    with cpu_threads(cfg.threads):
         seed_everything(cfg.seed)
         spec = omnijet_spec()
         jets = load_embedded_jets(max_particles=cfg.max_particles)
@@ -329,6 +349,7 @@ def run_demo(
             'uniform_loss': float(np.log(vocab.size)),
             'parameters': sum(p.numel() for p in lm.parameters()),
         }
+        m['saved'] = save_demo_models(out, tok, spec, lm, sents, cfg)
         say(f"[4/5] generating {cfg.n_generate} jets")
         g = torch.Generator().manual_seed(cfg.seed)
         gen = generate_jets(lm, vocab, tok, spec, cfg.n_generate, generator=g, device='cpu')
@@ -374,8 +395,6 @@ def run_demo(
         metrics_to_json(m, out / 'metrics.json')
         tok_obs = {'original': orig, 'reconstructed': ref_obs}  # the generation reference is the tokenizer's round trip
         _plots(out, tok_obs, ref_obs, gen_obs, m['transfer'])
-    finally:
-        torch.set_num_threads(threads)
     say(format_demo(m))
     return m
 
@@ -438,7 +457,7 @@ def cli_main(
         'GPT pretraining, generation, transfer to top tagging.',
     )
     p.add_argument('--out', default='runs/demo', help='output folder (default: runs/demo)')
-    p.add_argument('--smoke', action='store_true', help='seconds-scale sizes (for tests)')
+    p.add_argument('--smoke', action='store_true', help='half-minute sizes (for tests)')
     p.add_argument('--seed', type=int, default=0, help='split, initialisation and sampling seed')
     p.add_argument(
         '--threads', type=int, default=None, help='torch CPU threads (default: 1; tiny models run fastest on one)'
