@@ -22,8 +22,8 @@ from .core import epoch_auc, fit
 from ..tokenize.sentences import TokenSentences
 
 # %% auto #0
-__all__ = ['TransferTask', 'transfer_classifier', 'train_transfer', 'predict_proba', 'evaluate_classifier', 'balanced_subsets',
-           'transfer_sweep', 'plot_transfer_sweep']
+__all__ = ['TransferTask', 'train_transfer', 'predict_proba', 'evaluate_classifier', 'balanced_subsets', 'transfer_sweep',
+           'plot_transfer_sweep']
 
 # %% ../../nbs/23_tasks.transfer.ipynb #ccf4eed9
 class TransferTask(SetClassifier):
@@ -58,27 +58,6 @@ class TransferTask(SetClassifier):
         if isinstance(pretrained, (str, Path)):
             self.hparams['pretrained'] = str(pretrained)  # a module is not a hyperparameter; a path is
         self.regime = regime
-
-# %% ../../nbs/23_tasks.transfer.ipynb #8643cf88
-# compatibility: removed once demo/cli use models.heads.transfer_model
-def transfer_classifier(
-    regime: str,  # 'scratch', 'frozen' or 'finetune'
-    pretrained: nn.Module | str,  # a backbone, a model wrapping one (`GPTLanguageModel`) or a saved file
-    num_classes: int = 2,  # outputs
-    head: str = 'summation',  # 'summation' or 'class_attention'
-    head_kwargs: dict | None = None,  # more head options
-    vocab_size: int | None = None,  # the vocabulary of the data (e.g. `TokenVocab(K).size`), checked
-    seed: int | None = None,  # seeds the fresh weights
-) -> Classifier:
-    "`transfer_model` with a check of the data's vocabulary against the backbone's."
-    model = transfer_model(regime, pretrained, num_classes, head, head_kwargs, seed)
-    reads = model.backbone.config.get('vocab_size')
-    if vocab_size is not None and reads != vocab_size:
-        raise ConfigError(
-            f"the backbone reads {reads} token ids but the data's vocabulary has {vocab_size}: "
-            'the tokenizer (codebook size, class tokens) and the pretrained model do not match'
-        )
-    return model
 
 # %% ../../nbs/23_tasks.transfer.ipynb #7ead5684
 def _labelled(data, where: str) -> TokenSentences:

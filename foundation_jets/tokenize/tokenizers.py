@@ -24,7 +24,7 @@ from .quantizer import VQOutput, VectorQuantizer, nearest_code
 # %% auto #0
 __all__ = ['START_TOKEN', 'IGNORE_INDEX', 'PAD_TOKEN', 'stop_token', 'vocab_size', 'codes_to_tokens', 'tokens_to_codes',
            'next_token_targets', 'TokenVocab', 'BinnedTokenizer', 'TokenizerOutput', 'masked_mse', 'VQVAETokenizer',
-           'MLPTokenizer', 'fit_tokenizer']
+           'MLPTokenizer']
 
 # %% ../../nbs/11b_tokenize.tokenizers.ipynb #88acf5b1
 START_TOKEN = 0  # token id of the start-of-jet token
@@ -483,53 +483,3 @@ def forward(
     recon = self._decode_latents(vq.z_q, mask)
     recon_loss = masked_mse(recon, x, mask)
     return TokenizerOutput(recon, recon_loss + self.alpha * vq.loss, recon_loss, vq.loss, vq.indices, vq)
-
-# %% ../../nbs/11b_tokenize.tokenizers.ipynb #659dddfd
-# compatibility: removed once demo/cli use tasks.tokenizer.fit_tokenizer
-def fit_tokenizer(
-    tokenizer: nn.Module,  # a VQ-VAE tokenizer (`VQVAETokenizer` or `MLPTokenizer`)
-    sets: ParticleSet,  # preprocessed features (B, N, F) and mask
-    epochs: int = 1,  # passes over `sets`
-    batch_size: int = 64,  # jets per step
-    lr: float = 1e-3,  # AdamW learning rate
-    device=None,  # None = CUDA when available
-    weight_decay: float = 1e-2,  # AdamW weight decay
-    grad_clip: float = 5.0,  # max gradient norm (0 = off)
-    steps: int | None = None,  # stop after this many steps (None = all epochs)
-    seed: int = 0,  # shuffling seed
-) -> dict:  # {'loss', 'recon_loss', 'vq_loss', 'utilisation'}: per-step lists; 'seconds'
-    "Train a tokenizer with AdamW; returns the loss history. Deprecated: use `tasks.tokenizer.fit_tokenizer`."
-    params = [p for p in tokenizer.parameters() if p.requires_grad]
-    if not params:
-        raise ConfigError(
-            f'{type(tokenizer).__name__} has no trainable parameters (a BinnedTokenizer needs no training)'
-        )
-    if epochs < 1 or batch_size < 1:
-        raise ConfigError(f'epochs and batch_size must be positive, got {epochs}, {batch_size}')
-    if sets.x.shape[-1] != getattr(tokenizer, 'num_features', sets.x.shape[-1]):
-        raise DataFormatError('fit_tokenizer', 'sets.x', f'{tokenizer.num_features} features', got=sets.x.shape[-1])
-    device = get_device(device)
-    tokenizer.to(device).train()
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    g = torch.Generator().manual_seed(seed)
-    hist, step, t0 = {'loss': [], 'recon_loss': [], 'vq_loss': [], 'utilisation': []}, 0, time.perf_counter()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(sets), generator=g).split(batch_size):
-            batch = sets[idx].trim().to(device)
-            with autocast(device):
-                out = tokenizer(batch.x, batch.mask)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(params, grad_clip)
-            opt.step()
-            for k in ('loss', 'recon_loss', 'vq_loss'):
-                hist[k].append(float(getattr(out, k).detach()))
-            hist['utilisation'].append(float(out.vq.utilisation))
-            step += 1
-            if steps is not None and step >= steps:
-                break
-        if steps is not None and step >= steps:
-            break
-    tokenizer.eval()
-    return hist | {'seconds': time.perf_counter() - t0}
