@@ -6,7 +6,6 @@ event index *in the file* when a value is not finite, and refuses a negative ent
 - NaN at jet 3 read in chunks of 2: the message says "jet 3", not the index inside the chunk;
 - `entry_start=-1` (or `start=-1`): `ConfigError`, not a silent read of the last rows."""
 
-
 import awkward as ak
 import h5py
 import numpy as np

@@ -18,6 +18,11 @@ if [ "$(state)" != "$before" ]; then
 fi
 echo "sync gates passed: nbdev-export and nbdev-clean leave the tree unchanged"
 
+# Lint: lines <= 120 characters, one statement per line, no unused or undefined names (config in pyproject.toml).
+$BIN/ruff check --quiet . || { echo "FAIL: ruff check (fix the findings above)"; exit 1; }
+$BIN/ruff format --quiet --check nbs tutorial tools tests bench || { echo "FAIL: ruff format --check (run ruff format)"; exit 1; }
+echo "lint passed: ruff check and ruff format --check"
+
 # 2 cores: two pytest workers, one BLAS/torch thread each.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1} MPLBACKEND=Agg
 exec $BIN/python -m pytest tests -n ${FJ_TEST_WORKERS:-2} --durations=0 --timeout=1500 -p no:cacheprovider "$@"
