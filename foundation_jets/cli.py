@@ -108,7 +108,7 @@ class FjCLIMixin:
                 raise SystemExit(2)
 
     def _check_values(self):
-        "Refuse values that would only fail deep inside the run: a bad `--ckpt_path`, a batch size below 1."
+        "Refuse values that would only fail deep inside the run: a bad `--ckpt_path`, a batch size below 1, a bad seed."
         cmd = self.config.get('subcommand')
         cfg = self.config.get(cmd) if cmd else self.config
         if cfg is None:
@@ -116,6 +116,9 @@ class FjCLIMixin:
         ckpt = cfg.get('ckpt_path')
         if ckpt and str(ckpt) not in ('last', 'best', 'hpc', 'registry') and '://' not in str(ckpt):
             check_checkpoint(ckpt)
+        seed = cfg.get('seed_everything')
+        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2**32:
+            raise ConfigError(f'--seed_everything {seed}: must be an integer in [0, {2**32 - 1}] (or true/false)')
         init = (cfg.get('data') or {}).get('init_args') or {}
         for key, low in (('batch_size', 1), ('num_workers', 0)):
             v = init.get(key) if hasattr(init, 'get') else None
@@ -196,7 +199,7 @@ def run_lightning(
         except FoundationJetsError as e:
             if _debug():
                 raise
-            print(f"fj {argv[0]}: error: {e}", file=sys.stderr)
+            print(f"fj {argv[0]}: error: {_one_line(e)}", file=sys.stderr)
             return 2 if isinstance(e, ConfigError) else 1
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -218,9 +221,23 @@ def run_lightning(
     except (FoundationJetsError, MisconfigurationException) as e:
         if _debug():
             raise
-        print(f"fj {argv[0]}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"fj {argv[0]}: error: {_one_line(e)}", file=sys.stderr)
         return 1 if isinstance(e, FoundationJetsError) and not isinstance(e, ConfigError) else 2
+    except ValueError as e:  # Lightning's verdict on a --ckpt_path value ('', 'best' without a best checkpoint)
+        if _debug() or not _raised_in(e, 'lightning.pytorch.trainer.connectors.checkpoint_connector'):
+            raise
+        print(f"fj {argv[0]}: error: --ckpt_path: {_one_line(e)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _raised_in(e: BaseException, module: str) -> bool:
+    "Whether the innermost frame of `e`'s traceback belongs to `module` (or a submodule)."
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    name = tb.tb_frame.f_globals.get('__name__', '') if tb is not None else ''
+    return name == module or name.startswith(module + '.')
 
 
 def _debug() -> bool:
@@ -308,7 +325,7 @@ def run_tool(
     except FoundationJetsError as e:
         if _debug():
             raise
-        print(f"fj {name}: error: {e}", file=sys.stderr)
+        print(f"fj {name}: error: {_one_line(e)}", file=sys.stderr)
         return 2 if isinstance(e, ConfigError) else 1
     return int(rc or 0)
 

@@ -53,7 +53,7 @@ class DataFormatError(FoundationJetsError, ValueError):
         self.file, self.field, self.expected, self.got = str(file), field, expected, got
         msg = f"{self.file}: field '{field}': expected {expected}"
         if got is not None:
-            msg += f", got {got}"
+            msg += f", got {' '.join(str(got).split())}"  # one line, even when `got` quotes a library's message
         super().__init__(msg)
 
 

@@ -571,11 +571,14 @@ def cli_main(
             p.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(a, k)}")
     if a.entry_stop is not None and a.entry_stop < 0:
         p.error(f'--entry-stop must be >= 0, got {a.entry_stop}')
-    if not Path(a.tokenizer).is_file():
-        p.error(f'tokenizer file not found: {a.tokenizer}')
-    missing = [f for f in a.files if not Path(f).is_file()]
-    if missing:
-        p.error(f'input file(s) not found: {", ".join(missing)}')
+    for opt, paths in (('--tokenizer', [a.tokenizer]), ('input file', a.files)):
+        for f in paths:
+            try:
+                ok = Path(f).is_file()
+            except OSError as e:  # e.g. a name too long for the file system
+                p.error(f'{opt} {f!r}: {e.strerror}')
+            if not ok:
+                p.error(f'tokenizer file not found: {f}' if opt == '--tokenizer' else f'input file not found: {f}')
     try:
         get_device(a.device)
     except ConfigError as e:
