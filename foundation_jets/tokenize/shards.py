@@ -37,10 +37,10 @@ from ..data.jets import read_jetclass
 from .tokenizers import BinnedTokenizer, MLPTokenizer, VQVAETokenizer
 
 # %% auto #0
-__all__ = ['TOKENIZER_CLASSES', 'TOKEN_LAYOUT_FILE', 'build_tokenizer', 'tokenizer_bytes', 'save_tokenizer',
-           'tokenizer_from_bytes', 'load_tokenizer', 'set_lengths', 'length_batches', 'encode_sets', 'tokenize_jets',
-           'decode_tokens', 'write_token_shard', 'read_token_shard', 'check_shard_layout', 'shard_ok', 'tokenize_files',
-           'cli_main']
+__all__ = ['TOKENIZER_CLASSES', 'TOKEN_LAYOUT_FILE', 'MAX_PARTICLES_LIMIT', 'build_tokenizer', 'tokenizer_bytes',
+           'save_tokenizer', 'tokenizer_from_bytes', 'load_tokenizer', 'set_lengths', 'length_batches', 'encode_sets',
+           'tokenize_jets', 'decode_tokens', 'write_token_shard', 'read_token_shard', 'check_shard_layout', 'shard_ok',
+           'tokenize_files', 'cli_main']
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #82e37ec0
 TOKENIZER_CLASSES = {'VQVAETokenizer': VQVAETokenizer, 'MLPTokenizer': MLPTokenizer, 'BinnedTokenizer': BinnedTokenizer}
@@ -543,6 +543,9 @@ def tokenize_files(
     return report
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #ac30e06d
+MAX_PARTICLES_LIMIT = 10_000  # constituents per jet `fj tokenize` accepts (JetClass jets have at most about 150)
+
+
 def _parser():
     p = argparse.ArgumentParser(
         prog='fj tokenize', description='Tokenize JetClass ROOT files into self-contained HDF5 token shards.'
@@ -571,6 +574,8 @@ def cli_main(
             p.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(a, k)}")
     if a.entry_stop is not None and a.entry_stop < 0:
         p.error(f'--entry-stop must be >= 0, got {a.entry_stop}')
+    if a.max_particles > MAX_PARTICLES_LIMIT:  # jets are padded to it: 1e11 slots would ask for terabytes
+        p.error(f'--max-particles must be <= {MAX_PARTICLES_LIMIT}, got {a.max_particles}')
     for opt, paths in (('--tokenizer', [a.tokenizer]), ('input file', a.files)):
         for f in paths:
             try:
