@@ -262,6 +262,7 @@ TOOLS = {
     'simulate tracks': 'foundation_jets.simulate.tracks',
     'tokenize': 'foundation_jets.tokenize.shards',
     'demo': 'foundation_jets.demo',
+    'transfer': 'foundation_jets.finetune',
 }
 
 USAGE = """usage: fj [--debug] COMMAND [options]
@@ -276,6 +277,7 @@ Tools:
   fj simulate jets|events|lartpc|tracks ...                        simulate samples
   fj tokenize --tokenizer TOK.pt --out DIR FILES...                tokenize jets into self-contained shards
   fj demo [--out runs/demo] [--smoke]                              OmniJet-α end to end on the embedded jets
+  fj transfer --pretrained runs/demo --train FILES --test FILES    fine-tune a pretrained run on labelled jets
 Errors are one line and a non-zero exit code; `fj --debug COMMAND ...` (or FJ_DEBUG=1) shows the traceback.
 """
 

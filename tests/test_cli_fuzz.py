@@ -145,6 +145,18 @@ def _argv(draw, world, command):
             ('--quiet', None, 5),
         ],
         'demo': [('--out', out, 9), ('--seed', small, 3), ('--threads', small, 3), ('--n-train', small, 5)],
+        'transfer': [
+            ('--pretrained', st.one_of(path, out), 9),
+            ('--train', root, 9),
+            ('--test', root, 9),
+            ('--regime', st.sampled_from(['scratch', 'frozen', 'finetune', 'probe']), 3),
+            ('--head', st.sampled_from(['summation', 'class_attention', 'mean']), 3),
+            ('--steps', small, 5),
+            ('--batch-size', small, 3),
+            ('--max-jets', small, 5),
+            ('--device', st.just('cpu'), 3),
+            ('--out', out, 5),
+        ],
         'simulate jets': [
             ('--process', st.sampled_from(['TTBar', 'QCD', 'Zprime', 'all', '']), 9),
             ('--n-jets', small, 9),
