@@ -31,10 +31,10 @@ __all__ = ['DEFAULT_MODEL', 'DEFAULT_DATA', 'LIGHTNING_COMMANDS', 'TOOLS', 'USAG
 DEFAULT_MODEL = {
     'class_path': 'foundation_jets.tasks.classifier.SetClassifier',
     'init_args': {
-        'n_classes': len(JETCLASS_LABELS),
-        'backbone': {
+        'num_classes': len(JETCLASS_LABELS),
+        'model': {
             'class_path': 'foundation_jets.models.deepsets.DeepSets',
-            'init_args': {'n_features': len(part_spec('kin')), 'n_classes': len(JETCLASS_LABELS)},
+            'init_args': {'num_features': len(part_spec('kin')), 'num_classes': len(JETCLASS_LABELS)},
         },
     },
 }

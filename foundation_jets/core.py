@@ -184,7 +184,7 @@ class ParticleSet:
         return len(self.x)
 
     @property
-    def n_features(self) -> int:
+    def num_features(self) -> int:
         return self.x.shape[-1]
 
     @property
@@ -242,7 +242,7 @@ class ParticleSet:
 
     def __repr__(self):
         return (
-            f"ParticleSet(batch={len(self)}, n={self.x.shape[1]}, features={self.n_features}"
+            f"ParticleSet(batch={len(self)}, n={self.x.shape[1]}, features={self.num_features}"
             f"{' ' + str(list(self.feature_names)) if self.feature_names else ''}, "
             f"labels={'yes' if self.labels is not None else 'no'}, meta={sorted(self.meta)})"
         )

@@ -252,7 +252,7 @@ def multiclass_roc_auc(
 def confusion_matrix(
     predictions,  # (...) integer predicted classes
     labels,  # (...) integer true classes, same shape; `ignore_index` marks padding
-    n_classes: int | None = None,  # number of classes (default: 1 + the largest class seen)
+    num_classes: int | None = None,  # number of classes (default: 1 + the largest class seen)
     ignore_index: int = -1,  # label value to skip (padded elements)
     mask=None,  # (...) optional bool, True for real elements
 ) -> np.ndarray:  # (C, C) counts, rows = true class, columns = predicted class
@@ -269,28 +269,28 @@ def confusion_matrix(
             raise DataFormatError(where, 'mask', f'shape {y.shape} like labels', got=m.shape)
         keep &= m
     pred, y = pred[keep], y[keep]
-    if n_classes is None:
-        n_classes = int(max(pred.max(initial=-1), y.max(initial=-1)) + 1)
+    if num_classes is None:
+        num_classes = int(max(pred.max(initial=-1), y.max(initial=-1)) + 1)
     for name, v in (('labels', y), ('predictions', pred)):
-        if len(v) and (v.min() < 0 or v.max() >= n_classes):
+        if len(v) and (v.min() < 0 or v.max() >= num_classes):
             raise DataFormatError(
                 where,
                 name,
-                f'classes in [0, {n_classes}) (or ignore_index={ignore_index})',
+                f'classes in [0, {num_classes}) (or ignore_index={ignore_index})',
                 got=(int(v.min()), int(v.max())),
             )
-    return np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return np.bincount(y * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def f1_per_class(
     predictions,  # (...) integer predicted classes
     labels,  # (...) integer true classes; `ignore_index` marks padding
-    n_classes: int | None = None,  # number of classes
+    num_classes: int | None = None,  # number of classes
     ignore_index: int = -1,  # label value to skip
     mask=None,  # (...) optional bool, True for real elements
 ) -> np.ndarray:  # (C,) F1 of every class
     "F1 score of every class from integer predictions (0 where a class is neither present nor predicted)."
-    cm = confusion_matrix(predictions, labels, n_classes, ignore_index, mask).astype(np.float64)
+    cm = confusion_matrix(predictions, labels, num_classes, ignore_index, mask).astype(np.float64)
     tp = np.diag(cm)
     denom = cm.sum(0) + cm.sum(1)  # 2TP + FP + FN
     return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
@@ -299,12 +299,12 @@ def f1_per_class(
 def macro_f1(
     predictions,  # (...) integer predicted classes
     labels,  # (...) integer true classes; `ignore_index` marks padding
-    n_classes: int | None = None,  # number of classes
+    num_classes: int | None = None,  # number of classes
     ignore_index: int = -1,  # label value to skip
     mask=None,  # (...) optional bool, True for real elements
 ) -> float:  # unweighted mean of the per-class F1
     "Unweighted mean of `f1_per_class` (PoLAr-MAE's 'mean F1 over all semantic categories')."
-    return float(f1_per_class(predictions, labels, n_classes, ignore_index, mask).mean())
+    return float(f1_per_class(predictions, labels, num_classes, ignore_index, mask).mean())
 
 # %% ../nbs/30_metrics.ipynb #be9a977b
 def linear_probe_svm(
@@ -340,8 +340,8 @@ def linear_probe_svm(
     probe = make_pipeline(*steps, LinearSVC(C=C, class_weight=class_weight, random_state=seed, max_iter=5000))
     probe.fit(xtr, ytr)
     pred = probe.predict(xte)
-    n_classes = int(max(ytr.max(), yte.max()) + 1)
-    f1 = f1_per_class(pred, yte, n_classes)
+    num_classes = int(max(ytr.max(), yte.max()) + 1)
+    f1 = f1_per_class(pred, yte, num_classes)
     return dict(accuracy=float((pred == yte).mean()), f1_per_class=f1, macro_f1=float(f1.mean()))
 
 # %% ../nbs/30_metrics.ipynb #05fb6e3a

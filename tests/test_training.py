@@ -44,11 +44,11 @@ trainer:
 model:
   class_path: foundation_jets.tasks.classifier.SetClassifier
   init_args:
-    n_classes: 2
+    num_classes: 2
     lr: 0.01
-    backbone:
+    model:
       class_path: foundation_jets.models.deepsets.DeepSets
-      init_args: {{n_features: 7, n_classes: 2, phi_dims: [16, 16], f_dims: [16]}}
+      init_args: {{num_features: 7, num_classes: 2, phi_dims: [16, 16], f_dims: [16]}}
 data:
   class_path: foundation_jets.data.modules.JetNpyDataModule
   init_args: {{classes: [QCD, Tbqq], batch_size: 16}}
@@ -81,7 +81,7 @@ def test_fj_fit_writes_checkpoint_and_resumes(tmp_path, monkeypatch, capsys):
 def _ddp_task():
     seed_everything(0)
     return SetClassifier(
-        DeepSets(n_features=2, n_classes=2, phi_dims=[8, 8], f_dims=[8]),
+        DeepSets(num_features=2, num_classes=2, phi_dims=[8, 8], f_dims=[8]),
         lr=0.2,
         weight_decay=0.0,
         optimizer='sgd',
@@ -135,7 +135,7 @@ class StepCounter(L.Callback):
 
 def _resumable_run(ckpt_dir, epochs=4, callbacks=(), resume=False):
     seed_everything(0)
-    task = SetClassifier(DeepSets(n_features=7, n_classes=2, phi_dims=[16], f_dims=[16]), lr=3e-3, warmup_steps=3)
+    task = SetClassifier(DeepSets(num_features=7, num_classes=2, phi_dims=[16], f_dims=[16]), lr=3e-3, warmup_steps=3)
     dm = JetNpyDataModule(classes=['QCD', 'Tbqq'], batch_size=16, shuffle=True, seed=1)
     result = fit(
         task,

@@ -462,9 +462,9 @@ class FeatureSpec:
             raise DataFormatError(
                 self.name or 'FeatureSpec', 'feature_names', f'{list(self.feature_names)}', got=list(sets.feature_names)
             )
-        if sets.n_features != len(self.features):
+        if sets.num_features != len(self.features):
             raise DataFormatError(
-                self.name or 'FeatureSpec', 'x', f'{len(self.features)} feature columns', got=sets.n_features
+                self.name or 'FeatureSpec', 'x', f'{len(self.features)} feature columns', got=sets.num_features
             )
         first = {}
         for i, f in enumerate(self.features):

@@ -163,7 +163,7 @@ class JetNpyDataModule(SetDataModule):
             shuffle,
             seed,
         )
-        self.classes, self.n_classes, self.n_features = classes, len(classes), len(spec)
+        self.classes, self.num_classes, self.num_features = classes, len(classes), len(spec)
 
 # %% ../../nbs/04_data.modules.ipynb #f24aa4f1
 _SHARD_FORMAT = 'foundation_jets.sets'

@@ -39,8 +39,8 @@ class DeepSets(nn.Module):
 
     def __init__(
         self,
-        n_features: int = 7,  # input features per element
-        n_classes: int = 2,  # number of output logits
+        num_features: int = 7,  # input features per element
+        num_classes: int = 2,  # number of output logits
         phi_dims: list[int] = [64, 64, 64],  # hidden widths of Phi; the last one is the latent size
         f_dims: list[int] = [64, 64],  # hidden widths of F
         pooling: str = 'sum',  # 'sum' (PFN) or 'mean' over the real elements
@@ -49,28 +49,28 @@ class DeepSets(nn.Module):
         super().__init__()
         if pooling not in ('sum', 'mean'):
             raise ConfigError(f"DeepSets: pooling must be 'sum' or 'mean', got {pooling!r}")
-        if n_classes < 1 or n_features < 1:
-            raise ConfigError(f"DeepSets: n_features and n_classes must be >= 1, got {n_features}, {n_classes}")
-        self.n_features, self.n_classes, self.pooling = n_features, n_classes, pooling
+        if num_classes < 1 or num_features < 1:
+            raise ConfigError(f"DeepSets: num_features and num_classes must be >= 1, got {num_features}, {num_classes}")
+        self.num_features, self.num_classes, self.pooling = num_features, num_classes, pooling
         self.config = dict(
-            n_features=n_features,
-            n_classes=n_classes,
+            num_features=num_features,
+            num_classes=num_classes,
             phi_dims=list(phi_dims),
             f_dims=list(f_dims),
             pooling=pooling,
             dropout=dropout,
         )
-        self.phi = mlp([n_features, *phi_dims], final_activation=True)
-        self.f = mlp([phi_dims[-1], *f_dims, n_classes], dropout=dropout)
+        self.phi = mlp([num_features, *phi_dims], final_activation=True)
+        self.f = mlp([phi_dims[-1], *f_dims, num_classes], dropout=dropout)
 
     def embed(
         self,
-        x: Tensor,  # (batch, n, n_features) element features, any padding values
+        x: Tensor,  # (batch, n, num_features) element features, any padding values
         mask: Tensor,  # (batch, n) bool, True for a real element
     ) -> Tensor:  # (batch, latent) pooled set representation
         "The pooled latent `pool_i Phi(x_i)` of each set."
-        if x.ndim != 3 or x.shape[-1] != self.n_features:
-            raise DataFormatError('DeepSets input', 'x', f'shape (batch, n, {self.n_features})', got=tuple(x.shape))
+        if x.ndim != 3 or x.shape[-1] != self.num_features:
+            raise DataFormatError('DeepSets input', 'x', f'shape (batch, n, {self.num_features})', got=tuple(x.shape))
         if mask.shape != x.shape[:2]:
             raise DataFormatError('DeepSets input', 'mask', f'shape {tuple(x.shape[:2])}', got=tuple(mask.shape))
         m = mask.to(x.dtype).unsqueeze(-1)
@@ -83,7 +83,7 @@ class DeepSets(nn.Module):
 
     def forward(
         self,
-        x: Tensor,  # (batch, n, n_features) element features
+        x: Tensor,  # (batch, n, num_features) element features
         mask: Tensor,  # (batch, n) bool, True for a real element
-    ) -> Tensor:  # (batch, n_classes) logits
+    ) -> Tensor:  # (batch, num_classes) logits
         return self.f(self.embed(x, mask))

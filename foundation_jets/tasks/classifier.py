@@ -49,8 +49,6 @@ class SetClassifier(Task):
         scheduler: str | None = 'cosine',  # 'cosine' (with warm-up) or None for a constant rate
         warmup_steps: int = 0,  # linear warm-up steps of the cosine schedule
         label_smoothing: float = 0.0,  # cross-entropy label smoothing
-        backbone: nn.Module | None = None,  # compatibility: removed once demo/cli use `model`
-        n_classes: int | None = None,  # compatibility: removed once demo/cli use `num_classes`
     ):
         super().__init__(
             lr=lr,
@@ -61,15 +59,10 @@ class SetClassifier(Task):
             scheduler=scheduler,
             warmup_steps=warmup_steps,
         )
-        if backbone is not None and model is not None:
-            raise ConfigError('SetClassifier: give model, not both model and backbone (its earlier name)')
-        if n_classes is not None:
-            num_classes = n_classes
         if num_classes < 2:
             raise ConfigError(f'SetClassifier: num_classes must be >= 2, got {num_classes}')
-        self.save_hyperparameters(ignore=['model', 'backbone', 'pretrained'])  # modules are not hyperparameters
-        model = model if model is not None else backbone
-        self.model = model if model is not None else DeepSets(n_classes=num_classes)
+        self.save_hyperparameters(ignore=['model', 'pretrained'])  # modules are not hyperparameters
+        self.model = model if model is not None else DeepSets(num_classes=num_classes)
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
 
     def forward(
