@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from ..core import ConfigError, check_output_file, worker_pool
 from ..data.detectors import ADC2021_SLOTS, write_adc2021_h5
-from .jets import batch_to_numpy, event_slice, pythia_seed, _Lookup, _pseudojets, _dphi
+from ..physics import delta_phi
+from .jets import ParticleLookup, batch_to_numpy, event_slice, pseudojets, pythia_seed
 
 # %% auto #0
 __all__ = ['EVENT_PROCESSES', 'BACKGROUND_SHARES', 'SIGNALS', 'EventProcess', 'L1Cuts', 'relative_isolation', 'adc2021_row',
@@ -117,7 +118,7 @@ def relative_isolation(
     radius: float = 0.3,
 ) -> np.ndarray:
     "Sum pT of the other particles within `radius` of each lepton, divided by the lepton pT."
-    dr = np.hypot(eta[None] - eta[i, None], _dphi(phi[None], phi[i, None]))
+    dr = np.hypot(eta[None] - eta[i, None], delta_phi(phi[None], phi[i, None]).numpy())
     return ((dr < radius) * pt[None]).sum(1) / pt[i] - 1.0
 
 
@@ -177,9 +178,7 @@ def event_objects(
         return None
     mx, my = -p4[acc, 0].sum(), -p4[acc, 1].sum()
     rest = np.setdiff1d(np.flatnonzero(acc), iso)
-    cs = fastjet.ClusterSequence(
-        _pseudojets(p4[rest]), fastjet.JetDefinition(fastjet.antikt_algorithm, cuts.jet_radius)
-    )
+    cs = fastjet.ClusterSequence(pseudojets(p4[rest]), fastjet.JetDefinition(fastjet.antikt_algorithm, cuts.jet_radius))
     jets = np.array(
         [
             (j.pt(), j.eta(), j.phi_std())
@@ -217,7 +216,7 @@ def generate_event_chunk(
             raise ConfigError(f'Pythia rejected setting {s!r}')
     if not py.init():
         raise ConfigError(f'Pythia failed to initialise process {process}')
-    look, rows, n_ev = _Lookup(py), [], 0
+    look, rows, n_ev = ParticleLookup(py), [], 0
     max_events = max_events or 1000 * n_events + 10000
     while len(rows) < n_events:
         if n_ev >= max_events:

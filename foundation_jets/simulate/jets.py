@@ -17,13 +17,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core import ConfigError, DataFormatError, atomic_path, check_output_dir, worker_pool
+from ..physics import delta_phi
 
 # %% auto #0
 __all__ = ['PROCESSES', 'TYPE_NAMES', 'JetProcess', 'pythia_seed', 'pythia_settings', 'batch_to_numpy', 'event_slice',
            'last_copy', 'decay_products', 'resonances', 'product_kinds', 'composition_ok', 'particle_types',
-           'resolution', 'smear', 'nsubjettiness', 'softdrop_mass', 'JetCuts', 'event_jets', 'generate_chunk',
-           'resolve_process', 'check_jet_request', 'stack_jets', 'simulate_jets', 'jet_file_name', 'write_jet_files',
-           'jets_parser', 'cli_main']
+           'resolution', 'smear', 'pseudojets', 'nsubjettiness', 'softdrop_mass', 'JetCuts', 'event_jets',
+           'ParticleLookup', 'generate_chunk', 'resolve_process', 'check_jet_request', 'stack_jets', 'simulate_jets',
+           'jet_file_name', 'write_jet_files', 'jets_parser', 'cli_main']
 
 # %% ../../nbs/06a_simulate.jets.ipynb #86e84f9f
 _HAD_W = ['24:onMode = off', '24:onIfAny = 1 2 3 4 5']
@@ -253,7 +254,10 @@ def smear(
     return p4 * f[:, None]
 
 # %% ../../nbs/06a_simulate.jets.ipynb #3b048ee6
-def _pseudojets(p4):
+def pseudojets(
+    p4: np.ndarray,  # (n, 4) rows of (px, py, pz, E)
+) -> list:  # fastjet PseudoJets, each with its row as user index
+    "fastjet input from four-vector rows."
     import fastjet
 
     out = []
@@ -275,7 +279,7 @@ def nsubjettiness(
     out = np.zeros(n_max)
     if len(p4) == 0:
         return out
-    cs = fastjet.ClusterSequence(_pseudojets(p4), fastjet.JetDefinition(fastjet.kt_algorithm, 10.0))
+    cs = fastjet.ClusterSequence(pseudojets(p4), fastjet.JetDefinition(fastjet.kt_algorithm, 10.0))
     pt = np.hypot(p4[:, 0], p4[:, 1])
     y = 0.5 * np.log((p4[:, 3] + p4[:, 2]) / np.maximum(p4[:, 3] - p4[:, 2], 1e-12))
     ph = np.arctan2(p4[:, 1], p4[:, 0])
@@ -299,7 +303,7 @@ def softdrop_mass(
 
     if len(p4) == 0:
         return 0.0
-    cs = fastjet.ClusterSequence(_pseudojets(p4), fastjet.JetDefinition(fastjet.cambridge_algorithm, 10.0))
+    cs = fastjet.ClusterSequence(pseudojets(p4), fastjet.JetDefinition(fastjet.cambridge_algorithm, 10.0))
     j = max(cs.inclusive_jets(), key=lambda x: x.pt())
     p1, p2 = fastjet.PseudoJet(), fastjet.PseudoJet()
     while j.has_parents(p1, p2):
@@ -336,10 +340,6 @@ def _eta(p4):
     return np.arctanh(np.clip(p4[..., 2] / np.maximum(p, 1e-12), -1 + 1e-12, 1 - 1e-12))
 
 
-def _dphi(a, b):
-    return np.remainder(a - b + np.pi, 2 * np.pi) - np.pi
-
-
 def event_jets(
     ev: dict,  # one event (event_slice)
     process: JetProcess,  # what to match
@@ -362,7 +362,7 @@ def event_jets(
         p4 = smear(p4, types, rng)
     keep = np.hypot(p4[:, 0], p4[:, 1]) > particle_pt_min
     ids, p4, vtx, charge, types = ids[keep], p4[keep], vtx[keep], charge[keep], types[keep]
-    cs = fastjet.ClusterSequence(_pseudojets(p4), fastjet.JetDefinition(fastjet.antikt_algorithm, cuts.radius))
+    cs = fastjet.ClusterSequence(pseudojets(p4), fastjet.JetDefinition(fastjet.antikt_algorithm, cuts.radius))
     jets = [
         j
         for j in fastjet.sorted_by_pt(cs.inclusive_jets(cuts.pt_min))
@@ -378,7 +378,7 @@ def event_jets(
                 continue
             pe, pphi = _eta(ev['p4'][prod]), np.arctan2(ev['p4'][prod, 1], ev['p4'][prod, 0])
             for j in jets:
-                if np.all(np.hypot(pe - j.eta(), _dphi(pphi, j.phi())) < cuts.radius) and j not in matched:
+                if np.all(np.hypot(pe - j.eta(), delta_phi(pphi, j.phi()).numpy()) < cuts.radius) and j not in matched:
                     matched.append(j)
                     break
         jets = matched
@@ -399,7 +399,7 @@ def event_jets(
             part_pz=c4[:, 2],
             part_energy=c4[:, 3],
             part_deta=_eta(c4) - j.eta(),
-            part_dphi=_dphi(np.arctan2(c4[:, 1], c4[:, 0]), j.phi()),
+            part_dphi=delta_phi(np.arctan2(c4[:, 1], c4[:, 0]), j.phi()).numpy(),
             part_d0val=d0,
             part_d0err=np.zeros(len(idx)),
             part_dzval=dz,
@@ -422,7 +422,7 @@ def event_jets(
     return out
 
 # %% ../../nbs/06a_simulate.jets.ipynb #26153398
-class _Lookup:
+class ParticleLookup:
     "Cached per-id charge and visibility from Pythia's particle data."
 
     def __init__(self, pythia):
@@ -465,7 +465,7 @@ def generate_chunk(
             raise ConfigError(f'Pythia rejected setting {s!r}')
     if not py.init():
         raise ConfigError(f'Pythia failed to initialise process {process}')
-    look = _Lookup(py)
+    look = ParticleLookup(py)
     rng = np.random.default_rng(np.random.SeedSequence([seed, *keys, 1])) if smear else None
     out, n_ev, max_events = [], 0, max_events or 200 * n_jets + 1000
     while len(out) < n_jets:
