@@ -7,6 +7,7 @@ Docs: https://foundation-jets.github.io/foundation_jets/core.html.md"""
 # %% ../nbs/00_core.ipynb #a9e8c23c
 from __future__ import annotations
 import contextlib
+import copy
 import importlib
 import multiprocessing as mp
 import multiprocessing.pool
@@ -30,10 +31,10 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['FoundationJetsError', 'DataFormatError', 'ConfigError', 'check_array', 'get_device', 'autocast',
-           'lightning_precision', 'seed_everything', 'cpu_threads', 'ParticleSet', 'pad_sets', 'collate_sets',
-           'temporary_prefix', 'remove_stale_temporaries', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text',
-           'check_output_dir', 'check_output_file', 'die_with_parent', 'worker_pool', 'project_root', 'data_dir',
-           'shared_data_dir']
+           'lightning_precision', 'seed_everything', 'constructor_args', 'cpu_threads', 'ParticleSet', 'pad_sets',
+           'collate_sets', 'temporary_prefix', 'remove_stale_temporaries', 'atomic_path', 'atomic_write_bytes',
+           'atomic_write_text', 'check_output_dir', 'check_output_file', 'die_with_parent', 'worker_pool',
+           'project_root', 'data_dir', 'shared_data_dir']
 
 # %% ../nbs/00_core.ipynb #9b9c945d
 class FoundationJetsError(Exception):
@@ -134,6 +135,13 @@ def seed_everything(
     torch.manual_seed(seed)
     os.environ['PYTHONHASHSEED'] = str(seed)
     return seed
+
+# %% ../nbs/00_core.ipynb #80f62411
+def constructor_args(
+    init_locals: dict,  # `locals()` taken at the top of an `__init__`, before any other local is assigned
+) -> dict:  # the arguments by name (deep copies), without `self`
+    "The arguments an `__init__` was called with, for a module's `config`."
+    return {k: copy.deepcopy(v) for k, v in init_locals.items() if k not in ('self', '__class__')}
 
 # %% ../nbs/00_core.ipynb #c0fed683
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ Docs: https://foundation-jets.github.io/foundation_jets/models.deepsets.html.md"
 from __future__ import annotations
 import torch
 from torch import nn, Tensor
-from ..core import ConfigError, DataFormatError
+from ..core import ConfigError, DataFormatError, constructor_args
 
 # %% auto #0
 __all__ = ['mlp', 'DeepSets']
@@ -52,14 +52,7 @@ class DeepSets(nn.Module):
         if num_classes < 1 or num_features < 1:
             raise ConfigError(f"DeepSets: num_features and num_classes must be >= 1, got {num_features}, {num_classes}")
         self.num_features, self.num_classes, self.pooling = num_features, num_classes, pooling
-        self.config = dict(
-            num_features=num_features,
-            num_classes=num_classes,
-            phi_dims=list(phi_dims),
-            f_dims=list(f_dims),
-            pooling=pooling,
-            dropout=dropout,
-        )
+        self.config = constructor_args(locals())
         self.phi = mlp([num_features, *phi_dims], final_activation=True)
         self.f = mlp([phi_dims[-1], *f_dims, num_classes], dropout=dropout)
 

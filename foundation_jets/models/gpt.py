@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import ConfigError, DataFormatError
+from ..core import ConfigError, DataFormatError, constructor_args
 from ..tokenize.tokenizers import TokenVocab, codes_to_tokens, stop_token, IGNORE_INDEX, START_TOKEN
 from ..nn import KVCache, TransformerStack
 
@@ -65,21 +65,10 @@ class GPTBackbone(nn.Module):
         attn_dropout: float = 0.0,  # dropout on attention weights
     ):
         super().__init__()
+        self.config = constructor_args(locals())
         if positional not in self.positional_kinds:
             raise ConfigError(f'positional must be one of {self.positional_kinds}, got {positional!r}')
         self.vocab_size, self.dim, self.max_len, self.positional = vocab_size, dim, max_len, positional
-        self.config = dict(
-            vocab_size=vocab_size,
-            dim=dim,
-            num_heads=num_heads,
-            num_layers=num_layers,
-            max_len=max_len,
-            positional=positional,
-            block=block,
-            mlp_ratio=mlp_ratio,
-            dropout=dropout,
-            attn_dropout=attn_dropout,
-        )
         self.embed = nn.Embedding(vocab_size, dim)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.pos = None

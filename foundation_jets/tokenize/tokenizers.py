@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import Tensor, nn
 
-from ..core import ConfigError, DataFormatError, ParticleSet, autocast, get_device
+from ..core import ConfigError, DataFormatError, ParticleSet, autocast, get_device, constructor_args
 from ..nn import TransformerStack
 from .quantizer import VQOutput, VectorQuantizer, nearest_code
 
@@ -334,18 +334,7 @@ class VQVAETokenizer(_VQVAE):
         vq_kwargs: dict | None = None,  # more `VectorQuantizer` options (beta=0.9 by default)
     ):
         super().__init__()
-        self.config = dict(
-            num_features=num_features,
-            dim=dim,
-            num_heads=num_heads,
-            num_layers=num_layers,
-            latent_dim=latent_dim,
-            num_codes=num_codes,
-            alpha=alpha,
-            mlp_ratio=mlp_ratio,
-            dropout=dropout,
-            vq_kwargs=dict(vq_kwargs or {}),
-        )
+        self.config = constructor_args(locals())
         self.in_proj, self.out_proj = nn.Linear(num_features, dim), nn.Linear(dim, num_features)
         self.encoder = TransformerStack(dim, num_heads, num_layers, 'normformer', mlp_ratio, dropout)
         self.decoder = TransformerStack(dim, num_heads, num_layers, 'normformer', mlp_ratio, dropout)
@@ -382,14 +371,7 @@ class MLPTokenizer(_VQVAE):
         hidden = list(hidden)
         if not hidden:
             raise ConfigError('hidden must list at least one width')
-        self.config = dict(
-            num_features=num_features,
-            hidden=hidden,
-            latent_dim=latent_dim,
-            num_codes=num_codes,
-            alpha=alpha,
-            vq_kwargs=dict(vq_kwargs or {}),
-        )
+        self.config = constructor_args(locals())
         self.encoder = _mlp(num_features, hidden[:-1], hidden[-1])
         self.decoder = _mlp(hidden[-1], hidden[::-1][1:], hidden[0])
         self.out_proj = nn.Linear(hidden[0], num_features)
