@@ -30,19 +30,18 @@ def _jets():
     return pad_sets(sets, feature_names=('part_px', 'part_py', 'part_pz', 'part_energy'))
 
 
+BAD_VALUES = [  # (jet, element, column index, value, column name in the error)
+    (1, 2, 0, math.nan, 'part_px'),
+    (2, 0, 3, math.inf, 'part_energy'),
+]
+
+
 @pytest.mark.parametrize('spec', [omnijet_spec(), omnijet_spec(cut=False), part_spec('kin')], ids=str)
-def test_nan_px_is_an_error_naming_the_jet(spec):
+@pytest.mark.parametrize('jet, element, column, value, name', BAD_VALUES)
+def test_non_finite_value_is_an_error_naming_the_jet(spec, jet, element, column, value, name):
     jets = _jets()
-    jets.x[1, 2, 0] = math.nan
-    with pytest.raises(DataFormatError, match=r"field 'part_px'.*jet 1, element 2"):
-        spec(jets)
-
-
-@pytest.mark.parametrize('spec', [omnijet_spec(), part_spec('kin')], ids=str)
-def test_infinite_energy_is_an_error_naming_the_jet(spec):
-    jets = _jets()
-    jets.x[2, 0, 3] = math.inf
-    with pytest.raises(DataFormatError, match=r"field 'part_energy'.*jet 2, element 0"):
+    jets.x[jet, element, column] = value
+    with pytest.raises(DataFormatError, match=rf"field '{name}'.*jet {jet}, element {element}"):
         spec(jets)
 
 
