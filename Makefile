@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	@$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither" || true
+	@# weaver-core: the original ParT, for the parity test and the benchmark; --no-deps (its pins fight ours)
+	@$(PY) -m pip install -q --no-deps weaver-core==0.5.3
 	@$(PY) -c "import torch, foundation_jets, nbdev, papermill" || { echo "setup failed: see pip output above"; exit 1; }
 	@$(PY) -m ipykernel install --sys-prefix --name python3 --display-name python3 >/dev/null
 	@touch $(STAMP)

@@ -19,8 +19,8 @@ from .core import ConfigError, DataFormatError, ParticleSet
 __all__ = ['PAIR_FEATURES', 'JET_OBSERVABLES', 'as_tensor', 'pt', 'phi', 'mass2', 'mass', 'pseudorapidity', 'rapidity',
            'p4_to_ptetaphie', 'p4_to_ptetaphim', 'ptetaphim_to_p4', 'ptetaphie_to_p4', 'delta_phi', 'delta_r', 'jet_p4',
            'jet_ptetaphim', 'jet_pt', 'jet_eta', 'jet_phi', 'jet_mass', 'constituent_features', 'eta_rel', 'phi_rel',
-           'pair_features', 'exclusive_kt_axes', 'tau_n', 'nsubjettiness', 'energy_correlators', 'd2',
-           'jet_observables', 'constituents_to_p4', 'jet_level_observables']
+           'pair_features_between', 'pair_features', 'exclusive_kt_axes', 'tau_n', 'nsubjettiness',
+           'energy_correlators', 'd2', 'jet_observables', 'constituents_to_p4', 'jet_level_observables']
 
 # %% ../nbs/01_physics.ipynb #29ec282d
 def as_tensor(
@@ -212,6 +212,20 @@ def phi_rel(p4, mask=None) -> Tensor:
 PAIR_FEATURES = ('log_delta', 'log_kt', 'log_z', 'log_m2')  # names of the last axis of `pair_features`
 
 
+def pair_features_between(
+    p4_a: Tensor,  # first particle of each pair (..., 4) as (px, py, pz, E)
+    p4_b: Tensor,  # second particle of each pair, broadcastable to `p4_a`
+    eps: float = 1e-8,  # clamp before the logarithms
+) -> Tensor:  # (..., 4): ln Delta, ln kT, ln z, ln m^2
+    "ParT pairwise features of matched pairs `(p4_a[k], p4_b[k])`: only the pairs you pass are computed."
+    pt_a, pt_b = pt(p4_a), pt(p4_b)
+    delta = torch.hypot(rapidity(p4_a) - rapidity(p4_b), delta_phi(phi(p4_a), phi(p4_b)))
+    ptmin = torch.minimum(pt_a, pt_b)
+    z = ptmin / (pt_a + pt_b).clamp(min=eps)
+    m2 = mass2(p4_a + p4_b)
+    return torch.stack([delta, ptmin * delta, z, m2], -1).clamp(min=eps).log()
+
+
 def pair_features(
     p4,  # constituents (..., n, 4) as (px, py, pz, E)
     mask=None,  # (..., n) bool, True for real constituents
@@ -221,14 +235,8 @@ def pair_features(
     p4 = _check_p4(p4)
     m = _mask(p4, mask)
     p4 = torch.where(m[..., None], p4, 0.0)
-    pt_, y, ph = pt(p4), rapidity(p4), phi(p4)
-    a, b = (lambda t: t[..., :, None]), (lambda t: t[..., None, :])
-    delta = torch.hypot(a(y) - b(y), delta_phi(a(ph), b(ph)))
-    ptmin = torch.minimum(a(pt_), b(pt_))
-    z = ptmin / (a(pt_) + b(pt_)).clamp(min=eps)
-    m2 = mass2(p4[..., :, None, :] + p4[..., None, :, :])
-    f = torch.stack([delta, ptmin * delta, z, m2], -1).clamp(min=eps).log()
-    return torch.where((a(m) & b(m))[..., None], f, 0.0)
+    f = pair_features_between(p4[..., :, None, :], p4[..., None, :, :], eps)
+    return torch.where((m[..., :, None] & m[..., None, :])[..., None], f, 0.0)
 
 # %% ../nbs/01_physics.ipynb #908f49a2
 def _fastjet():
