@@ -207,6 +207,7 @@ def forward(
     self: Classifier,
     x: Tensor,  # (B, N, ...) backbone input: features, or token ids (B, N)
     mask: Tensor,  # (B, N) bool, True = real element
+    **inputs: Tensor,  # more backbone inputs by keyword (ParT: `p4`)
 ) -> Tensor:  # (B, num_classes) logits
     if mask.dtype != torch.bool or mask.shape != x.shape[:2]:
         raise DataFormatError(
@@ -217,9 +218,9 @@ def forward(
         )
     if self.frozen:
         with torch.no_grad():
-            hidden = self.backbone(x, mask)
+            hidden = self.backbone(x, mask, **inputs)
     else:
-        hidden = self.backbone(x, mask)
+        hidden = self.backbone(x, mask, **inputs)
     return self.head(hidden, mask)
 
 # %% ../../nbs/15_models.heads.ipynb #2fa2cdea

@@ -49,6 +49,7 @@ class SetClassifier(Task):
         scheduler: str | None = 'cosine',  # 'cosine' (with warm-up) or None for a constant rate
         warmup_steps: int = 0,  # linear warm-up steps of the cosine schedule
         label_smoothing: float = 0.0,  # cross-entropy label smoothing
+        inputs: tuple = (),  # `meta` keys of a ParticleSet batch passed to the model by keyword (ParT: ('p4',))
     ):
         super().__init__(
             lr=lr,
@@ -63,23 +64,30 @@ class SetClassifier(Task):
             raise ConfigError(f'SetClassifier: num_classes must be >= 2, got {num_classes}')
         self.save_hyperparameters(ignore=['model', 'pretrained'])  # modules are not hyperparameters
         self.model = model if model is not None else DeepSets(num_classes=num_classes)
-        self.num_classes, self.label_smoothing = num_classes, label_smoothing
+        self.num_classes, self.label_smoothing, self.inputs = num_classes, label_smoothing, tuple(inputs)
 
     def forward(
         self,
         x: Tensor,  # (B, N, F) features or (B, N) token ids
         mask: Tensor,  # (B, N) bool, True = real element
+        **inputs: Tensor,  # more model inputs by keyword (ParT: `p4`)
     ) -> Tensor:  # (B, num_classes) logits
-        return self.model(x, mask)
+        return self.model(x, mask=mask, **inputs)
 
-# %% ../../nbs/20a_tasks.classifier.ipynb #3b937cdf
+# %% ../../nbs/20a_tasks.classifier.ipynb #643eed55
 @patch
 def _logits(self: SetClassifier, batch, stage: str) -> tuple:
     "Logits and labels of a batch, with the checks a classifier needs."
     x, mask, labels = batch_inputs(batch)
     if labels is None and stage != 'predict':
         raise DataFormatError('SetClassifier batch', 'labels', 'integer class ids per set')
-    logits = self(x, mask)
+    meta = batch.meta if isinstance(batch, ParticleSet) else batch
+    missing = [k for k in self.inputs if k not in meta]
+    if missing:
+        raise DataFormatError(
+            'SetClassifier batch', ', '.join(missing), f'model inputs {list(self.inputs)}', got=sorted(meta)
+        )
+    logits = self(x, mask, **{k: meta[k] for k in self.inputs})
     if logits.ndim != 2 or logits.shape[1] != self.num_classes:
         raise ConfigError(
             f'SetClassifier: the model returned logits of shape {tuple(logits.shape)}, '
