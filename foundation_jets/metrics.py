@@ -20,9 +20,9 @@ from .core import ConfigError, DataFormatError, atomic_write_text, check_array
 
 # %% auto #0
 __all__ = ['to_numpy', 'masked_values', 'kl_divergence_quantiles', 'wasserstein_1d', 'roc_curve', 'roc_auc',
-           'background_rejection', 'tpr_at_fpr', 'multiclass_roc_auc', 'confusion_matrix', 'f1_per_class', 'macro_f1',
-           'linear_probe_svm', 'resolution', 'round_trip_resolutions', 'codebook_usage', 'compare_distributions',
-           'classifier_two_sample_test', 'metrics_to_json', 'plot_hist_ratio']
+           'background_rejection', 'tpr_at_fpr', 'multiclass_roc_auc', 'tagging_metrics', 'confusion_matrix',
+           'f1_per_class', 'macro_f1', 'linear_probe_svm', 'resolution', 'round_trip_resolutions', 'codebook_usage',
+           'compare_distributions', 'classifier_two_sample_test', 'metrics_to_json', 'plot_hist_ratio']
 
 # %% ../nbs/30_metrics.ipynb #af67cffd
 def to_numpy(
@@ -247,6 +247,59 @@ def multiclass_roc_auc(
         )
     per_class = np.array([roc_auc(p[:, k], y == k) for k in range(p.shape[1])])
     return float(per_class.mean()), per_class
+
+# %% ../nbs/30_metrics.ipynb #fce5dc98
+def tagging_metrics(
+    probs,  # (n, C) class probabilities (softmax outputs), C >= 2
+    labels,  # (n,) integer class labels in [0, C)
+    background: int = 0,  # the background class (QCD: 0 in JetClass)
+    efficiencies=(0.3, 0.5),  # signal efficiencies of the rejections 1/eps_B, keyed rej30, rej50, ...
+    class_names=None,  # names of the C classes, the keys of `per_class` (default '0', '1', ...)
+) -> dict:  # accuracy, auc, rej.. (2 classes) or accuracy, auc (macro), per_class {name: {auc, rej..}}
+    "Accuracy, AUC and background rejections of a jet tagger, with ParT's signal-vs-background scores."
+    where = 'tagging_metrics'
+    p = to_numpy(probs, where, 'probs', ndim=2, kind='f').astype(np.float64)
+    y = to_numpy(labels, where, 'labels', ndim=1, kind='iub').astype(np.int64)
+    n, num_classes = p.shape
+    if num_classes < 2:
+        raise DataFormatError(where, 'probs', 'shape (n, C) with C >= 2 classes', got=p.shape)
+    if len(y) != n:
+        raise DataFormatError(where, 'labels', f'{n} labels, one per row of probs', got=len(y))
+    if (p < 0).any():
+        raise DataFormatError(where, 'probs', 'probabilities >= 0 (softmax outputs, not logits)', got=float(p.min()))
+    if n and (y.min() < 0 or y.max() >= num_classes):
+        raise DataFormatError(where, 'labels', f'class ids in [0, {num_classes})', got=(int(y.min()), int(y.max())))
+    if not 0 <= background < num_classes:
+        raise ConfigError(f'{where}: background must be a class in [0, {num_classes}), got {background}')
+    names = [str(k) for k in range(num_classes)] if class_names is None else [str(c) for c in class_names]
+    if len(names) != num_classes or len(set(names)) != num_classes:
+        raise ConfigError(f'{where}: class_names must be {num_classes} distinct names, got {names}')
+    if not all(0 < e <= 1 for e in efficiencies):
+        raise ConfigError(f'{where}: efficiencies must be in (0, 1], got {tuple(efficiencies)}')
+    keys = [f'rej{100 * e:g}' for e in efficiencies]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f'{where}: efficiencies give repeated keys {keys}')
+    missing = [names[k] for k in range(num_classes) if not (y == k).any()]
+    if missing:
+        raise DataFormatError(where, 'labels', 'at least one jet of every class', got=f'none of class {missing}')
+
+    def scored(score, is_signal) -> dict:
+        out = {'auc': roc_auc(score, is_signal)}
+        out.update({k: background_rejection(score, is_signal, e) for k, e in zip(keys, efficiencies)})
+        return out
+
+    accuracy = float((p.argmax(1) == y).mean())
+    if num_classes == 2:
+        signal = 1 - background
+        return {'accuracy': accuracy, **scored(p[:, signal], y == signal)}
+    per_class = {}
+    for k in range(num_classes):
+        if k != background:
+            keep = (y == k) | (y == background)
+            pk, pb = p[keep, k], p[keep, background]
+            score = np.divide(pk, pk + pb, out=np.full_like(pk, 0.5), where=pk + pb > 0)
+            per_class[names[k]] = scored(score, y[keep] == k)
+    return {'accuracy': accuracy, 'auc': multiclass_roc_auc(p, y)[0], 'per_class': per_class}
 
 # %% ../nbs/30_metrics.ipynb #81e02557
 def confusion_matrix(

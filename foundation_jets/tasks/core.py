@@ -30,8 +30,9 @@ from ..core import ConfigError, DataFormatError, get_device, lightning_precision
 from ..metrics import multiclass_roc_auc, roc_auc
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULERS', 'warmup_cosine_schedule', 'epoch_auc', 'quiet_lightning', 'Task', 'is_backbone_parameter',
-           'FitResult', 'MetricHistory', 'KeepBest', 'SamplerEpoch', 'AtomicCheckpoint', 'make_loggers', 'fit']
+__all__ = ['OPTIMIZERS', 'SCHEDULERS', 'warmup_cosine_schedule', 'flat_decay_schedule', 'Ranger', 'epoch_auc', 'quiet_lightning',
+           'Task', 'is_backbone_parameter', 'is_no_decay_parameter', 'FitResult', 'MetricHistory', 'KeepBest',
+           'SamplerEpoch', 'AtomicCheckpoint', 'make_loggers', 'fit']
 
 # %% ../../nbs/20_tasks.core.ipynb #2689d083
 def warmup_cosine_schedule(
@@ -49,6 +50,77 @@ def warmup_cosine_schedule(
         return 0.5 * (1 + math.cos(math.pi * min(step - warm, total - warm) / max(total - warm, 1)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+# %% ../../nbs/20_tasks.core.ipynb #9b982b8f
+def _check_flat_decay(where: str, flat_fraction: float, final_factor: float):
+    if not 0 <= flat_fraction < 1:
+        raise ConfigError(f'{where}: flat_fraction must be in [0, 1), got {flat_fraction}')
+    if not 0 < final_factor <= 1:
+        raise ConfigError(f'{where}: final_factor must be in (0, 1], got {final_factor}')
+
+
+def flat_decay_schedule(
+    optimizer: torch.optim.Optimizer,  # the optimizer whose learning rates are scaled
+    total_steps: int,  # optimizer steps of the whole run (T)
+    flat_fraction: float = 0.7,  # fraction f of the steps at the peak rate (ParT: 0.7)
+    final_factor: float = 0.01,  # rate of the last step over the peak, c (ParT: 0.01)
+) -> torch.optim.lr_scheduler.LambdaLR:  # step it once per optimizer step
+    "Constant rate for the first `flat_fraction` of the steps, then geometric decay to `final_factor` at the last."
+    _check_flat_decay('flat_decay_schedule', flat_fraction, final_factor)
+    total = max(int(total_steps), 1)
+    decay = max(1, round((1 - flat_fraction) * total))
+    flat = total - decay
+
+    def factor(step: int) -> float:
+        return final_factor ** (min(max(step - flat + 1, 0), decay) / decay)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+# %% ../../nbs/20_tasks.core.ipynb #71949022
+class Ranger(torch.optim.RAdam):
+    "RAdam plus Lookahead, ParT's optimizer: every `k` steps of a parameter its slow weights move `alpha` towards it."
+
+    def __init__(
+        self,
+        params,  # parameters or parameter groups, as for any torch optimizer
+        lr: float = 1e-3,  # learning rate
+        betas: tuple[float, float] = (0.95, 0.999),  # RAdam moment decay rates (ParT)
+        eps: float = 1e-5,  # RAdam denominator epsilon (ParT)
+        weight_decay: float = 0.0,  # decoupled weight decay (ParT: 0 on JetClass, 0.01 fine-tuning Top and QG)
+        k: int = 6,  # Lookahead period: fast steps per slow step (ParT)
+        alpha: float = 0.5,  # Lookahead slow step size (ParT)
+    ):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f'Ranger: k must be an integer >= 1, got {k!r}')
+        if not 0 < alpha <= 1:
+            raise ConfigError(f'Ranger: alpha must be in (0, 1], got {alpha}')
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled_weight_decay=True)
+        self.defaults.update(lookahead_k=k, lookahead_alpha=alpha)
+        for group in self.param_groups:
+            group.setdefault('lookahead_k', k)
+            group.setdefault('lookahead_alpha', alpha)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        "One RAdam step; after every `k`-th step of a parameter, the Lookahead synchronisation."
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        stepped = []  # (group, parameter, its weights before its first step or None)
+        for group in self.param_groups:
+            for p in group['params']:
+                if p.grad is not None:
+                    stepped.append((group, p, None if 'slow' in self.state[p] else p.detach().clone()))
+        super().step()
+        for group, p, start in stepped:
+            state = self.state[p]
+            if start is not None:
+                state['slow'] = start
+            if int(state['step']) % group['lookahead_k'] == 0:
+                state['slow'].lerp_(p, group['lookahead_alpha'])
+                p.copy_(state['slow'])
+        return loss
 
 # %% ../../nbs/20_tasks.core.ipynb #6733f311
 def epoch_auc(
@@ -90,8 +162,8 @@ def quiet_lightning(
             lg.setLevel(lv)
 
 # %% ../../nbs/20_tasks.core.ipynb #a0f28bc4
-OPTIMIZERS = ('adamw', 'adam', 'sgd')
-SCHEDULERS = ('cosine', 'constant')
+OPTIMIZERS = ('adamw', 'adam', 'sgd', 'ranger')
+SCHEDULERS = ('cosine', 'constant', 'flat_decay')
 
 
 class Task(L.LightningModule):
@@ -101,11 +173,14 @@ class Task(L.LightningModule):
         self,
         lr: float = 1e-3,  # peak learning rate of the head (every parameter outside a `backbone`)
         backbone_lr: float | None = None,  # peak learning rate of `backbone` parameters (None: `lr`)
-        weight_decay: float = 1e-2,  # decoupled weight decay (AdamW); L2 for Adam and SGD
-        optimizer: str = 'adamw',  # 'adamw', 'adam' or 'sgd'
+        weight_decay: float = 1e-2,  # decoupled weight decay (AdamW, Ranger); L2 for Adam and SGD
+        optimizer: str = 'adamw',  # 'adamw', 'adam', 'sgd' or 'ranger' (RAdam + Lookahead, ParT)
         momentum: float = 0.0,  # SGD momentum
-        scheduler: str | None = 'cosine',  # 'cosine' (warm-up + cosine) or 'constant' (None means constant)
+        scheduler: str | None = 'cosine',  # 'cosine' (warm-up + cosine), 'flat_decay' (ParT) or 'constant' (None)
         warmup_steps: int = 0,  # linear warm-up steps of the cosine schedule
+        flat_fraction: float = 0.7,  # 'flat_decay': fraction of the steps at the peak rate
+        final_factor: float = 0.01,  # 'flat_decay': rate of the last step over the peak
+        no_decay_1d: bool = False,  # exempt 1-D parameters (biases, norms) and `cls_token`s from weight decay
     ):
         super().__init__()
         name = type(self).__name__
@@ -119,6 +194,9 @@ class Task(L.LightningModule):
                 raise ConfigError(f'{name}: {key} must be a finite number >= 0, got {value}')
         if warmup_steps < 0:
             raise ConfigError(f'{name}: warmup_steps must be >= 0, got {warmup_steps}')
+        if scheduler == 'flat_decay' and warmup_steps:
+            raise ConfigError(f"{name}: warmup_steps belongs to scheduler='cosine'; 'flat_decay' has no warm-up")
+        _check_flat_decay(name, flat_fraction, final_factor)
         self.optimization = dict(
             lr=lr,
             backbone_lr=lr if backbone_lr is None else backbone_lr,
@@ -127,6 +205,9 @@ class Task(L.LightningModule):
             momentum=momentum,
             scheduler=scheduler,
             warmup_steps=warmup_steps,
+            flat_fraction=flat_fraction,
+            final_factor=final_factor,
+            no_decay_1d=bool(no_decay_1d),
         )
         self._epoch_outputs = {}
 
@@ -138,25 +219,39 @@ def is_backbone_parameter(
     return 'backbone' in name.split('.')
 
 
+def is_no_decay_parameter(
+    name: str,  # a parameter name from `named_parameters()`
+    parameter: Tensor,  # the parameter
+) -> bool:  # True for 1-D parameters (biases, norm weights) and a parameter named `cls_token`
+    "Whether ParT's fine-tuning recipe exempts a parameter from weight decay."
+    return parameter.ndim <= 1 or name.split('.')[-1] == 'cls_token'
+
+
 @patch
 def parameter_groups(
     self: Task,
-) -> list[dict]:  # optimizer groups: {'params', 'lr', 'name'}; empty groups are left out
+) -> list[dict]:  # optimizer groups: {'params', 'lr', 'name'} (+ 'weight_decay': 0); empty groups are left out
     "Trainable parameters split into the head group (`lr`) and the backbone group (`backbone_lr`)."
-    head, backbone = [], []
+    o = self.optimization
+    parts = {'head': [], 'backbone': [], 'head_no_decay': [], 'backbone_no_decay': []}
     for name, parameter in self.named_parameters():
         if parameter.requires_grad:
-            (backbone if is_backbone_parameter(name) else head).append(parameter)
-    groups = [
-        {'params': head, 'lr': self.optimization['lr'], 'name': 'head'},
-        {'params': backbone, 'lr': self.optimization['backbone_lr'], 'name': 'backbone'},
-    ]
+            part = 'backbone' if is_backbone_parameter(name) else 'head'
+            if o['no_decay_1d'] and is_no_decay_parameter(name, parameter):
+                part += '_no_decay'
+            parts[part].append(parameter)
+    groups = []
+    for part, params in parts.items():
+        group = {'params': params, 'lr': o['backbone_lr' if part.startswith('backbone') else 'lr'], 'name': part}
+        if part.endswith('_no_decay'):
+            group['weight_decay'] = 0.0
+        groups.append(group)
     return [g for g in groups if g['params']]
 
-# %% ../../nbs/20_tasks.core.ipynb #bda28417
+# %% ../../nbs/20_tasks.core.ipynb #b790e692
 @patch
 def configure_optimizers(self: Task):
-    "The optimizer over `parameter_groups()`, with the warm-up + cosine schedule stepped per optimizer step."
+    "The optimizer over `parameter_groups()`, with its schedule (cosine or flat + decay) stepped per optimizer step."
     o = self.optimization
     groups = self.parameter_groups()
     if not groups:
@@ -165,12 +260,17 @@ def configure_optimizers(self: Task):
         optimizer = torch.optim.SGD(groups, lr=o['lr'], momentum=o['momentum'], weight_decay=o['weight_decay'])
     elif o['optimizer'] == 'adam':
         optimizer = torch.optim.Adam(groups, lr=o['lr'], weight_decay=o['weight_decay'])
+    elif o['optimizer'] == 'ranger':
+        optimizer = Ranger(groups, lr=o['lr'], weight_decay=o['weight_decay'])
     else:
         optimizer = torch.optim.AdamW(groups, lr=o['lr'], weight_decay=o['weight_decay'])
     if o['scheduler'] == 'constant':
         return optimizer
     total = int(self.trainer.estimated_stepping_batches)
-    schedule = warmup_cosine_schedule(optimizer, total, o['warmup_steps'])
+    if o['scheduler'] == 'flat_decay':
+        schedule = flat_decay_schedule(optimizer, total, o['flat_fraction'], o['final_factor'])
+    else:
+        schedule = warmup_cosine_schedule(optimizer, total, o['warmup_steps'])
     return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': schedule, 'interval': 'step'}}
 
 # %% ../../nbs/20_tasks.core.ipynb #9c062989
