@@ -43,11 +43,14 @@ class SetClassifier(Task):
         num_classes: int = 2,  # number of classes (the model's output size)
         lr: float = 1e-3,  # peak learning rate (of the head, when the model has a `backbone`)
         backbone_lr: float | None = None,  # peak learning rate of `backbone` parameters (None: `lr`)
-        weight_decay: float = 0.01,  # decoupled weight decay (AdamW); L2 for Adam and SGD
-        optimizer: str = 'adamw',  # 'adamw', 'adam' or 'sgd'
+        weight_decay: float = 0.01,  # decoupled weight decay (AdamW, Ranger); L2 for Adam and SGD
+        optimizer: str = 'adamw',  # 'adamw', 'adam', 'sgd' or 'ranger' (RAdam + Lookahead, ParT)
         momentum: float = 0.0,  # SGD momentum
-        scheduler: str | None = 'cosine',  # 'cosine' (with warm-up) or None for a constant rate
+        scheduler: str | None = 'cosine',  # 'cosine' (with warm-up), 'flat_decay' (ParT) or None for a constant rate
         warmup_steps: int = 0,  # linear warm-up steps of the cosine schedule
+        flat_fraction: float = 0.7,  # 'flat_decay': fraction of the steps at the full rate
+        final_factor: float = 0.01,  # 'flat_decay': the rate at the last step, relative to the start
+        no_decay_1d: bool = False,  # no weight decay on 1-D parameters (biases, norms) and class tokens
         label_smoothing: float = 0.0,  # cross-entropy label smoothing
         inputs: tuple = (),  # `meta` keys of a ParticleSet batch passed to the model by keyword (ParT: ('p4',))
     ):
@@ -59,6 +62,9 @@ class SetClassifier(Task):
             momentum=momentum,
             scheduler=scheduler,
             warmup_steps=warmup_steps,
+            flat_fraction=flat_fraction,
+            final_factor=final_factor,
+            no_decay_1d=no_decay_1d,
         )
         if num_classes < 2:
             raise ConfigError(f'SetClassifier: num_classes must be >= 2, got {num_classes}')
