@@ -184,7 +184,12 @@ class ParticleBlock(nn.Module):
             out = self.attn(cls, context, mask=torch.cat([mask.new_ones(len(mask), 1), mask], 1))
         out = (out.unflatten(-1, (self.num_heads, -1)) * self.head_scale[:, None].to(out.dtype)).flatten(-2)
         x = residual + self.drop(self.post_attn_norm(out))
-        return self.residual_scale * x + self.mlp(self.norm2(x))
+        if cls is not None or mask.all():
+            return self.residual_scale * x + self.mlp(self.norm2(x))
+        real = x[mask]  # the MLP acts on each particle alone: compute it for real particles only
+        out = torch.zeros_like(x)
+        out[mask] = self.residual_scale * real + self.mlp(self.norm2(real))
+        return out
 
 # %% ../../nbs/14_models.part.ipynb #56a9f2ac
 class ParticleTransformerBackbone(nn.Module):
