@@ -47,15 +47,26 @@ TOP, QCD = JETCLASS_LABELS.index('Tbqq'), JETCLASS_LABELS.index('QCD')
 PREFIXES = ('HToBB', 'HToCC', 'HToGG', 'HToWW4Q', 'HToWW2Q1L', 'TTBar', 'TTBarLep', 'WToQQ', 'ZToQQ', 'ZJetsToNuNu')
 
 
-def read(paths: list, max_particles: int) -> ParticleSet:
+PID_BRANCHES = (
+    'part_charge',
+    'part_isChargedHadron',
+    'part_isNeutralHadron',
+    'part_isPhoton',
+    'part_isElectron',
+    'part_isMuon',
+)
+
+
+def read(paths: list, max_particles: int, features: str) -> ParticleSet:
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise SystemExit(f'{missing[0]}: missing; make the simulated jets first (see this script\'s docstring)')
-    return collate_sets([load_jetclass(p, max_particles=max_particles) for p in paths])
+    branches = ('part_px', 'part_py', 'part_pz', 'part_energy') + (PID_BRANCHES if features == 'kinpid' else ())
+    return collate_sets([load_jetclass(p, max_particles=max_particles, particle_features=branches) for p in paths])
 
 
-def binary(raw: ParticleSet) -> ParticleSet:
-    sets = part_inputs(raw, 'kin')
+def binary(raw: ParticleSet, features: str) -> ParticleSet:
+    sets = part_inputs(raw, features)
     sets.labels = (raw.labels == TOP).long()
     return sets
 
@@ -74,6 +85,10 @@ def main():
     ap.add_argument('--seeds', type=int, nargs='+', default=[0])
     ap.add_argument('--sizes', type=int, nargs='+', default=[100, 1000, 10000])
     ap.add_argument('--max-particles', type=int, default=64)
+    ap.add_argument('--taggers', nargs='+', default=list(TAGGERS), choices=TAGGERS)
+    ap.add_argument('--part-epochs', type=int, default=6, help='epochs of part_scratch and part_pretrained')
+    ap.add_argument('--no-real', action='store_true', help='skip the real JetClass sample')
+    ap.add_argument('--features', default='kin', choices=('kin', 'kinpid'), help='ParT/PFN features (real: kin)')
     ap.add_argument('--out', default=str(HERE / 'results' / 'part_small_n.json'))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -81,8 +96,8 @@ def main():
     cache = Path(a.cache)
     t0 = time.perf_counter()
 
-    raw = read([cache / 'topqcd' / f'{p}_001.root' for p in ('TTBar', 'ZJetsToNuNu')], a.max_particles)
-    sets = binary(raw)
+    raw = read([cache / 'topqcd' / f'{p}_001.root' for p in ('TTBar', 'ZJetsToNuNu')], a.max_particles, a.features)
+    sets = binary(raw, a.features)
     perm = torch.randperm(len(sets), generator=torch.Generator().manual_seed(0))
     by_class = [perm[sets.labels[perm] == c] for c in (0, 1)]
     test_idx = torch.cat([b[:1500] for b in by_class])
@@ -90,58 +105,64 @@ def main():
     test, pool = sets[test_idx], sets[pool_idx]
     print(f'top vs QCD: {len(pool)} pool, {len(test)} test jets ({time.perf_counter() - t0:.0f} s)')
 
-    pre_raw = read([cache / 'jetclass10' / f'{p}_002.root' for p in PREFIXES], a.max_particles)
-    pre = part_inputs(pre_raw, 'kin')
-    order = torch.randperm(len(pre), generator=torch.Generator().manual_seed(1))
-    hold = len(order) // 10
-    torch.manual_seed(0)
-    pretrained = ParticleTransformer(7, 10, **ARCH)
-    options = part_training_options() | dict(epochs=5, batch_size=128, lr=2e-3)
-    pre_log = train_tagger(pretrained, pre[order[hold:]], seed=0, **options)
-    pre_scores = tagging_metrics(predict_sets(pretrained, pre[order[:hold]], ('p4',)), pre.labels[order[:hold]])
-    print(
-        f"pretraining: {pre_log['steps']} steps, {pre_log['seconds']:.0f} s, held-out 10-class accuracy "
-        f"{pre_scores['accuracy']:.3f}, macro AUC {pre_scores['auc']:.3f}"
-    )
-
-    run = load_pretrained_folder(a.demo or cache / 'demo')
-
-    def to_sentences(s: ParticleSet):
-        names = ('part_px', 'part_py', 'part_pz', 'part_energy')
-        return jets_to_sentences(
-            run['tokenizer'],
-            run['spec'],
-            run['vocab'],
-            ParticleSet(s.meta['p4'], s.mask, s.labels, feature_names=names),
+    pretrained, pre_summary, omnijet = None, None, None
+    if 'part_pretrained' in a.taggers:
+        pre_raw = read([cache / 'jetclass10' / f'{p}_002.root' for p in PREFIXES], a.max_particles, a.features)
+        pre = part_inputs(pre_raw, a.features)
+        order = torch.randperm(len(pre), generator=torch.Generator().manual_seed(1))
+        hold = len(order) // 10
+        torch.manual_seed(0)
+        pretrained = ParticleTransformer(pre.num_features, 10, **ARCH)
+        options = part_training_options() | dict(epochs=5, batch_size=128, lr=2e-3)
+        pre_log = train_tagger(pretrained, pre[order[hold:]], seed=0, **options)
+        pre_scores = tagging_metrics(predict_sets(pretrained, pre[order[:hold]], ('p4',)), pre.labels[order[:hold]])
+        pre_summary = {'jets': len(pre) - hold, 'steps': pre_log['steps'], 'seconds': pre_log['seconds']}
+        pre_summary['held_out'] = pre_scores
+        print(
+            f"pretraining: {pre_log['steps']} steps, {pre_log['seconds']:.0f} s, held-out 10-class accuracy "
+            f"{pre_scores['accuracy']:.3f}, macro AUC {pre_scores['auc']:.3f}"
         )
+
+    if 'omnijet_finetuned' in a.taggers:
+        run = load_pretrained_folder(a.demo or cache / 'demo')
+
+        def to_sentences(s: ParticleSet):
+            names = ('part_px', 'part_py', 'part_pz', 'part_energy')
+            raw = ParticleSet(s.meta['p4'], s.mask, s.labels, feature_names=names)
+            return jets_to_sentences(run['tokenizer'], run['spec'], run['vocab'], raw)
+
+        omnijet = {'backbone': run['backbone'], 'to_sentences': to_sentences}
 
     study = dict(
         part_arch=ARCH,
         part_pretrained=pretrained,
-        omnijet={'backbone': run['backbone'], 'to_sentences': to_sentences},
-        part_train=dict(epochs=6, min_steps=150, batch_size=128, lr=2e-3),
-        part_finetune=dict(epochs=6, min_steps=150, batch_size=128),
+        omnijet=omnijet,
+        part_train=dict(epochs=a.part_epochs, min_steps=150, batch_size=128, lr=2e-3),
+        part_finetune=dict(epochs=a.part_epochs, min_steps=150, batch_size=128),
         pfn_train=dict(epochs=20, min_steps=300, batch_size=128),
         omnijet_train=dict(epochs=10, min_steps=200, batch_size=128, lr=1e-3, backbone_lr=3e-4),
         verbose=True,
     )
-    rows = small_n_study(pool, test, a.sizes, TAGGERS, a.seeds, **study)
+    rows = small_n_study(pool, test, a.sizes, a.taggers, a.seeds, **study)
     print(small_n_table(rows))
 
+    real_rows, real10_rows = [], []
     real = part_inputs(load_jetclass_npy(), 'kin')
     two = real[(real.labels == TOP) | (real.labels == QCD)]
     two.labels = (two.labels == TOP).long()
-    real_rows = small_n_study(*split(two, len(two) // 2), (40,), TAGGERS, a.seeds, **study)
-    real10_rows = small_n_study(*split(real, 200), (100,), TAGGERS, a.seeds, class_names=JETCLASS_LABELS, **study)
-    print('real JetClass top vs QCD\n' + small_n_table(real_rows))
-    print('real JetClass 10 classes (macro AUC)\n' + small_n_table(real10_rows))
+    if not a.no_real and a.features == 'kin':  # the real sample holds four-vectors only
+        real_rows = small_n_study(*split(two, len(two) // 2), (40,), a.taggers, a.seeds, **study)
+        classes = dict(class_names=JETCLASS_LABELS)
+        real10_rows = small_n_study(*split(real, 200), (100,), a.taggers, a.seeds, **classes, **study)
+        print('real JetClass top vs QCD\n' + small_n_table(real_rows))
+        print('real JetClass 10 classes (macro AUC)\n' + small_n_table(real10_rows))
 
     metrics_to_json(
         {
             'machine': {'platform': platform.platform(), 'threads': torch.get_num_threads(), 'load': os.getloadavg()},
-            'config': {'arch': ARCH, 'max_particles': a.max_particles, 'sizes': a.sizes, 'seeds': a.seeds},
-            'pretraining': {'jets': len(pre) - hold, 'steps': pre_log['steps'], 'seconds': pre_log['seconds']}
-            | {'held_out': pre_scores},
+            'config': {'arch': ARCH, 'max_particles': a.max_particles, 'sizes': a.sizes, 'seeds': a.seeds}
+            | {'taggers': a.taggers, 'part_epochs': a.part_epochs, 'features': a.features},
+            'pretraining': pre_summary,
             'simulated_top_vs_qcd': rows,
             'real_top_vs_qcd': real_rows,
             'real_10_classes': real10_rows,
