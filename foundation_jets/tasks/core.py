@@ -32,7 +32,7 @@ from ..metrics import multiclass_roc_auc, roc_auc
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULERS', 'warmup_cosine_schedule', 'flat_decay_schedule', 'Ranger', 'epoch_auc', 'quiet_lightning',
            'Task', 'is_backbone_parameter', 'is_no_decay_parameter', 'FitResult', 'MetricHistory', 'KeepBest',
-           'SamplerEpoch', 'AtomicCheckpoint', 'make_loggers', 'fit']
+           'SamplerEpoch', 'AtomicCheckpoint', 'make_loggers', 'fit', 'evaluating']
 
 # %% ../../nbs/20_tasks.core.ipynb #2689d083
 def warmup_cosine_schedule(
@@ -623,3 +623,18 @@ def fit(
 def on_train_start(self: Task):
     "Lightning hook: the task and its modules train in training mode, whatever mode they were left in."
     self.train()
+
+# %% ../../nbs/20_tasks.core.ipynb #0c3dceb0
+@contextlib.contextmanager
+def evaluating(
+    model: nn.Module,  # a model with at least one parameter
+    device=None,  # None: CUDA when available
+):
+    "Run a block with `model` in eval mode on `device`; its mode and device are restored afterwards."
+    device = get_device(device)
+    was, where = model.training, next(model.parameters()).device
+    model.to(device).eval()
+    try:
+        yield device
+    finally:
+        model.train(was).to(where)

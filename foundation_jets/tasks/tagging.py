@@ -18,7 +18,7 @@ from fastcore.basics import patch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler
 
-from ..core import ConfigError, DataFormatError, ParticleSet, collate_sets, get_device, seed_everything
+from ..core import ConfigError, DataFormatError, ParticleSet, collate_sets
 from ..data.modules import SetDataset
 from ..metrics import tagging_metrics
 from ..models.deepsets import DeepSets
@@ -26,7 +26,7 @@ from ..models.heads import transfer_model
 from ..models.part import ParticleTransformer, part_inputs
 from .baselines import PhysicsBDT
 from .classifier import SetClassifier
-from .core import fit
+from .core import evaluating, fit
 from .transfer import balanced_subsets, evaluate_classifier, predict_proba, train_transfer
 
 # %% auto #0
@@ -116,17 +116,12 @@ def predict_sets(
     device=None,  # None: CUDA when available
 ) -> Tensor:  # (n, num_classes) probabilities, float32 on the CPU
     "Class probabilities in eval mode (the model's mode and device are restored)."
-    device = get_device(device)
-    was, where = model.training, next(model.parameters()).device
-    model.to(device).eval()
-    try:
-        out = []
+    out = []
+    with evaluating(model, device) as device:
         for i in range(0, len(sets), batch_size):
             b = sets[i : i + batch_size]
             extra = {k: b.meta[k].to(device) for k in inputs}
             out.append(model(b.x.to(device), mask=b.mask.to(device), **extra).float().softmax(-1).cpu())
-    finally:
-        model.train(was).to(where)
     return torch.cat(out)
 
 # %% ../../nbs/25_tasks.tagging.ipynb #9f07e139

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..core import ConfigError, DataFormatError, get_device
+from ..core import ConfigError, DataFormatError
 from ..metrics import background_rejection, roc_auc
 from ..models.heads import REGIMES, Classifier, transfer_model
 from .classifier import SetClassifier
-from .core import epoch_auc, fit
+from .core import epoch_auc, evaluating, fit
 from ..tokenize.sentences import TokenSentences
 
 # %% auto #0
@@ -136,16 +136,11 @@ def predict_proba(
     device=None,  # None: CUDA when available
 ) -> Tensor:  # (n, num_classes) class probabilities (float32, CPU)
     "Class probabilities in eval mode (the classifier's mode and device are restored)."
-    device = get_device(device)
-    was, where = classifier.training, next(classifier.parameters()).device
-    classifier.to(device).eval()
-    try:
-        out = []
+    out = []
+    with evaluating(classifier, device) as device:
         for i in range(0, len(data), batch_size):
             b = data.batch(torch.arange(i, min(i + batch_size, len(data))))
             out.append(classifier(b['tokens'].to(device), b['mask'].to(device)).float().softmax(-1).cpu())
-    finally:
-        classifier.train(was).to(where)
     return torch.cat(out) if out else torch.zeros(0, classifier.num_classes)
 
 
