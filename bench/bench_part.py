@@ -24,19 +24,21 @@ unless set otherwise): with the default active (spinning) policy, 2 threads on t
 made one training step ~10x slower for both models (N=32: weaver 8.6 s vs 0.72 s passive), burying the comparison.
 `--profile` adds a torch.profiler breakdown (top operators by self CPU time) of one training step of each.
 
-Recorded on the project's 2-core AMD EPYC VM (shared with a Pythia simulation, a demo run and a notebook test; load
-average 3.4 -> 3.0), default settings (2 threads, passive OpenMP wait), fp32, torch 2.13 CPU, weaver-core 0.5.3, 4m47s:
+Recorded on the project's 2-core AMD EPYC VM, default settings (2 threads, passive OpenMP wait), fp32, torch 2.13 CPU,
+weaver-core 0.5.3, after our block MLP was restricted to real particles (load average 1.2 -> 1.5, no other job):
   identity:  max |logit difference| float64 1.4e-8 (448 jets); float32 3.0e-3 (ours vs float64 2.9e-6, weaver 3.0e-3)
-  training:  weaver 1.630 s/step (39.3 jets/s), ours 1.572 s/step (40.7 jets/s): 1.04x (8 steps, same trim lengths)
-  inference: weaver 133.6 jets/s, ours 127.9 jets/s: 0.96x
+  training:  weaver 1.411 s/step (45.4 jets/s), ours 1.263 s/step (50.7 jets/s): 1.12x (8 steps, same trim lengths)
+  inference: weaver 161.2 jets/s, ours 188.3 jets/s: 1.17x
   peak memory of a training step, N = 32 / 64 / 128 / 256 (batch 64):
-             weaver 582 / 1581 / 3613 / 10272 MiB, ours 578 / 1429 / 3582 / 10547 MiB (ratio 1.01 / 1.11 / 1.01 / 0.97)
-  one training step under torch.profiler, 1 thread: weaver 1.28 s, ours 1.24 s; in both, matrix products (mm, addmm,
-  bmm) take ~46-49% of the self CPU time and the dropout masks (bernoulli_, 32 calls) ~18-19%.
-The 1.5x training goal is NOT reached: the two are equally fast. weaver-core 0.5.3 already does what ours does to save
-time: it trims the batch (the same length as ours, checked step by step), computes the pair features only for real
-pairs of one triangle (its sparse pair path, on in training and inference) and uses scaled_dot_product_attention. The
-issue's 23 jets/s for weaver is not reproduced here (39 jets/s on the loaded box).
+             weaver 574 / 1573 / 3704 / 10272 MiB, ours 554 / 1420 / 3562 / 10491 MiB (ratio 1.04 / 1.11 / 1.04 / 0.98)
+Before that change (same script, loaded box, load 3.4 -> 3.0): training 1.04x, inference 0.96x. One training step under
+torch.profiler, 1 thread: weaver 1.28 s, ours 1.24 s; in both, matrix products (mm, addmm, bmm) take ~46-49% of the
+self CPU time and the attention-dropout masks (bernoulli_, 32 calls) ~18-19%.
+The 1.5x training goal is NOT reached. weaver-core 0.5.3 already does what the issue names as the lever: it trims the
+batch (the same length as ours, checked step by step), computes the pair features only for real pairs of one triangle
+(its sparse pair path, on in training and inference) and uses scaled_dot_product_attention. Our one extra saving is the
+block MLP on real particles only (about half the slots of a trimmed batch are padding). The issue's 23 jets/s for
+weaver is not reproduced here (39-45 jets/s).
 
     python bench/bench_part.py [--threads 2] [--steps 8] [--quick] [--profile] [--out bench/results/part.json]
 """
