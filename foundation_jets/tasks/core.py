@@ -24,6 +24,7 @@ import torch
 import lightning as L
 from fastcore.basics import patch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from torch import Tensor, nn
 
 from ..core import ConfigError, DataFormatError, get_device, lightning_precision, seed_everything
@@ -32,7 +33,7 @@ from ..metrics import multiclass_roc_auc, roc_auc
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULERS', 'warmup_cosine_schedule', 'flat_decay_schedule', 'Ranger', 'epoch_auc', 'quiet_lightning',
            'Task', 'is_backbone_parameter', 'is_no_decay_parameter', 'FitResult', 'MetricHistory', 'KeepBest',
-           'SamplerEpoch', 'AtomicCheckpoint', 'make_loggers', 'fit', 'evaluating']
+           'SamplerEpoch', 'ReleaseProcessGroup', 'AtomicCheckpoint', 'make_loggers', 'fit', 'evaluating']
 
 # %% ../../nbs/20_tasks.core.ipynb #2689d083
 def warmup_cosine_schedule(
@@ -449,6 +450,20 @@ class SamplerEpoch(L.Callback):
                     sampler.set_epoch(trainer.current_epoch)
 
 
+class ReleaseProcessGroup(L.Callback):
+    "In a worker that `ddp_spawn` started, leave the process group cleanly before the worker exits."
+
+    # Lightning destroys only NCCL groups at exit. A gloo group left alive when a spawned CPU worker's
+    # interpreter shuts down can abort it ("terminate called without an active exception", SIGABRT).
+    def teardown(self, trainer, pl_module, stage):
+        if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return
+        if not isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
+            return  # the main process keeps its group: the trainer may be used again
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 class AtomicCheckpoint(ModelCheckpoint):
     "Lightning's `ModelCheckpoint`, but every file is written under a temporary name and renamed."
 
@@ -558,7 +573,7 @@ def fit(
     if keep_best is not None and not has_val:
         raise ConfigError(f'fit: keep_best={keep_best!r} needs validation data')
     history = MetricHistory()
-    extra = [history, SamplerEpoch(), *callbacks]
+    extra = [history, SamplerEpoch(), ReleaseProcessGroup(), *callbacks]
     best = KeepBest(keep_best, mode) if keep_best is not None else None
     if best is not None:
         extra.append(best)
