@@ -24,8 +24,8 @@ from .core import Task, evaluating
 
 # %% auto #0
 __all__ = ['ROW_NAMES', 'event_features', 'event_loader', 'rotate_phi', 'flip_eta', 'drop_objects', 'smear_pt', 'augment_events',
-           'nt_xent', 'supcon', 'hide_objects', 'masked_inputs', 'MaskedObjectTask', 'pooled', 'ContrastiveTask',
-           'event_embeddings']
+           'nt_xent', 'supcon', 'hide_objects', 'masked_inputs', 'MaskedObjectTask', 'masked_object_score', 'pooled',
+           'ContrastiveTask', 'event_embeddings']
 
 # %% ../../nbs/27_tasks.events.ipynb #7f0480f6
 ROW_NAMES = ('pt', 'eta', 'phi', 'type')  # columns of the raw ADC2021 rows
@@ -254,6 +254,43 @@ class MaskedObjectTask(Task):
 
     def validation_step(self, batch, batch_idx):
         self.log_dict({f'val/{k}': v for k, v in self.losses(*batch[:2]).items()})
+
+# %% ../../nbs/27_tasks.events.ipynb #8d1b193c
+def masked_object_score(
+    task: MaskedObjectTask,  # a (pretrained) masked-object task: its backbone, head and spec
+    sets: ParticleSet,  # from `models.events.event_inputs` (raw rows in meta['particles'])
+    columns: tuple | None = None,  # regression columns scored, among the spec's first three (None: the pT one)
+    type_weight: float = 0.0,  # add this times the type cross entropy of each hidden object
+    batch_size: int = 4096,  # (event, object) pairs per forward pass
+    device=None,  # None: CUDA when available
+) -> np.ndarray:  # (n,) float64: per event, the summed leave-one-out reconstruction error (0 for no objects)
+    "Anomaly score of a masked-object model: hide each real object alone and sum its reconstruction error."
+    names = list(task.spec.feature_names[:3])
+    columns = (names[0],) if columns is None else tuple(columns)
+    unknown = [c for c in columns if c not in names]
+    if unknown or not columns:
+        raise ConfigError(f'masked_object_score: columns must be among {names}, got {columns}')
+    if 'particles' not in sets.meta:
+        raise DataFormatError('masked_object_score', "meta['particles']", 'raw rows from models.events.event_inputs')
+    cols = [names.index(c) for c in columns]
+    particles, mask = sets.meta['particles'].float(), sets.mask
+    event, slot = mask.nonzero(as_tuple=True)
+    score = torch.zeros(len(mask), dtype=torch.float64)
+    with evaluating(task, device) as dev, torch.no_grad():
+        for i in range(0, len(event), batch_size):
+            e, j = event[i : i + batch_size], slot[i : i + batch_size]
+            p, m = particles[e].to(dev), mask[e].to(dev)
+            hidden = F.one_hot(j, mask.shape[1]).bool().to(dev)
+            x = event_features(p, m, task.spec)
+            x_in, rows_in = masked_inputs(x, p, hidden)
+            rows = torch.arange(len(e), device=dev)
+            out = task.head(task.backbone(x_in, m, rows_in))[rows, j.to(dev)].float()
+            err = ((out[:, cols] - x[rows, j.to(dev)][:, cols].float()) ** 2).sum(1)
+            if type_weight:
+                kind = p[rows, j.to(dev), 3].long() - 1
+                err = err + type_weight * F.cross_entropy(out[:, 3:], kind, reduction='none')
+            score.index_add_(0, e, err.double().cpu())
+    return score.numpy()
 
 # %% ../../nbs/27_tasks.events.ipynb #58be154e
 def pooled(
