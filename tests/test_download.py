@@ -1,12 +1,18 @@
 """foundation_jets.data.download against a real HTTP server on 127.0.0.1.
 
 The server (http.server in a thread, ephemeral port) supports Range requests and can misbehave on
-purpose: drop the connection mid-file, ignore Range, redirect, answer with a Google Drive
-confirmation page, or 404. It logs every request and shuts itself down after 30 s at most."""
+purpose: drop the connection mid-file, ignore Range, redirect, or 404. It logs every request and shuts
+itself down after 30 s at most.
+
+Two more fakes serve the real clients: a fake HuggingFace Hub (for huggingface_hub, through its endpoint)
+and a fake Google Drive (for gdown): an HTTPS proxy on 127.0.0.1 that answers CONNECT with TLS under a
+throw-away certificate for drive.google.com (made with the openssl command), reached through HTTPS_PROXY
+and REQUESTS_CA_BUNDLE, so gdown runs unmodified: folder listing, virus-scan confirmation page, quota page."""
 
 import hashlib
 import http.server
 import io
+import json
 import os
 import re
 import tarfile
@@ -21,6 +27,9 @@ import pytest
 from foundation_jets.core import ConfigError
 from foundation_jets.data import download as dl
 from foundation_jets.data.download import (
+    PILARNET_DRIVE_FOLDER,
+    PILARNET_REPO,
+    STAGING,
     ChecksumError,
     Dataset,
     DownloadError,
@@ -28,6 +37,7 @@ from foundation_jets.data.download import (
     UnsafeArchiveError,
     cli_main,
     download,
+    download_pilarnet,
     download_url,
     get_dataset,
     list_datasets,
@@ -73,18 +83,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header('Content-Length', '0')
             self.end_headers()
             return
-        if path in srv.drive_pages and 'confirm' not in urllib.parse.parse_qs(url.query):
-            page = (
-                f'<html><form id="download-form" action="{path}" method="get">'
-                f'<input type="hidden" name="id" value="F1"><input type="hidden" name="confirm" value="t">'
-                f'<input type="hidden" name="uuid" value="abc"></form></html>'
-            ).encode()
-            self.send_response(200)
-            self.send_header('Content-Type', 'text/html; charset=utf-8')
-            self.send_header('Content-Length', str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-            return
         body = srv.files.get(path)
         if body is None:
             self.send_response(404)
@@ -119,7 +117,7 @@ class Server:
         self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         self.httpd.daemon_threads = True
         h = self.httpd
-        h.files, h.log, h.redirects, h.drive_pages = {}, [], {}, set()
+        h.files, h.log, h.redirects = {}, [], {}
         h.drop_first, h.drop_always, h.ignore_range = {}, {}, set()
         self.url = f'http://127.0.0.1:{h.server_address[1]}'
         self.thread = threading.Thread(target=h.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
@@ -436,16 +434,6 @@ def test_gives_up_after_retries_and_keeps_the_part(server, tmp_path):
     assert not (tmp_path / 'f.bin').exists()
 
 
-def test_google_drive_confirmation_page(server, tmp_path):
-    body = os.urandom(30_000)
-    server.files['/uc'] = body
-    server.drive_pages.add('/uc')
-    download_url(server.url + '/uc?export=download&id=F1', tmp_path / 'f.h5', sha256(body), gdrive=True, progress=False)
-    assert (tmp_path / 'f.h5').read_bytes() == body
-    paths = [p for p, _ in server.log]
-    assert len(paths) == 2 and 'confirm=t' in paths[1] and 'uuid=abc' in paths[1]
-
-
 # ---------------------------------------------------------------- archives
 @pytest.mark.parametrize(
     'entries, words',
@@ -595,3 +583,324 @@ def test_cli_download_failure_exits_1(server, tmp_path, capsys):
         == 1
     )
     assert 'HTTP 404' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- pilarnet: fake HuggingFace Hub
+class HubHandler(http.server.BaseHTTPRequestHandler):
+    "The routes huggingface_hub uses: the revision's file list, and resolve/ (HEAD and GET, with Range)."
+
+    protocol_version = 'HTTP/1.1'
+    timeout = 5
+
+    def log_message(self, *a):
+        pass
+
+    def send(self, code, body=b'', headers=()):
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header('Content-Length', str(len(body)))
+        self.send_header('Connection', 'close')
+        self.end_headers()
+        if self.command != 'HEAD':
+            self.wfile.write(body)
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        srv, path = self.server, urllib.parse.urlsplit(self.path).path
+        srv.log.append((self.command, path, self.headers.get('Range')))
+        self.close_connection = True
+        api = f'/api/datasets/{PILARNET_REPO}/revision/'
+        if path.startswith(api):
+            if path[len(api) :] not in srv.revisions:
+                return self.send(404, b'{"error": "Invalid rev id"}', [('X-Error-Code', 'RevisionNotFound')])
+            siblings = [
+                {
+                    'rfilename': n,
+                    'size': len(b),
+                    'lfs': {'size': len(b), 'sha256': srv.sha.get(n, sha256(b)[7:]), 'pointerSize': 1},
+                }
+                for n, b in srv.files.items()
+            ]
+            body = json.dumps({'id': PILARNET_REPO, 'sha': srv.commit, 'siblings': siblings}).encode()
+            return self.send(200, body, [('Content-Type', 'application/json')])
+        prefix = f'/datasets/{PILARNET_REPO}/resolve/{srv.commit}/'
+        name = urllib.parse.unquote(path[len(prefix) :]) if path.startswith(prefix) else None
+        if name not in srv.files:
+            return self.send(404, b'{"error": "Entry not found"}', [('X-Error-Code', 'EntryNotFound')])
+        body = srv.files[name]
+        headers = [('X-Repo-Commit', srv.commit), ('ETag', f'"{sha256(body)[7:]}"'), ('Accept-Ranges', 'bytes')]
+        m = re.fullmatch(r'bytes=(\d+)-', self.headers.get('Range') or '')
+        if self.command == 'HEAD' or m is None:
+            code, start = 200, 0
+        else:
+            code, start = 206, int(m[1])
+            headers.append(('Content-Range', f'bytes {start}-{len(body) - 1}/{len(body)}'))
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header('Content-Length', str(len(body) - start))
+        self.send_header('Connection', 'close')
+        self.end_headers()
+        if self.command == 'GET':
+            stop = srv.drop.get(name)  # send only up to this byte, then close
+            self.wfile.write(body[start:stop])
+
+
+@pytest.fixture
+def hub():
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), HubHandler)
+    httpd.daemon_threads, httpd.log, httpd.drop, httpd.sha = True, [], {}, {}  # sha: name -> listed sha256
+    httpd.revisions, httpd.commit = ('v1',), 'ab12' * 10
+    httpd.files = {'train/generic_v2_300_v1.h5': os.urandom(300_000), 'val/generic_v2_50_v1.h5': os.urandom(50_000)}
+    httpd.url = f'http://127.0.0.1:{httpd.server_address[1]}'
+    t = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
+    t.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_pilarnet_huggingface_cli_end_to_end(hub, tmp_path, capsys):
+    args = ['pilarnet', '--to', str(tmp_path), '--endpoint', hub.url, '--quiet']
+    assert cli_main(args) == 0
+    for name, body in hub.files.items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).digest() == hashlib.sha256(body).digest()
+    assert tree(tmp_path) == ['train', 'train/generic_v2_300_v1.h5', 'val', 'val/generic_v2_50_v1.h5']
+    assert capsys.readouterr().out.split() == [str(tmp_path / n) for n in hub.files]
+    n = len(hub.log)
+    assert cli_main(args + ['--verify']) == 0  # verified on disk against the Hub's sha256; nothing fetched
+    assert [p for _, p, _ in hub.log[n:]] == [f'/api/datasets/{PILARNET_REPO}/revision/v1']
+    (tmp_path / 'val/generic_v2_50_v1.h5').write_bytes(b'damaged')
+    assert cli_main(args) == 1
+    assert 'val/generic_v2_50_v1.h5: size checksum mismatch' in capsys.readouterr().err
+
+
+def test_pilarnet_huggingface_file_not_matching_its_published_sha256(hub, tmp_path, capsys):
+    name = 'val/generic_v2_50_v1.h5'
+    hub.sha[name] = hashlib.sha256(b'the published bytes').hexdigest()
+    assert cli_main(['pilarnet', '--to', str(tmp_path), '--endpoint', hub.url, '--quiet', '--files', 'val/*']) == 1
+    err = capsys.readouterr().err
+    assert f'{name}: sha256 checksum mismatch: expected {hub.sha[name]}' in err and len(err.splitlines()) == 1, err
+    assert [p for p in tree(tmp_path) if p.endswith('.h5')] == []  # neither under its final name nor in staging
+
+
+def test_pilarnet_huggingface_files_patterns(hub, tmp_path, capsys):
+    got = download_pilarnet(tmp_path, files=['val/*'], endpoint=hub.url, progress=False)
+    assert got == [tmp_path / 'val/generic_v2_50_v1.h5']
+    assert not [p for _, p, _ in hub.log if 'train' in p]
+    with pytest.raises(ConfigError, match=r"no file matches 'test/\*'; the release has train/generic_v2_300_v1.h5"):
+        download_pilarnet(tmp_path, files=['val/*', 'test/*'], endpoint=hub.url)
+
+
+def test_pilarnet_huggingface_interrupted_transfer(hub, tmp_path, capsys, monkeypatch):
+    "A transfer that keeps dropping is resumed with Range within the run (huggingface_hub retries), then fails with"
+    " one line naming the file and leaves nothing under the final name; the next run fetches it whole."
+    from huggingface_hub import constants
+
+    monkeypatch.setattr('time.sleep', lambda s: None)  # huggingface_hub's retry back-off
+    monkeypatch.setattr(constants, 'DOWNLOAD_CHUNK_SIZE', 1 << 14)  # it resumes at whole chunks (10 MB by default)
+    name = 'train/generic_v2_300_v1.h5'
+    hub.drop[name] = 120_000
+    args = ['pilarnet', '--to', str(tmp_path), '--endpoint', hub.url, '--quiet', '--files', 'train/*']
+    assert cli_main(args) == 1
+    ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith('fj download')]
+    assert len(ours) == 1 and f"PILArNet-M v1 (huggingface), file '{name}': peer closed" in ours[0], ours
+    ranges = [r for m, p, r in hub.log if m == 'GET' and p.endswith(name)]
+    assert ranges[0] is None and set(ranges[1:]) == {f'bytes={120_000 // (1 << 14) * (1 << 14)}-'}, ranges
+    assert not (tmp_path / name).exists()
+    assert [p for p in tree(tmp_path) if p.endswith(('.h5', '.incomplete'))] == []  # huggingface_hub drops partials
+    del hub.drop[name]
+    assert cli_main(args) == 0
+    assert (tmp_path / name).read_bytes() == hub.files[name]
+    assert not (tmp_path / STAGING).exists()
+
+
+def test_pilarnet_huggingface_bad_revision_and_names(hub, tmp_path, capsys):
+    hub.revisions = ('v1',)
+    assert cli_main(['pilarnet', '--to', str(tmp_path), '--endpoint', hub.url, '--revision', 'v2']) == 1
+    err = capsys.readouterr().err
+    assert 'PILArNet-M v2 (huggingface): listing the revision failed' in err and len(err.splitlines()) == 1
+    assert cli_main(['pilarnet', '--to', str(tmp_path), '--revision', 'v3']) == 2
+    assert "not 'v3'" in capsys.readouterr().err
+    hub.files = {'../evil.h5': b'x'}
+    with pytest.raises(DownloadError, match="refusing a listed file"):
+        download_pilarnet(tmp_path, endpoint=hub.url)
+    assert tree(tmp_path) == [] and not (tmp_path.parent / 'evil.h5').exists()
+
+
+# ---------------------------------------------------------------- pilarnet: fake Google Drive for gdown
+FILE_IDS = {'train/generic_v2_300_v1.h5': 'T' * 33, 'val/generic_v2_50_v1.h5': 'V' * 33}
+TRAIN_FOLDER, VAL_FOLDER = 'f' * 33, 'g' * 33
+
+
+class DriveHandler(http.server.BaseHTTPRequestHandler):
+    "An HTTPS proxy that terminates TLS itself and plays drive.google.com and drive.usercontent.google.com."
+
+    protocol_version = 'HTTP/1.1'
+    timeout = 5
+
+    def log_message(self, *a):
+        pass
+
+    def do_CONNECT(self):
+        self.send_response(200, 'Connection established')
+        self.end_headers()
+        self.connection = self.server.tls.wrap_socket(self.connection, server_side=True)
+        self.rfile, self.wfile = self.connection.makefile('rb'), self.connection.makefile('wb')
+        self.host = self.path.split(':')[0]
+        self.close_connection = False  # urllib3 sends CONNECT as HTTP/1.0: keep serving the tunnel
+
+    def send(self, code, body=b'', headers=()):
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header('Content-Length', str(len(body)))
+        self.send_header('Connection', 'close')
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        srv, url = self.server, urllib.parse.urlsplit(self.path)
+        q = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+        srv.log.append((getattr(self, 'host', None), url.path, q, self.headers.get('Range')))
+        html = [('Content-Type', 'text/html; charset=utf-8')]
+        if url.path == '/embeddedfolderview':
+            folders = {
+                PILARNET_DRIVE_FOLDER: [('folders', TRAIN_FOLDER, 'train'), ('folders', VAL_FOLDER, 'val')],
+                TRAIN_FOLDER: [('file', FILE_IDS['train/generic_v2_300_v1.h5'], 'generic_v2_300_v1.h5')],
+                VAL_FOLDER: [('file', FILE_IDS['val/generic_v2_50_v1.h5'], 'generic_v2_50_v1.h5')],
+            }
+            links = ''.join(
+                f'<a href="https://drive.google.com/drive/folders/{i}">{n}</a>'
+                if kind == 'folders'
+                else f'<a href="https://drive.google.com/file/d/{i}/view">{n}</a>'
+                for kind, i, n in folders.get(q.get('id'), [])
+            )
+            title = {TRAIN_FOLDER: 'train', VAL_FOLDER: 'val'}.get(q.get('id'), 'PILArNet-M')  # the folder's name
+            page = f'<html><head><title>{title}</title></head><body>{links}</body></html>'
+            return self.send(200, page.encode(), html)
+        name = srv.by_id.get(q.get('id'))
+        if url.path == '/uc' and name is not None:  # the virus-scan warning page, or the quota page
+            if name in srv.quota:
+                page = '<p class="uc-error-subcaption">Too many users have viewed or downloaded this file recently.</p>'
+            else:
+                page = (
+                    '<form id="download-form" action="https://drive.usercontent.google.com/download" method="get">'
+                    f'<input type="hidden" name="id" value="{q["id"]}"><input type="hidden" name="confirm" value="t">'
+                    '<input type="hidden" name="uuid" value="u-1"></form>'
+                )
+            return self.send(200, f'<html><body>{page}</body></html>'.encode(), html)
+        if url.path == '/download' and name is not None and q.get('confirm') == 't':
+            body, start = srv.files[name], 0
+            m = re.fullmatch(r'bytes=(\d+)-', self.headers.get('Range') or '')
+            self.send_response(206 if m else 200)
+            if m:
+                start = int(m[1])
+                self.send_header('Content-Range', f'bytes {start}-{len(body) - 1}/{len(body)}')
+            self.send_header('Content-Type', 'application/octet-stream')
+            self.send_header('Content-Disposition', f'attachment; filename="{name.split("/")[-1]}"')
+            self.send_header('Content-Length', str(len(body) - start))
+            self.send_header('Connection', 'close')
+            self.end_headers()
+            self.wfile.write(body[start : srv.drop.get(name)])
+            self.close_connection = True
+            return
+        self.send(404)
+
+
+@pytest.fixture
+def drive(tmp_path_factory, monkeypatch):
+    import importlib
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which('openssl') is None:
+        pytest.skip('the fake Google Drive needs the openssl command to make its certificate')
+    d = tmp_path_factory.mktemp('drive')
+    hosts = 'DNS:drive.google.com,DNS:drive.usercontent.google.com,DNS:docs.google.com'
+    subprocess.run(
+        ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=drive.google.com']
+        + ['-keyout', str(d / 'key.pem'), '-out', str(d / 'cert.pem'), '-addext', f'subjectAltName={hosts}'],
+        check=True,
+        capture_output=True,
+    )
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), DriveHandler)
+    httpd.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    httpd.tls.load_cert_chain(d / 'cert.pem', d / 'key.pem')
+    httpd.daemon_threads, httpd.log, httpd.drop, httpd.quota = True, [], {}, set()
+    httpd.files = {n: os.urandom(200_000 if n.startswith('train') else 40_000) for n in FILE_IDS}
+    httpd.by_id = {i: n for n, i in FILE_IDS.items()}
+    threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True).start()
+    monkeypatch.setenv('HTTPS_PROXY', f'http://127.0.0.1:{httpd.server_address[1]}')
+    monkeypatch.setenv('REQUESTS_CA_BUNDLE', str(d / 'cert.pem'))
+    for var in ('NO_PROXY', 'no_proxy', 'https_proxy', 'CURL_CA_BUNDLE'):
+        monkeypatch.delenv(var, raising=False)
+    gdown_download = importlib.import_module('gdown.download')  # the module; `gdown.download` is the function
+    monkeypatch.setattr(gdown_download, 'DEFAULT_COOKIES_FILE', str(d / 'cookies.txt'))
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_gdrive_file_goes_through_the_confirmation_page(drive, tmp_path):
+    name = 'val/generic_v2_50_v1.h5'
+    body = drive.files[name]
+    url = f'https://drive.google.com/uc?export=download&id={FILE_IDS[name]}'
+    download_url(url, tmp_path / 'f.h5', sha256(body), gdrive=True, progress=False)
+    assert (tmp_path / 'f.h5').read_bytes() == body and tree(tmp_path) == ['f.h5']
+    hosts_paths = [(h, p, q.get('confirm')) for h, p, q, _ in drive.log]
+    assert hosts_paths == [('drive.google.com', '/uc', None), ('drive.usercontent.google.com', '/download', 't')]
+
+
+def test_gdrive_quota_page_is_one_line_naming_the_file(drive, tmp_path):
+    name = 'val/generic_v2_50_v1.h5'
+    drive.quota.add(name)
+    with pytest.raises(DownloadError) as e:
+        download_url(FILE_IDS[name], tmp_path / 'f.h5', gdrive=True, progress=False)
+    assert 'f.h5: ' in str(e.value) and 'Too many users have viewed' in str(e.value) and '\n' not in str(e.value)
+    assert not (tmp_path / 'f.h5').exists()
+
+
+def test_pilarnet_drive_cli_end_to_end(drive, tmp_path, capsys):
+    args = ['pilarnet', '--source', 'drive', '--to', str(tmp_path), '--quiet']
+    assert cli_main(args) == 0
+    for name, body in drive.files.items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).digest() == hashlib.sha256(body).digest()
+    assert [p for p in tree(tmp_path) if p.endswith('.h5')] == sorted(drive.files)
+    assert not (tmp_path / STAGING).exists()
+    err = capsys.readouterr().err
+    assert 'no published checksum; sha256 ' + hashlib.sha256(drive.files['val/generic_v2_50_v1.h5']).hexdigest() in err
+    n = len(drive.log)
+    assert cli_main(args + ['--files', 'val/*']) == 0  # on disk: checked against the recorded sha256, not fetched
+    assert [p for _, p, _, _ in drive.log[n:]] == ['/embeddedfolderview'] * 3
+    assert cli_main(args + ['--verify']) == 2
+    assert 'publishes no checksums' in capsys.readouterr().err
+
+
+def test_pilarnet_drive_interrupted_transfer_resumes(drive, tmp_path, capsys, monkeypatch):
+    import importlib
+
+    gdown_download = importlib.import_module('gdown.download')
+    monkeypatch.setattr(gdown_download, '_wait_or_cancel', lambda **kw: None)  # gdown's retry back-off
+    monkeypatch.setattr(gdown_download, 'CHUNK_SIZE', 1 << 14)  # it keeps whole chunks only (512 kB by default)
+    kept = 70_000 // (1 << 14) * (1 << 14)
+    name = 'train/generic_v2_300_v1.h5'
+    drive.drop[name] = 70_000
+    args = ['pilarnet', '--source', 'drive', '--to', str(tmp_path), '--quiet', '--files', 'train/*', '--retries', '1']
+    assert cli_main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"PILArNet-M v1 (drive), file '{name}'" in err, err
+    assert not (tmp_path / name).exists()
+    partial = [p for p in tree(tmp_path) if p.endswith('.part')]
+    assert len(partial) == 1 and partial[0].startswith(f'{STAGING}/drive/train/'), partial
+    assert (tmp_path / partial[0]).read_bytes() == drive.files[name][:kept]
+    del drive.drop[name]
+    n = len(drive.log)
+    assert cli_main(args) == 0
+    assert (tmp_path / name).read_bytes() == drive.files[name]
+    assert [r for _, p, _, r in drive.log[n:] if p == '/download'] == [None, f'bytes={kept}-']
+    assert not (tmp_path / STAGING).exists()

@@ -7,10 +7,9 @@ Docs: https://foundation-jets.github.io/foundation_jets/data.download.html.md"""
 # %% ../../nbs/05_data.download.ipynb #47017ba8
 from __future__ import annotations
 import argparse
+import fnmatch
 import hashlib
-import html.parser
 import http.client
-import http.cookiejar
 import io
 import os
 import re
@@ -40,10 +39,12 @@ from foundation_jets.core import (
 )
 
 # %% auto #0
-__all__ = ['ARCHIVE_KINDS', 'REGISTRY', 'MIRROR_ENV', 'DownloadError', 'ChecksumError', 'UnsafeArchiveError', 'parse_checksum',
-           'file_digest', 'RemoteFile', 'Dataset', 'register_dataset', 'list_datasets', 'get_dataset', 'zenodo_url',
-           'gdrive_url', 'huggingface_url', 'resolve_url', 'drive_confirm_url', 'verify_file', 'download_url',
-           'safe_extract', 'download', 'cli_main']
+__all__ = ['ARCHIVE_KINDS', 'REGISTRY', 'MIRROR_ENV', 'STAGING', 'PILARNET', 'PILARNET_DRIVE_FOLDER', 'PILARNET_REPO',
+           'PILARNET_REVISIONS', 'PILARNET_SOURCE', 'PILARNET_REVISION', 'PILARNET_DESCRIPTION', 'DownloadError',
+           'ChecksumError', 'UnsafeArchiveError', 'parse_checksum', 'file_digest', 'RemoteFile', 'Dataset',
+           'register_dataset', 'list_datasets', 'get_dataset', 'zenodo_url', 'huggingface_url', 'resolve_url',
+           'verify_file', 'publish', 'download_url', 'safe_extract', 'download', 'gdrive_download', 'hf_download',
+           'pilarnet_files', 'download_pilarnet', 'cli_main']
 
 # %% ../../nbs/05_data.download.ipynb #3922ee24
 class DownloadError(FoundationJetsError, OSError):
@@ -118,7 +119,7 @@ class RemoteFile:
     size: int | None = None  # exact size in bytes, when published
     checksum: str | None = None  # 'md5:HEX' or 'sha256:HEX', when published
     archive: str | None = None  # one of ARCHIVE_KINDS, or None for a plain file
-    gdrive: bool = False  # the URL is a Google Drive link that may answer with a confirmation page
+    gdrive: bool = False  # the URL is a Google Drive link: fetched with gdown (see gdrive_download)
     note: str = ''  # provenance of the entry and what is unconfirmed
 
     def __post_init__(self):
@@ -207,11 +208,6 @@ def _archive_kind(name: str) -> str | None:
 def zenodo_url(record: int | str, name: str) -> str:
     "Download URL of file `name` in Zenodo record `record`."
     return f"https://zenodo.org/records/{record}/files/{urllib.parse.quote(name)}"
-
-
-def gdrive_url(file_id: str) -> str:
-    "Direct-download URL of a public Google Drive file (may answer with a confirmation page)."
-    return f"https://drive.google.com/uc?export=download&id={urllib.parse.quote(file_id)}"
 
 
 def huggingface_url(repo: str, name: str, revision: str = 'main') -> str:
@@ -391,7 +387,8 @@ register_dataset(
         homepage=f'https://huggingface.co/datasets/{_PIL}',
         base_url=f'https://huggingface.co/datasets/{_PIL}/resolve/v1',
         note='original release: Google Drive folder 1nec9WYPRqMn-_3m6TdM12TmpoInHDosb (per-file ids not recorded); '
-        'only three file names (two train, one val) are recorded; ask for others with --files train/NAME.h5',
+        'only three file names (two train, one val) are recorded; ask for others with --files train/NAME.h5, '
+        'or fetch the whole release with `fj download pilarnet` (Drive via gdown, or HuggingFace v1/v2)',
     ),
     replace=True,
 )
@@ -462,47 +459,6 @@ def resolve_url(
 class _Transient(Exception):
     "A dropped connection or a server error worth retrying."
 
-
-class _DriveForm(html.parser.HTMLParser):
-    "Collect the download form (action and hidden inputs) and confirm links of a Google Drive warning page."
-
-    def __init__(self):
-        super().__init__()
-        self.forms, self.links, self._form = [], [], None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == 'form':
-            self._form = [a.get('action') or '', {}]
-            self.forms.append(self._form)
-        elif tag == 'input' and self._form is not None and a.get('name'):
-            self._form[1][a['name']] = a.get('value') or ''
-        elif tag == 'a' and 'confirm=' in (a.get('href') or ''):
-            self.links.append(a['href'])
-
-    def handle_endtag(self, tag):
-        if tag == 'form':
-            self._form = None
-
-
-def drive_confirm_url(
-    page: str,  # HTML returned instead of the file
-    url: str,  # URL that returned it (for relative links)
-    cookies: dict | None = None,  # cookies set by the response (old Drive: download_warning_*)
-) -> str | None:  # URL that downloads the file, or None if the page has no download form/link
-    "Find the 'download anyway' target in a Google Drive confirmation page."
-    p = _DriveForm()
-    p.feed(page)
-    for action, fields in p.forms:
-        if 'confirm' in fields or 'id' in fields:
-            return urllib.parse.urljoin(url, action) + '?' + urllib.parse.urlencode(fields)
-    if p.links:
-        return urllib.parse.urljoin(url, p.links[0])
-    token = next((v for k, v in (cookies or {}).items() if k.startswith('download_warning')), None)
-    if token:
-        return url + ('&' if '?' in url else '?') + 'confirm=' + urllib.parse.quote(token)
-    return None
-
 # %% ../../nbs/05_data.download.ipynb #ab157be0
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
     "(first byte, total size) from a Content-Range header such as 'bytes 100-199/1000' or 'bytes */1000'."
@@ -536,37 +492,25 @@ def _open(opener, url: str, offset: int, timeout: float):
         raise _Transient(f'{type(e).__name__}: {getattr(e, "reason", e)}') from None
 
 # %% ../../nbs/05_data.download.ipynb #5ed0ffa5
-def _fetch_once(
-    opener, url: str, part: Path, bar, timeout: float, gdrive: bool, chunk_size: int, cookies
-) -> tuple[bool, str]:
-    "One HTTP exchange that appends to (or restarts) `part`. Returns (complete, url for the next try)."
+def _fetch_once(opener, url: str, part: Path, bar, timeout: float, chunk_size: int) -> bool:
+    "One HTTP exchange that appends to (or restarts) `part`. Returns whether `part` is complete."
     offset = part.stat().st_size if part.exists() else 0
     resp = _open(opener, url, offset, timeout)
     with resp:
         if resp.status == 416:
             _, total = _content_range(resp.headers.get('Content-Range'))
             if total == offset:
-                return True, url
+                return True
             part.unlink(missing_ok=True)
             bar.reset()
-            return False, url
-        if gdrive and resp.headers.get_content_type() == 'text/html':
-            page = resp.read(2 << 20).decode('utf-8', 'replace')
-            nxt = drive_confirm_url(page, resp.geturl(), {c.name: c.value for c in cookies})
-            if nxt is None:
-                raise DownloadError(
-                    url,
-                    'Google Drive answered with an HTML page that has no download link '
-                    '(file not public, or its download quota is exceeded)',
-                )
-            return False, nxt
+            return False
         start, total = _content_range(resp.headers.get('Content-Range')) if resp.status == 206 else (0, None)
         if resp.status == 206 and start != offset:
             start = None  # a range we did not ask for
         if start is None:
             part.unlink(missing_ok=True)
             bar.reset()
-            return False, url
+            return False
         length = resp.headers.get('Content-Length')
         length = int(length) if length is not None and length.isdigit() else None
         if resp.status != 206 and offset:
@@ -587,7 +531,7 @@ def _fetch_once(
                 bar.update(len(buf))
         if length is not None and got < length:
             raise _Transient(f'connection closed after {start + got} of {start + length} bytes')
-    return True, url
+    return True
 
 # %% ../../nbs/05_data.download.ipynb #afdf2653
 _ON_DISK = 'the file on disk changed or was truncated after its download: delete it and run again to fetch it afresh'
@@ -633,6 +577,37 @@ def verify_file(
     return False
 
 
+def publish(
+    staged: str | Path,  # a completely fetched file, under a temporary name in the same file system as `dest`
+    dest: str | Path,  # its final name
+    checksum: str | None = None,  # 'md5:HEX' or 'sha256:HEX'; None = record the measured sha256 beside `dest`
+    size: int | None = None,  # expected size in bytes, if known
+    log=None,  # callable(str) for the line about a file without a published checksum; None: stderr
+) -> Path:  # dest
+    "Check a fetched file's size and checksum, then give it its final name atomically (deleting it if it fails)."
+    staged, dest = Path(staged), Path(dest)
+    got = staged.stat().st_size
+    if size is not None and got != size:
+        staged.unlink()
+        raise ChecksumError(dest, 'size', f'{size} bytes', f'{got} bytes')
+    if checksum:
+        algo, expected = parse_checksum(checksum)
+        actual = file_digest(staged, algo)
+        if actual != expected:
+            staged.unlink()
+            raise ChecksumError(dest, algo, expected, actual)
+    else:
+        actual, rec = file_digest(staged), _record(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(rec, f'{actual}  {dest.name}\n')
+        _say(log, f'{dest.name}: no published checksum; sha256 {actual} (recorded in {rec.name}, checked on every run)')
+    with open(staged, 'rb+') as f:
+        os.fsync(f.fileno())
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, dest)
+    return dest
+
+
 def download_url(
     url: str,  # where to fetch from (http, https or file)
     dest: str | Path,  # final path; bytes go to DEST.part until verified
@@ -642,13 +617,16 @@ def download_url(
     retries: int = 5,  # how many dropped connections / 5xx answers to survive
     backoff: float = 1.0,  # seconds before the first retry, doubled each time
     timeout: float = 60.0,  # socket timeout in seconds
-    gdrive: bool = False,  # handle Google Drive's confirmation page
+    gdrive: bool = False,  # a Google Drive link: fetched with gdown (gdrive_download)
     chunk_size: int = 1 << 20,  # bytes per read
     log=None,  # callable(str) for the line about a file without a published checksum; None: stderr
 ) -> Path:  # dest
     "Download `url` to `dest`: resume with HTTP Range, verify size and checksum, then rename atomically."
     dest = Path(dest)
-    algo, expected = parse_checksum(checksum) if checksum else (None, None)
+    if checksum:
+        parse_checksum(checksum)
+    if gdrive:
+        return gdrive_download(url, dest, checksum, size, progress, retries, timeout, log)
     if dest.exists():
         verify_file(dest, checksum, size, log)
         return dest
@@ -656,8 +634,7 @@ def download_url(
     part = dest.with_name(dest.name + '.part')
     if size is not None and part.exists() and part.stat().st_size > size:
         part.unlink()
-    cookies = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    opener = urllib.request.build_opener()
     show = sys.stderr.isatty() if progress is None else progress
     offset = part.stat().st_size if part.exists() else 0
     bar = tqdm(
@@ -676,15 +653,11 @@ def download_url(
             if size is not None and part.exists() and part.stat().st_size == size:
                 break
             try:
-                done, nxt = _fetch_once(opener, url, part, bar, timeout, gdrive, chunk_size, cookies)
-                if done:
+                if _fetch_once(opener, url, part, bar, timeout, chunk_size):
                     break
-                if nxt != url:
-                    url, hops = nxt, hops + 1
-                else:
-                    hops += 1
+                hops += 1
                 if hops > 10:
-                    raise DownloadError(url, 'too many restarts or confirmation pages')
+                    raise DownloadError(url, 'too many restarts (the server keeps ignoring or refusing the range)')
             except _Transient as e:
                 failures += 1
                 if failures > retries:
@@ -696,19 +669,7 @@ def download_url(
     if size is not None and got != size:
         part.unlink(missing_ok=True)
         raise DownloadError(url, f'{dest.name}: expected {size} bytes, got {got}; the partial file was deleted')
-    if algo is not None:
-        actual = file_digest(part, algo)
-        if actual != expected:
-            part.unlink(missing_ok=True)
-            raise ChecksumError(dest, algo, expected, actual)
-    else:
-        actual, rec = file_digest(part), _record(dest)
-        atomic_write_text(rec, f'{actual}  {dest.name}\n')
-        _say(log, f'{dest.name}: no published checksum; sha256 {actual} (recorded in {rec.name}, checked on every run)')
-    with open(part, 'rb+') as f:
-        os.fsync(f.fileno())
-    os.replace(part, dest)
-    return dest
+    return publish(part, dest, checksum, size, log)
 
 # %% ../../nbs/05_data.download.ipynb #88d0d9f4
 @dataclass
@@ -899,20 +860,312 @@ def download(
     return out
 
 # %% ../../nbs/05_data.download.ipynb #eba6a4c8
+STAGING = '.fj-download'  # hidden folder inside the target holding files that are still being fetched
+
+
+def _one_line(e: BaseException) -> str:
+    "An exception's message on one line."
+    return ' '.join(str(e).split()) or type(e).__name__
+
+
+def _show(progress: bool | None) -> bool:
+    "Whether to draw progress bars: `progress`, or only on a terminal when None."
+    return sys.stderr.isatty() if progress is None else bool(progress)
+
+
+def _remove_empty(folder: Path, stop: Path):
+    "Remove `folder` and its parents below `stop` while they are empty."
+    while stop in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def _drive_errors() -> tuple:
+    "The exceptions of a failed gdown fetch."
+    import gdown
+    import requests
+
+    return (gdown.exceptions.DownloadError, requests.RequestException, OSError)
+
+
+def gdrive_download(
+    url: str,  # a Google Drive link (.../uc?id=ID, .../file/d/ID/view), a plain URL, or a bare file id
+    dest: str | Path,  # final path
+    checksum: str | None = None,  # 'md5:HEX' or 'sha256:HEX'; None = record the measured sha256
+    size: int | None = None,  # expected size in bytes, if known
+    progress: bool | None = None,  # gdown's progress output; None = only on a terminal
+    retries: int = 5,  # dropped connections gdown survives (it resumes with HTTP Range)
+    timeout: float = 60.0,  # seconds to wait for the server between bytes
+    log=None,  # callable(str) for the line about a file without a published checksum; None: stderr
+    what: str | None = None,  # how error messages name the file; None = its name
+    staging: str | Path | None = None,  # folder gdown writes into; None = DEST_FOLDER/.fj-download/drive
+) -> Path:  # dest
+    "Fetch a Google Drive file with gdown into a staging folder, check it, then move it to `dest`."
+    import gdown
+
+    dest = Path(dest)
+    if dest.exists():
+        verify_file(dest, checksum, size, log)
+        return dest
+    staging = Path(staging) if staging is not None else dest.parent / STAGING / 'drive'
+    staging.mkdir(parents=True, exist_ok=True)
+    source = {'url': url} if '/' in url else {'id': url}
+    try:
+        staged = gdown.download(
+            **source,
+            output=str(staging / dest.name),
+            quiet=not _show(progress),
+            resume=True,
+            retries=retries,
+            timeout=timeout,
+        )
+    except _drive_errors() as e:
+        raise DownloadError(url, f'{what or dest.name}: {_one_line(e)}') from None
+    publish(staged, dest, checksum, size, log)
+    _remove_empty(staging, dest.parent)
+    return dest
+
+# %% ../../nbs/05_data.download.ipynb #08c453b8
+def _hf_errors() -> tuple:
+    "The exceptions of a failed huggingface_hub call."
+    import httpx2
+    from huggingface_hub.errors import EntryNotFoundError
+
+    return (OSError, EntryNotFoundError, httpx2.HTTPError)
+
+
+def _hf_endpoint(endpoint: str | None) -> str:
+    "The Hub endpoint that huggingface_hub will use."
+    from huggingface_hub import constants
+
+    return (endpoint or constants.ENDPOINT).rstrip('/')
+
+
+def hf_download(
+    repo: str,  # dataset repository, e.g. 'DeepLearnPhysics/PILArNet-M'
+    name: str,  # file path inside the repository, e.g. 'val/generic_v2_10880_v1.h5'
+    to: str | Path,  # dataset folder: the file goes to TO/NAME
+    revision: str = 'main',  # branch, tag or commit
+    checksum: str | None = None,  # 'sha256:HEX' (the LFS sha256), or None = record the measured sha256
+    size: int | None = None,  # expected size in bytes, if known
+    endpoint: str | None = None,  # Hub URL; None = $HF_ENDPOINT or https://huggingface.co
+    log=None,  # callable(str) for the line about a file without a published checksum; None: stderr
+    what: str | None = None,  # how error messages name the file; None = its name
+) -> Path:  # TO/NAME
+    "Fetch one file of a HuggingFace dataset with huggingface_hub into a staging folder, check it, move it into place."
+    from huggingface_hub import hf_hub_download
+
+    to = Path(to)
+    dest = to / name
+    if dest.exists():
+        verify_file(dest, checksum, size, log)
+        return dest
+    try:
+        staged = hf_hub_download(
+            repo,
+            name,
+            repo_type='dataset',
+            revision=revision,
+            local_dir=to / STAGING / 'huggingface',
+            endpoint=endpoint,
+        )
+    except _hf_errors() as e:
+        url = f'{_hf_endpoint(endpoint)}/datasets/{repo}/resolve/{revision}/{urllib.parse.quote(name)}'
+        raise DownloadError(url, f'{what or name}: {_one_line(e)}') from None
+    return publish(staged, dest, checksum, size, log)
+
+# %% ../../nbs/05_data.download.ipynb #8f3a17d6
+PILARNET = 'pilarnet'
+PILARNET_DRIVE_FOLDER = '1nec9WYPRqMn-_3m6TdM12TmpoInHDosb'
+PILARNET_REPO = 'DeepLearnPhysics/PILArNet-M'
+PILARNET_REVISIONS = {'huggingface': ('v1', 'v2'), 'drive': ('v1',)}  # source -> revisions it holds
+PILARNET_SOURCE = 'huggingface'  # default source (see the markdown above for why)
+PILARNET_REVISION = 'v1'  # default revision: the paper's data
+
+
+def _check_pilarnet(source: str, revision: str):
+    "Refuse an unknown source, or a revision the source does not hold, with a ConfigError."
+    if source not in PILARNET_REVISIONS:
+        raise ConfigError(f"pilarnet: unknown --source {source!r}; choose one of {', '.join(PILARNET_REVISIONS)}")
+    if revision not in PILARNET_REVISIONS[source]:
+        held = ', '.join(PILARNET_REVISIONS[source])
+        where = {s for s, revs in PILARNET_REVISIONS.items() if revision in revs}
+        hint = f" ({revision} is on {', '.join(sorted(where))})" if where else ''
+        raise ConfigError(f"pilarnet: --source {source} holds revision {held}, not {revision!r}{hint}")
+
+
+def _listed(name: str, where: str, **kw) -> RemoteFile:
+    "A RemoteFile for a name a host listed; a name that would leave the target folder is refused."
+    try:
+        return RemoteFile(name, **kw)
+    except ConfigError as e:
+        raise DownloadError(where, f'refusing a listed file: {e}') from None
+
+
+def pilarnet_files(
+    source: str = PILARNET_SOURCE,  # 'huggingface' or 'drive'
+    revision: str = PILARNET_REVISION,  # 'v1' or 'v2' (huggingface only)
+    endpoint: str | None = None,  # Hub URL (huggingface only); None = $HF_ENDPOINT or https://huggingface.co
+    progress: bool | None = None,  # gdown's listing output; None = only on a terminal
+) -> tuple[list[RemoteFile], str | None]:  # (the files, the commit the Hub resolved `revision` to; None for Drive)
+    "The files of a PILArNet-M release, as its host lists them now (needs the network)."
+    _check_pilarnet(source, revision)
+    label = f'PILArNet-M {revision} ({source})'
+    if source == 'drive':
+        import gdown
+
+        where = f'https://drive.google.com/drive/folders/{PILARNET_DRIVE_FOLDER}'
+        try:
+            listing = gdown.download_folder(
+                id=PILARNET_DRIVE_FOLDER, output='PILArNet-M', skip_download=True, quiet=not _show(progress)
+            )
+        except _drive_errors() as e:
+            raise DownloadError(where, f'{label}: listing the folder failed: {_one_line(e)}') from None
+        files = [
+            _listed(
+                f.path.replace(os.sep, '/'),
+                where,
+                url=f'https://drive.google.com/uc?id={f.id}',
+                gdrive=True,
+                note='Google Drive publishes no size or checksum',
+            )
+            for f in listing
+        ]
+        return files, None
+    from huggingface_hub import HfApi
+
+    where = f'{_hf_endpoint(endpoint)}/datasets/{PILARNET_REPO}/tree/{revision}'
+    try:
+        info = HfApi(endpoint=endpoint).dataset_info(PILARNET_REPO, revision=revision, files_metadata=True)
+    except _hf_errors() as e:
+        raise DownloadError(where, f'{label}: listing the revision failed: {_one_line(e)}') from None
+    base = f'{_hf_endpoint(endpoint)}/datasets/{PILARNET_REPO}/resolve/{info.sha}'
+    files = [
+        _listed(
+            s.rfilename,
+            where,
+            url=f'{base}/{urllib.parse.quote(s.rfilename)}',
+            size=s.size,
+            checksum=f'sha256:{s.lfs.sha256}' if s.lfs is not None else None,
+            note='size and sha256 from the Hub' if s.lfs is not None else 'not in LFS: no sha256 published',
+        )
+        for s in info.siblings or []
+        if s.rfilename != '.gitattributes'
+    ]
+    return files, info.sha
+
+
+def _select(files: list[RemoteFile], patterns: Sequence[str] | None, label: str) -> list[RemoteFile]:
+    "The files matching any of the glob `patterns` (all when None); a pattern that matches nothing is a ConfigError."
+    if not patterns:
+        return list(files)
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(f.name, p) for f in files)]
+    if unmatched:
+        names = [f.name for f in files]
+        shown = ', '.join(names[:8]) + (f' and {len(names) - 8} more' if len(names) > 8 else '')
+        raise ConfigError(f"{label}: no file matches {', '.join(map(repr, unmatched))}; the release has {shown}")
+    return [f for f in files if any(fnmatch.fnmatchcase(f.name, p) for p in patterns)]
+
+# %% ../../nbs/05_data.download.ipynb #97715cfa
+def download_pilarnet(
+    to: str | Path,  # folder to put the release in (created); files keep their paths (train/..., val/...)
+    source: str = PILARNET_SOURCE,  # 'huggingface' (default) or 'drive' (the original v1 folder, with gdown)
+    revision: str = PILARNET_REVISION,  # 'v1' (the paper's) or 'v2' (huggingface only)
+    files: Sequence[str] | None = None,  # glob patterns of the files to fetch, e.g. ['val/*']; None = all
+    progress: bool | None = None,  # progress output; None = only on a terminal
+    verify: bool = False,  # refuse files without a published checksum (every Drive file)
+    retries: int = 5,  # dropped connections to survive per file (gdown)
+    timeout: float = 60.0,  # seconds to wait between bytes (gdown)
+    endpoint: str | None = None,  # Hub URL (huggingface only); None = $HF_ENDPOINT or https://huggingface.co
+    log=None,  # callable(str) for the lines about files without a published checksum; None: stderr
+) -> list[Path]:  # the files, under their final names
+    "Download a PILArNet-M release (or the files of it matching `files`) into `to`, checking every file."
+    _check_pilarnet(source, revision)
+    if verify and source == 'drive':
+        raise ConfigError(
+            'pilarnet: --verify: the Google Drive folder publishes no checksums; use --source huggingface'
+        )
+    if endpoint is not None:
+        if source != 'huggingface':
+            raise ConfigError('pilarnet: --endpoint applies to --source huggingface only')
+        u = urllib.parse.urlsplit(endpoint)
+        if u.scheme not in ('http', 'https') or not u.netloc:
+            raise ConfigError(f'pilarnet: --endpoint {endpoint!r}: expected the http(s) URL of a HuggingFace Hub')
+    to = Path(to)
+    check_output_dir(to, 'download folder')
+    label = f'PILArNet-M {revision} ({source})'
+    listed, commit = pilarnet_files(source, revision, endpoint, progress)
+    chosen = _select(listed, files, label)
+    if verify and any(f.checksum is None for f in chosen):
+        raise ConfigError(
+            f'{label}: --verify: no published checksum for '
+            + ', '.join(f.name for f in chosen if f.checksum is None)
+            + '; leave them out with --files'
+        )
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    quiet_hub = not _show(progress) and not are_progress_bars_disabled()
+    if quiet_hub:
+        disable_progress_bars()
+    out = []
+    try:
+        for f in chosen:
+            what = f"{label}, file '{f.name}'"
+            if f.gdrive:
+                staging = to / STAGING / 'drive' / Path(f.name).parent
+                out.append(
+                    gdrive_download(
+                        f.url, to / f.name, f.checksum, f.size, progress, retries, timeout, log, what, staging
+                    )
+                )
+            else:
+                out.append(hf_download(PILARNET_REPO, f.name, to, commit, f.checksum, f.size, endpoint, log, what))
+    finally:
+        if quiet_hub:
+            enable_progress_bars()
+    shutil.rmtree(to / STAGING, ignore_errors=True)  # every chosen file is in place: nothing left to resume
+    return out
+
+# %% ../../nbs/05_data.download.ipynb #3791a8ff
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog='fj download', description='Download a registered public dataset, verify it and extract it.'
     )
     p.add_argument('name', nargs='?', help='dataset name (see --list)')
     p.add_argument('--to', metavar='DIR', help='folder to put the files in')
-    p.add_argument('--files', nargs='+', metavar='FILE', help='only these files of the dataset')
+    p.add_argument(
+        '--files', nargs='+', metavar='FILE', help="only these files of the dataset (pilarnet: glob patterns, 'val/*')"
+    )
     p.add_argument('--list', action='store_true', help='list the datasets, or the files of NAME, and exit')
     p.add_argument('--mirror', metavar='URL', help=f'fetch <URL>/<name>/<file> instead (default: ${MIRROR_ENV})')
     p.add_argument('--no-extract', action='store_true', help='keep archives packed')
     p.add_argument('--verify', action='store_true', help='fail if a file has no published checksum')
     p.add_argument('--retries', type=int, default=5, help='dropped connections to survive per file (default 5)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    g = p.add_argument_group('pilarnet (the whole PILArNet-M release)')
+    g.add_argument('--source', help="'huggingface' (default) or 'drive' (the original Google Drive folder, v1)")
+    g.add_argument('--revision', help="'v1' (default, the paper's data) or 'v2' (huggingface only)")
+    g.add_argument('--endpoint', metavar='URL', help='HuggingFace Hub URL (default: $HF_ENDPOINT or huggingface.co)')
     return p
+
+
+PILARNET_DESCRIPTION = 'PILArNet-M, the whole release: HuggingFace v1/v2 (huggingface_hub) or Google Drive v1 (gdown)'
+
+
+def _describe_pilarnet() -> str:
+    return '\n'.join(
+        [
+            f'{PILARNET}: {PILARNET_DESCRIPTION}',
+            '  cite: S. Young, Y. Jwa, K. Terao, "PoLAr-MAE", arXiv:2502.02558',
+            f'  --source huggingface (default): dataset {PILARNET_REPO}, --revision v1 (default) or v2; '
+            'sizes and sha256 from the Hub',
+            f'  --source drive: Google Drive folder {PILARNET_DRIVE_FOLDER} (v1, about 156 GB); no published checksums',
+            "  the file list comes from the host at download time; pick files with --files 'val/*'",
+        ]
+    )
 
 
 def _describe(ds: Dataset) -> str:
@@ -938,6 +1191,10 @@ def cli_main(
         if args.name is None:
             for n in list_datasets():
                 print(f'{n:18s} {REGISTRY[n].description}')
+            print(f'{PILARNET:18s} {PILARNET_DESCRIPTION}')
+            return 0
+        if args.name == PILARNET:
+            print(_describe_pilarnet())
             return 0
         try:
             print(_describe(get_dataset(args.name)))
@@ -954,16 +1211,33 @@ def cli_main(
         return 2
     try:
         check_output_dir(args.to, '--to')
-        paths = download(
-            args.name,
-            args.to,
-            args.files,
-            args.mirror,
-            extract=not args.no_extract,
-            progress=False if args.quiet else None,
-            verify=args.verify,
-            retries=args.retries,
-        )
+        if args.name == PILARNET:
+            if args.mirror:
+                raise ConfigError('pilarnet: --mirror does not apply; give a HuggingFace mirror with --endpoint URL')
+            paths = download_pilarnet(
+                args.to,
+                args.source or PILARNET_SOURCE,
+                args.revision or PILARNET_REVISION,
+                args.files,
+                progress=False if args.quiet else None,
+                verify=args.verify,
+                retries=args.retries,
+                endpoint=args.endpoint,
+            )
+        else:
+            given = [o for o in ('source', 'revision', 'endpoint') if getattr(args, o) is not None]
+            if given:
+                raise ConfigError(f"--{given[0]} applies to 'fj download pilarnet' only")
+            paths = download(
+                args.name,
+                args.to,
+                args.files,
+                args.mirror,
+                extract=not args.no_extract,
+                progress=False if args.quiet else None,
+                verify=args.verify,
+                retries=args.retries,
+            )
     except ConfigError as e:
         print(f'fj download: error: {e}', file=sys.stderr)
         return 2
