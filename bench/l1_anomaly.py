@@ -1,103 +1,146 @@
-"""L1 anomaly detection on the embedded ADC2021-like simulation (issue 13): does a background-only pretrained
-EventTransformer give better anomaly scores than the ADC2021 baseline autoencoder?
+"""L1 anomaly detection on ADC2021-like simulation (issue 13): does a background-only pretrained EventTransformer give
+better anomaly scores than the ADC2021 baseline autoencoder?
 
 Data: `data/l1` (Pythia 8 + fastjet, `data/MANIFEST.md`): 10,000 background events and 2,000 events of each of the
-four signals (A->4l, LQ->b tau, h0->tau tau, h+->tau nu). The background is split once (seed 0) into 6,000
-pretraining/training events and 4,000 held-out test events. Signals are used for testing only, except for the SupCon
-comparison, which trains on half of one signal (`--supcon-signal`); that signal is then tested on its other half, by
-every score, so no score is tested on an event SupCon saw.
+four signals (A->4l, LQ->b tau, h0->tau tau, h+->tau nu). By default the background is split once (seed 0) into
+6,000 pretraining/training events and 4,000 held-out test events. With `--background-test FILE ...` (more background
+from `fj simulate events --process background` with other seeds, cached outside the repository) all 10,000 `data/l1`
+background events train and the extra files are the test background, so the TPR floor 1/N_bkg drops. Signals are
+used for testing only, except for the SupCon comparison, which trains on half of one signal (`--supcon-signal`); that
+signal is then tested on its other half, by every score, so no score is tested on an event SupCon saw.
 
-Scores (each fitted on the 6,000 background training events only, unless said otherwise):
+Scores (each fitted on the background training events only, unless said otherwise):
 - `flat AE (ADC2021)`: the 57-16-3-16-57 baseline autoencoder on the standardised flat inputs, masked MSE (mean over
   real inputs, the ADC2021 score); also the summed error, and the spread of the mean-error AUC over seeds;
 - `flat kNN` / `flat Mahalanobis`: density scores on the standardised flat inputs (a reference, no network);
-- `untrained ET`: kNN / Mahalanobis / an embedding AE on the pooled embeddings of an untrained EventTransformer
-  (what the architecture gives without pretraining);
-- `masked ET`: the same three scores on the embeddings of the EventTransformer pretrained with MaskedObjectTask;
-- `NT-Xent ET`: the same on the embeddings of the EventTransformer pretrained with ContrastiveTask (SimCLR, physics
+- `untrained ET`: kNN / Mahalanobis / an embedding AE on the pooled embeddings of an untrained EventTransformer, and
+  the leave-one-out pT error of an untrained masked-object model (what the architecture gives without pretraining);
+- `masked ET`: the same three embedding scores for the EventTransformer pretrained with MaskedObjectTask, and
+  `masked ET leave-one-out pT error` (`tasks.events.masked_object_score`: hide each real object alone, sum the
+  squared error of its reconstructed standardised pT);
+- `NT-Xent ET`: the three embedding scores of the EventTransformer pretrained with ContrastiveTask (SimCLR, physics
   augmentations); both pretrainings are anomaly-agnostic (background only, no labels);
 - `SupCon ET (NOT anomaly-agnostic)`: ContrastiveTask(supervised=True) trained with the labels of one signal vs
-  background; a comparison only: it has seen the kind of signal it is asked to find.
+  background; a comparison only: it has seen the kind of signal it is asked to find;
+- `TriggerMLP distilled from the leave-one-out score`: `tasks.trigger.distill_score` (57 -> 32 -> 16 -> 1) regresses
+  the log of the masked model's leave-one-out score on the background training events' flat inputs.
 Metrics: `tasks.anomaly.anomaly_metrics`: ROC AUC (with its Hanley-McNeil standard error) and TPR at FPR 1e-3, 1e-4,
 1e-5, never below the floor 1/N_bkg; each FPR's number of background events above the cut is recorded.
 
-Verdict (issue 13's done-when, on this simulation): per signal, the best of the six anomaly-agnostic pretrained scores
-(masked/NT-Xent x kNN/Mahalanobis/embedding AE) against the baseline AE's AUC; must win on >= 3 of 4 signals. Picking
-the best per signal uses the test labels (a post-hoc choice); the script also reports each fixed score's wins.
+Verdict (issue 13's done-when, on this simulation): per signal, the best of the seven anomaly-agnostic pretrained
+scores (masked/NT-Xent x kNN/Mahalanobis/embedding AE, and the leave-one-out error) against the baseline AE's AUC;
+must win on >= 3 of 4 signals. Picking the best per signal uses the test labels (a post-hoc choice); the script also
+reports each fixed score's wins. The leave-one-out pT error was chosen (among six variants: pT, all three kinematics,
+type, their sum, max and mean over objects) on the default 6,000/4,000 split; the run recorded below tests it on
+independent background.
 
-Machine and recorded numbers (2-core shared CPU box, 2 torch threads, `python bench/l1_anomaly.py`): the RESULTS
-block at the end of this docstring, copied from bench/results/l1_anomaly.json (one seed of every pretraining).
+Machine and recorded numbers (2-core shared CPU box, 2 torch threads): the RESULTS block at the end of this docstring,
+copied from bench/results/l1_anomaly.json (one seed of every pretraining).
 
-    python bench/l1_anomaly.py [--smoke] [--threads 2] [--out bench/results/l1_anomaly.json]
+    python bench/l1_anomaly.py [--smoke] [--threads 2] [--background-test FILE ...] [--out PATH]
 
-RESULTS (full run, AMD EPYC, 2 cores shared with other jobs, 2 torch threads,
-torch 2.13.0+cpu, commit fd58609, 1869 s; EventTransformer 121,244 parameters).
-N_bkg test = 4000: floor FPR = 0.00025; FPR 1e-3 rests on 4 background events, 1e-4 on 0.4, 1e-5 on 0.04
-(below 1: not quoted). hToTauTau is tested on 1,000 events (the other 1,000 trained SupCon), the others on 2,000.
+RESULTS (full run, AMD EPYC, 2 cores shared with two other jobs (load 2.4 at the start), 2 torch
+threads, torch 2.13.0+cpu, working tree of commit 566e5a7 plus this script's --background-test and
+leave-one-out/trigger additions, 1435 s; EventTransformer 121,244 parameters).
+Background: all 10,000 data/l1 events train; the test background is 60,000 independent events
+(`fj simulate events --process background --seed 1 --n-events 20000` and `--seed 2 --n-events 40000`, 2 workers,
+about 40 events/s in all). N_bkg test = 60000: floor FPR = 1.7e-05; FPR 1e-3 rests on 60 background events, 1e-4 on 6
+(relative FPR error 41 %), 1e-5 on 0.6 (below 1: not quoted). hToTauTau is tested on 1,000 events (the other 1,000
+trained SupCon), the others on 2,000.
 
-AUC (Hanley-McNeil error about 0.005-0.01) per score:
-
-| score | Ato4l | leptoquark | hToTauTau | hChToTauNu |
-|---|---|---|---|---|
-| flat AE (ADC2021) | 0.931 | 0.846 | 0.761 | 0.931 |
-| flat AE, summed error | 0.947 | 0.896 | 0.768 | 0.949 |
-| flat kNN (k=5) | 0.954 | 0.909 | 0.779 | 0.960 |
-| flat Mahalanobis | 0.967 | 0.883 | 0.723 | 0.930 |
-| untrained ET kNN | 0.681 | 0.716 | 0.672 | 0.873 |
-| untrained ET Mahalanobis | 0.548 | 0.570 | 0.571 | 0.833 |
-| untrained ET emb AE | 0.648 | 0.627 | 0.628 | 0.790 |
-| masked ET kNN | 0.837 | 0.709 | 0.770 | 0.818 |
-| masked ET Mahalanobis | 0.800 | 0.618 | 0.714 | 0.780 |
-| masked ET emb AE | 0.794 | 0.630 | 0.737 | 0.722 |
-| NT-Xent ET kNN | 0.942 | 0.684 | 0.756 | 0.691 |
-| NT-Xent ET Mahalanobis | 0.923 | 0.663 | 0.699 | 0.801 |
-| NT-Xent ET emb AE | 0.945 | 0.717 | 0.756 | 0.727 |
-| SupCon ET (NOT anomaly-agnostic) kNN | 0.945 | 0.905 | 0.888 | 0.904 |
-| SupCon ET (NOT anomaly-agnostic) Mahalanobis | 0.943 | 0.908 | 0.897 | 0.924 |
-| SupCon ET (NOT anomaly-agnostic) emb AE | 0.943 | 0.859 | 0.842 | 0.884 |
-
-TPR at FPR 1e-3 (rests on 4 background events; 1e-4 and 1e-5 are below the floor, not quoted):
+AUC (Hanley-McNeil error about 0.003-0.009) per score:
 
 | score | Ato4l | leptoquark | hToTauTau | hChToTauNu |
 |---|---|---|---|---|
-| flat AE (ADC2021) | 0.244 | 0.024 | 0.026 | 0.123 |
-| flat AE, summed error | 0.236 | 0.033 | 0.025 | 0.127 |
-| flat kNN (k=5) | 0.142 | 0.027 | 0.029 | 0.130 |
-| flat Mahalanobis | 0.310 | 0.019 | 0.004 | 0.029 |
-| untrained ET kNN | 0.005 | 0.004 | 0.005 | 0.007 |
-| untrained ET Mahalanobis | 0.000 | 0.003 | 0.010 | 0.013 |
-| untrained ET emb AE | 0.002 | 0.003 | 0.003 | 0.002 |
-| masked ET kNN | 0.018 | 0.009 | 0.022 | 0.031 |
-| masked ET Mahalanobis | 0.012 | 0.003 | 0.021 | 0.029 |
-| masked ET emb AE | 0.013 | 0.004 | 0.015 | 0.011 |
-| NT-Xent ET kNN | 0.141 | 0.005 | 0.009 | 0.013 |
-| NT-Xent ET Mahalanobis | 0.021 | 0.000 | 0.007 | 0.004 |
-| NT-Xent ET emb AE | 0.121 | 0.003 | 0.014 | 0.005 |
-| SupCon ET (NOT anomaly-agnostic) kNN | 0.021 | 0.011 | 0.010 | 0.023 |
-| SupCon ET (NOT anomaly-agnostic) Mahalanobis | 0.014 | 0.006 | 0.018 | 0.037 |
-| SupCon ET (NOT anomaly-agnostic) emb AE | 0.071 | 0.004 | 0.008 | 0.010 |
+| flat AE (ADC2021) | 0.930 | 0.839 | 0.755 | 0.928 |
+| flat AE, summed error | 0.945 | 0.887 | 0.761 | 0.946 |
+| flat kNN (k=5) | 0.956 | 0.910 | 0.780 | 0.960 |
+| flat Mahalanobis | 0.967 | 0.882 | 0.724 | 0.930 |
+| untrained ET kNN | 0.702 | 0.733 | 0.685 | 0.876 |
+| untrained ET Mahalanobis | 0.547 | 0.571 | 0.571 | 0.835 |
+| untrained ET emb AE | 0.659 | 0.628 | 0.630 | 0.790 |
+| untrained ET leave-one-out pT error | 0.883 | 0.789 | 0.715 | 0.937 |
+| masked ET kNN | 0.844 | 0.767 | 0.781 | 0.894 |
+| masked ET Mahalanobis | 0.757 | 0.627 | 0.714 | 0.798 |
+| masked ET emb AE | 0.723 | 0.614 | 0.714 | 0.764 |
+| masked ET leave-one-out pT error | 0.871 | 0.852 | 0.813 | 0.949 |
+| TriggerMLP distilled from the leave-one-out score | 0.786 | 0.852 | 0.786 | 0.954 |
+| NT-Xent ET kNN | 0.917 | 0.749 | 0.791 | 0.757 |
+| NT-Xent ET Mahalanobis | 0.917 | 0.713 | 0.746 | 0.810 |
+| NT-Xent ET emb AE | 0.868 | 0.789 | 0.734 | 0.803 |
+| SupCon ET (NOT anomaly-agnostic) kNN | 0.975 | 0.941 | 0.911 | 0.928 |
+| SupCon ET (NOT anomaly-agnostic) Mahalanobis | 0.969 | 0.936 | 0.924 | 0.924 |
+| SupCon ET (NOT anomaly-agnostic) emb AE | 0.963 | 0.918 | 0.889 | 0.913 |
+
+TPR at FPR 1e-3 (60 background events above the cut):
+
+| score | Ato4l | leptoquark | hToTauTau | hChToTauNu |
+|---|---|---|---|---|
+| flat AE (ADC2021) | 0.1745 | 0.0135 | 0.0270 | 0.1025 |
+| flat AE, summed error | 0.1785 | 0.0235 | 0.0280 | 0.1180 |
+| flat kNN (k=5) | 0.0965 | 0.0185 | 0.0240 | 0.0945 |
+| flat Mahalanobis | 0.3210 | 0.0275 | 0.0050 | 0.0425 |
+| untrained ET kNN | 0.0045 | 0.0020 | 0.0040 | 0.0045 |
+| untrained ET Mahalanobis | 0.0000 | 0.0025 | 0.0080 | 0.0095 |
+| untrained ET emb AE | 0.0015 | 0.0035 | 0.0030 | 0.0035 |
+| untrained ET leave-one-out pT error | 0.0070 | 0.0145 | 0.0360 | 0.0945 |
+| masked ET kNN | 0.0040 | 0.0050 | 0.0280 | 0.0470 |
+| masked ET Mahalanobis | 0.0020 | 0.0035 | 0.0300 | 0.0455 |
+| masked ET emb AE | 0.0055 | 0.0025 | 0.0160 | 0.0170 |
+| masked ET leave-one-out pT error | 0.0120 | 0.0165 | 0.0310 | 0.1170 |
+| TriggerMLP distilled from the leave-one-out score | 0.0185 | 0.0110 | 0.0190 | 0.0775 |
+| NT-Xent ET kNN | 0.0495 | 0.0060 | 0.0080 | 0.0110 |
+| NT-Xent ET Mahalanobis | 0.0200 | 0.0030 | 0.0090 | 0.0085 |
+| NT-Xent ET emb AE | 0.0035 | 0.0025 | 0.0080 | 0.0060 |
+| SupCon ET (NOT anomaly-agnostic) kNN | 0.0680 | 0.0385 | 0.0210 | 0.0730 |
+| SupCon ET (NOT anomaly-agnostic) Mahalanobis | 0.0585 | 0.0430 | 0.0290 | 0.1100 |
+| SupCon ET (NOT anomaly-agnostic) emb AE | 0.0335 | 0.0380 | 0.0110 | 0.0735 |
+
+TPR at FPR 1e-4 (6 background events above the cut):
+
+| score | Ato4l | leptoquark | hToTauTau | hChToTauNu |
+|---|---|---|---|---|
+| flat AE (ADC2021) | 0.0270 | 0.0010 | 0.0060 | 0.0150 |
+| flat AE, summed error | 0.0290 | 0.0025 | 0.0040 | 0.0170 |
+| flat kNN (k=5) | 0.0120 | 0.0015 | 0.0040 | 0.0185 |
+| flat Mahalanobis | 0.1465 | 0.0015 | 0.0000 | 0.0075 |
+| untrained ET kNN | 0.0000 | 0.0000 | 0.0010 | 0.0010 |
+| untrained ET Mahalanobis | 0.0000 | 0.0000 | 0.0000 | 0.0000 |
+| untrained ET emb AE | 0.0000 | 0.0015 | 0.0000 | 0.0005 |
+| untrained ET leave-one-out pT error | 0.0010 | 0.0025 | 0.0050 | 0.0295 |
+| masked ET kNN | 0.0000 | 0.0010 | 0.0090 | 0.0155 |
+| masked ET Mahalanobis | 0.0000 | 0.0005 | 0.0060 | 0.0065 |
+| masked ET emb AE | 0.0000 | 0.0000 | 0.0040 | 0.0030 |
+| masked ET leave-one-out pT error | 0.0010 | 0.0010 | 0.0030 | 0.0190 |
+| TriggerMLP distilled from the leave-one-out score | 0.0020 | 0.0015 | 0.0010 | 0.0085 |
+| NT-Xent ET kNN | 0.0010 | 0.0000 | 0.0000 | 0.0000 |
+| NT-Xent ET Mahalanobis | 0.0020 | 0.0000 | 0.0020 | 0.0000 |
+| NT-Xent ET emb AE | 0.0005 | 0.0000 | 0.0000 | 0.0000 |
+| SupCon ET (NOT anomaly-agnostic) kNN | 0.0090 | 0.0040 | 0.0030 | 0.0145 |
+| SupCon ET (NOT anomaly-agnostic) Mahalanobis | 0.0080 | 0.0050 | 0.0050 | 0.0230 |
+| SupCon ET (NOT anomaly-agnostic) emb AE | 0.0010 | 0.0070 | 0.0010 | 0.0145 |
 
 | signal | baseline AE AUC | best pretrained score | its AUC | beats baseline | TPR@1e-3 base / best |
 |---|---|---|---|---|---|
-| Ato4l | 0.931 ± 0.004 | NT-Xent ET emb AE | 0.945 ± 0.004 | True | 0.244 / 0.121 |
-| leptoquark | 0.846 ± 0.006 | NT-Xent ET emb AE | 0.717 ± 0.007 | False | 0.024 / 0.003 |
-| hToTauTau | 0.761 ± 0.009 | masked ET kNN | 0.770 ± 0.009 | True | 0.026 / 0.022 |
-| hChToTauNu | 0.931 ± 0.004 | masked ET kNN | 0.818 ± 0.006 | False | 0.123 / 0.031 |
+| Ato4l | 0.930 ± 0.004 | NT-Xent ET kNN | 0.917 ± 0.004 | False | 0.174 / 0.05 |
+| leptoquark | 0.839 ± 0.006 | masked ET leave-one-out pT error | 0.852 ± 0.005 | True | 0.013 / 0.017 |
+| hToTauTau | 0.755 ± 0.009 | masked ET leave-one-out pT error | 0.813 ± 0.008 | True | 0.027 / 0.031 |
+| hChToTauNu | 0.928 ± 0.004 | masked ET leave-one-out pT error | 0.949 ± 0.003 | True | 0.102 / 0.117 |
 
-done-when (best pretrained score beats the baseline AE AUC on >= 3 of 4 signals): 2/4 -> NOT MET.
-Honestly: the hToTauTau win (0.770 vs 0.761) is inside the baseline's own seed spread (0.761-0.777), so only
-Ato4l is a clear win; the pretrained embeddings lose clearly on leptoquark and hChToTauNu, and the plain density
-scores on the flat inputs beat every pretrained score on most signals. The TPR at 1e-3 (4 background events) is
-lower for the best pretrained score than for the baseline on every signal.
-Wins of each fixed score over the baseline AE (of 4): masked ET kNN 1,
- masked ET Mahalanobis 0, masked ET emb AE 0, NT-Xent ET kNN 1, NT-Xent ET Mahalanobis 0, NT-Xent ET emb AE 1.
-Baseline AE AUC over seeds (Ato4l, LQ, h0, h+):
-seed 0: 0.931, 0.846, 0.761, 0.931; seed 1: 0.933, 0.851, 0.777, 0.935; seed 2: 0.938, 0.860, 0.774, 0.939.
-Pretraining losses (first -> mean of last 50 steps): masked 3.59 -> 1.05, NT-Xent 5.11 -> 0.94, SupCon 8.01 -> 5.29.
-Seconds (NT-Xent slowed about 3x by other jobs on the box):
-flat scores 57, untrained ET scores 24, masked pretraining 259, masked ET scores 12,
-NT-Xent pretraining 1189, NT-Xent ET scores 15,
-SupCon training 304, SupCon ET (NOT anomaly-agnostic) scores 9, total 1869.
+done-when (best pretrained score beats the baseline AE AUC on >= 3 of 4 signals): 3/4 -> MET
+Baseline AE AUC over three seeds: Ato4l 0.930/0.935/0.928, leptoquark 0.839/0.854/0.854, hToTauTau
+0.755/0.781/0.773, hChToTauNu 0.928/0.935/0.935: the leptoquark win (0.852) is within the AE's seed spread; the
+hToTauTau (0.813) and hChToTauNu (0.949) wins are not. The same leave-one-out score of an untrained network reaches
+0.883/0.789/0.715/0.937 (its error is about the summed squared standardised pT): pretraining adds 0.01-0.10. The flat
+kNN reference (no network) has the best anomaly-agnostic AUC on 3 of 4 signals. At FPR 1e-4 the baseline AE keeps
+more A->4l (0.027 vs 0.001) and h0->tautau (0.006 vs 0.003); the leave-one-out score more h+->taunu (0.019 vs 0.015).
+Trigger student (TriggerMLP 57-32-16-1, 2,401 parameters, 4,704 FLOPs per event) distilled
+from the leave-one-out score: Spearman 0.827 with its teacher on the 60,000 background test events;
+see the TriggerMLP rows above.
+
+Seconds: flat scores 71, untrained ET scores 46, untrained leave-one-out scores 53, masked pretraining 471, masked ET
+scores 87, masked ET leave-one-out scores 25, trigger distillation 13, NT-Xent pretraining 273, NT-Xent ET scores 24,
+SupCon training 331, SupCon ET (NOT anomaly-agnostic) scores 41, total 1435.
 """
 
 from __future__ import annotations
@@ -129,13 +172,21 @@ from foundation_jets.tasks.anomaly import (
     train_autoencoder,
 )
 from foundation_jets.tasks.core import fit
-from foundation_jets.tasks.events import ContrastiveTask, MaskedObjectTask, event_embeddings, event_loader
+from foundation_jets.tasks.events import (
+    ContrastiveTask,
+    MaskedObjectTask,
+    event_embeddings,
+    event_loader,
+    masked_object_score,
+)
+from foundation_jets.tasks.trigger import compare_trigger, distill_score, trigger_score
 
 HERE = Path(__file__).resolve().parent
 SIGNALS = ('Ato4l', 'leptoquark', 'hToTauTau', 'hChToTauNu')
 FPRS = (1e-3, 1e-4, 1e-5)
 PRETRAINED = ('masked ET', 'NT-Xent ET')  # the anomaly-agnostic pretrained models
 EMBEDDING_SCORES = ('kNN', 'Mahalanobis', 'emb AE')
+LOO = 'masked ET leave-one-out pT error'  # the masked-object model's own score (`masked_object_score`)
 
 FULL = dict(
     n_train=6000,
@@ -171,6 +222,10 @@ SMOKE = dict(
 
 def l1_rows(name: str) -> torch.Tensor:
     return load_adc2021(data_dir() / 'l1' / f'{name}.h5', features=ADC2021_FEATURES).x
+
+
+def rows_of(path: str) -> torch.Tensor:
+    return load_adc2021(path, features=ADC2021_FEATURES).x
 
 
 def auc_error(auc: float, n_b: int, n_s: int) -> float:
@@ -219,6 +274,14 @@ def main():
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--supcon-signal', default='hToTauTau', choices=SIGNALS)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument(
+        '--background-test',
+        nargs='+',
+        default=None,
+        help='extra simulated background files (fj simulate events --process background, other seeds): '
+        'then all of data/l1 background trains and these files are the test background',
+    )
+    ap.add_argument('--distill-steps', type=int, default=None, help='TriggerMLP steps (default 3000, smoke 60)')
     ap.add_argument('--out', default=str(HERE / 'results' / 'l1_anomaly.json'))
     a = ap.parse_args()
     cfg = SMOKE if a.smoke else FULL
@@ -233,8 +296,13 @@ def main():
     # --- data: background split once, signals test-only (half of the SupCon signal trains SupCon)
     bkg = l1_rows('background')
     perm = torch.randperm(len(bkg), generator=torch.Generator().manual_seed(0))
-    train_rows = bkg[perm[: cfg['n_train']]]
-    test_rows = bkg[perm[cfg['n_train'] : cfg['n_train'] + cfg['n_test']]]
+    if a.background_test is None:
+        train_rows = bkg[perm[: cfg['n_train']]]
+        test_rows = bkg[perm[cfg['n_train'] : cfg['n_train'] + cfg['n_test']]]
+    else:
+        train_rows = bkg[perm]
+        test_rows = torch.cat([rows_of(path) for path in a.background_test])
+        cfg = cfg | {'n_train': len(train_rows), 'n_test': len(test_rows), 'background_test': a.background_test}
     signal_rows, supcon_rows = {}, None
     for i, name in enumerate(SIGNALS):
         rows = l1_rows(name)
@@ -327,6 +395,12 @@ def main():
     n_params = sum(p.numel() for p in untrained.parameters())
     print(f'EventTransformer: {n_params:,} parameters, width {untrained.dim}')
     embedding_scores('untrained ET', untrained)
+    start = time.perf_counter()
+    seed_everything(a.seed)
+    untrained_masked = MaskedObjectTask(EventTransformer(n_feat + 1, **arch), spec, **opt)
+    loo_untrained = {k: masked_object_score(untrained_masked, s, device=a.device) for k, s in test_sets.items()}
+    evaluate('untrained ET leave-one-out pT error', lambda k: loo_untrained[k])
+    lap('untrained leave-one-out scores', start)
 
     # --- (b) masked-object pretraining on background only
     start = time.perf_counter()
@@ -338,6 +412,31 @@ def main():
     extra['masked_pretraining']['last_loss'] = float(np.mean(res.series('train/loss')[-50:]))
     lap('masked pretraining', start)
     embedding_scores('masked ET', mtask.backbone)
+    start = time.perf_counter()
+    loo = {k: masked_object_score(mtask, s, device=a.device) for k, s in test_sets.items()}
+    evaluate(LOO, lambda k: loo[k])
+    lap('masked ET leave-one-out scores', start)
+
+    # --- (f) the trigger-sized student: TriggerMLP distils the leave-one-out score on background training events
+    start = time.perf_counter()
+    teacher_train = masked_object_score(mtask, train_sets, device=a.device)
+    d_steps = a.distill_steps or (60 if a.smoke else 3000)
+    z_in = baseline.standardizer(x_train, m_train)
+    student = distill_score(teacher_train, *z_in, steps=d_steps, seed=a.seed, device='cpu')
+    student_scores = {k: trigger_score(student, *baseline.standardizer(*v)).numpy() for k, v in flat.items()}
+    trig = compare_trigger(loo, student_scores, FPRS)
+    evaluate('TriggerMLP distilled from the leave-one-out score', lambda k: student_scores[k])
+    extra['trigger'] = {
+        'teacher': LOO,
+        'parameters': student.parameter_count,
+        'flops_per_event': student.flops_per_event,
+        'teacher_vs_student': trig,
+        'steps': d_steps,
+        'spearman_background_test': trig['spearman'],
+        'n_background': trig['n_background'],
+        'fpr_floor': trig['fpr_floor'],
+    }
+    lap('trigger distillation', start)
 
     # --- (c) contrastive NT-Xent pretraining on background only (anomaly-agnostic)
     start = time.perf_counter()
@@ -372,7 +471,7 @@ def main():
     embedding_scores('SupCon ET (NOT anomaly-agnostic)', stask.backbone)
 
     # --- verdict: best anomaly-agnostic pretrained score per signal vs the baseline AE's AUC
-    agnostic = [f'{p} {s}' for p in PRETRAINED for s in EMBEDDING_SCORES]
+    agnostic = [f'{p} {s}' for p in PRETRAINED for s in EMBEDDING_SCORES] + [LOO]
     verdict = {}
     for name in SIGNALS:
         base = results['flat AE (ADC2021)'][name]
@@ -389,8 +488,10 @@ def main():
             'baseline_ae_tpr_at_1e-3': base['at_fpr'][0]['tpr'],
         }
     wins = sum(v['beats_baseline'] for v in verdict.values())
+    references = ['untrained ET leave-one-out pT error'] + [f'untrained ET {s}' for s in EMBEDDING_SCORES]
     fixed_wins = {
-        s: sum(results[s][n]['auc'] > results['flat AE (ADC2021)'][n]['auc'] for n in SIGNALS) for s in agnostic
+        s: sum(results[s][n]['auc'] > results['flat AE (ADC2021)'][n]['auc'] for n in SIGNALS)
+        for s in agnostic + references
     }
 
     table = anomaly_table(results)

@@ -1,0 +1,57 @@
+"""The benchmark and study scripts run end to end in their quick modes and write JSON that keeps its promises
+(no TPR below the 1/N_bkg floor, a power-law fit per timed operation), so they do not rot between full runs."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIGNALS = ('Ato4l', 'leptoquark', 'hToTauTau', 'hChToTauNu')
+
+
+def run_script(script: str, out: Path, *args: str) -> str:
+    cmd = [sys.executable, str(ROOT / 'bench' / script), *args, '--out', str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def test_l1_anomaly_smoke_respects_the_floor(tmp_path):
+    out = tmp_path / 'l1.json'
+    stdout = run_script('l1_anomaly.py', out, '--smoke', '--threads', '1')
+    d = json.loads(out.read_text())
+    n_b = d['floor']['n_background_test']
+    assert n_b == d['events']['background'] == 1000
+    assert 'done-when' in stdout
+    needed = {'flat AE (ADC2021)', 'masked ET leave-one-out pT error', 'untrained ET leave-one-out pT error'}
+    assert needed <= set(d['results'])
+    for score, per_signal in d['results'].items():
+        assert set(per_signal) == set(SIGNALS), score
+        for signal, m in per_signal.items():
+            assert 0.0 <= m['auc'] <= 1.0, (score, signal)
+            for row in m['at_fpr']:
+                below = row['fpr'] < 1 / n_b
+                assert (row['tpr'] is None) == below, (score, signal, row)
+                assert row['status'] == ('below floor' if below else 'ok'), (score, signal, row)
+    assert set(d['verdict']) == set(SIGNALS)
+    assert d['wins'] == sum(v['beats_baseline'] for v in d['verdict'].values())
+    trigger = d['extra']['trigger']
+    assert trigger['parameters'] == 2401 and trigger['flops_per_event'] == 4704
+    assert -1.0 <= trigger['spearman_background_test'] <= 1.0
+
+
+def test_points_quick_fits_a_power_law(tmp_path):
+    out = tmp_path / 'points.json'
+    run_script('bench_points.py', out, '--quick')
+    d = json.loads(out.read_text())
+    rows = [r for r in d['rows'] if r['batch'] == 1]
+    sizes = [r['points'] for r in rows]
+    assert sizes == sorted(sizes) and len(sizes) >= 3
+    groups = [r['groups_per_event'][0] for r in rows]
+    assert groups == sorted(groups) and groups[0] > 0  # more points, more groups
+    for name, fit in d['power_law']['batch1'].items():
+        assert math.isfinite(fit['b']) and fit['a'] > 0, name
+        assert all(r[name] > 0 for r in rows), name
+    assert d['goal_met'] == (d['power_law']['batch1']['group_events_s']['b'] <= d['goal_b_max'])
