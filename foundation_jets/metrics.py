@@ -360,20 +360,51 @@ def macro_f1(
     return float(f1_per_class(predictions, labels, num_classes, ignore_index, mask).mean())
 
 # %% ../nbs/30_metrics.ipynb #be9a977b
+def _probe_steps(pca_dim: int | None, shape: tuple, seed: int) -> list:
+    "Standardisation, then a PCA (fit on train) to at most `pca_dim` components."
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    if not pca_dim:
+        return [StandardScaler()]
+    return [StandardScaler(), PCA(min(int(pca_dim), *shape), random_state=seed)]
+
+
+def _multilabel_probe(xtr, ytr, xte, yte, C, pca_dim, class_weight, seed) -> dict:
+    "One binary LinearSVC per trainable column of (n, C) bool targets; binary F1 per column, subset accuracy."
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import LinearSVC
+
+    trainable = ytr.any(0) & ~ytr.all(0)  # a column needs both values in train
+    f1, accuracy = np.full(ytr.shape[1], np.nan), float('nan')
+    if trainable.any():
+        svm = LinearSVC(C=C, class_weight=class_weight, random_state=seed, max_iter=5000)
+        probe = make_pipeline(*_probe_steps(pca_dim, xtr.shape, seed), OneVsRestClassifier(svm))
+        y = ytr[:, trainable].astype(np.int64)
+        probe.fit(xtr, y if y.shape[1] > 1 else y[:, 0])
+        pred = probe.predict(xte).reshape(len(xte), -1).astype(bool)
+        truth = yte[:, trainable]
+        tp = (pred & truth).sum(0)
+        denom = 2 * tp + (pred != truth).sum(0)  # 2TP + FP + FN
+        f1[trainable] = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), np.nan)
+        accuracy = float((pred == truth).all(1).mean())
+    macro = float(np.nanmean(f1)) if np.isfinite(f1).any() else float('nan')
+    return dict(accuracy=accuracy, f1_per_class=f1, macro_f1=macro, skipped=np.flatnonzero(~trainable).tolist())
+
+
 def linear_probe_svm(
     train_x,  # (n_train, features) frozen-encoder features
-    train_y,  # (n_train,) integer class labels
+    train_y,  # (n_train,) integer class labels, or (n_train, C) bool/0-1 multi-label targets
     test_x,  # (n_test, features) features to evaluate on
-    test_y,  # (n_test,) integer class labels
+    test_y,  # (n_test,) integer class labels, or (n_test, C) multi-label targets like train_y
     C: float = 0.005,  # SVM regularisation (PoLAr-MAE: 0.005; point2vec SVC: 0.012)
     pca_dim: int | None = None,  # PCA dimension fit on train (PoLAr-MAE: 128); None = no PCA
     class_weight: str | None = 'balanced',  # sklearn class weighting
     seed: int = 0,  # random state of the solver and PCA
-) -> dict:  # accuracy, f1_per_class (C,), macro_f1
+) -> dict:  # accuracy, f1_per_class (C,), macro_f1 (multi-label: also skipped, the untrainable columns)
     "Accuracy and per-class F1 of a linear SVM trained on frozen features (standardisation fit on train only)."
-    from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
     where = 'linear_probe_svm'
@@ -381,16 +412,28 @@ def linear_probe_svm(
         to_numpy(train_x, where, 'train_x', ndim=2, kind='fiub'),
         to_numpy(test_x, where, 'test_x', ndim=2, kind='fiub'),
     )
-    ytr, yte = (
-        to_numpy(train_y, where, 'train_y', ndim=1, kind='iub'),
-        to_numpy(test_y, where, 'test_y', ndim=1, kind='iub'),
-    )
+    ytr, yte = to_numpy(train_y, where, 'train_y', kind='iub'), to_numpy(test_y, where, 'test_y', kind='iub')
     if xte.shape[1] != xtr.shape[1]:
         raise DataFormatError(where, 'test_x', f'{xtr.shape[1]} features like train_x', got=xte.shape[1])
     if len(xtr) != len(ytr) or len(xte) != len(yte):
         raise DataFormatError(where, 'train_y/test_y', 'one label per feature vector', got=(len(ytr), len(yte)))
-    steps = [StandardScaler()] + ([PCA(pca_dim, random_state=seed)] if pca_dim else [])
-    probe = make_pipeline(*steps, LinearSVC(C=C, class_weight=class_weight, random_state=seed, max_iter=5000))
+    multilabel = ytr.ndim == 2
+    if ytr.ndim not in (1, 2) or yte.ndim != ytr.ndim or (multilabel and yte.shape[1] != ytr.shape[1]):
+        raise DataFormatError(
+            where,
+            'train_y/test_y',
+            '(n,) integer labels or (n, C) multi-label targets, both alike',
+            got=(ytr.shape, yte.shape),
+        )
+    if multilabel:
+        for name, y in (('train_y', ytr), ('test_y', yte)):
+            if len(y) and not np.isin(y, (0, 1)).all():
+                raise DataFormatError(where, name, 'multi-label targets in {0, 1} (or bool)', got=np.unique(y)[:5])
+        return _multilabel_probe(xtr, ytr.astype(bool), xte, yte.astype(bool), C, pca_dim, class_weight, seed)
+    probe = make_pipeline(
+        *_probe_steps(pca_dim, xtr.shape, seed),
+        LinearSVC(C=C, class_weight=class_weight, random_state=seed, max_iter=5000),
+    )
     probe.fit(xtr, ytr)
     pred = probe.predict(xte)
     num_classes = int(max(ytr.max(), yte.max()) + 1)

@@ -11,12 +11,18 @@ import torch
 from fastcore.basics import patch
 from torch import Tensor
 
-from ..core import DataFormatError, ParticleSet
-from ..models.mae import PointMAE, PointTokenizer, TokenBatch
+import lightning as L
+import numpy as np
+from ..core import ConfigError, DataFormatError, ParticleSet
+from ..data.detectors import PILARNET_SEMANTIC_CLASSES
+from ..metrics import linear_probe_svm
+from ..models.mae import PointMAE, PointMAEEncoder, PointTokenizer, TokenBatch
+from ..points import gather_groups
 from .core import Task, evaluating
 
 # %% auto #0
-__all__ = ['random_rotations', 'rotate_tokens', 'MaskedPointTask', 'batch_tokens', 'masked_loss']
+__all__ = ['random_rotations', 'rotate_tokens', 'MaskedPointTask', 'batch_tokens', 'masked_loss', 'token_labels',
+           'token_features', 'svm_token_probe', 'SVMProbe']
 
 # %% ../../nbs/29_tasks.mae.ipynb #4dc6c388
 def random_rotations(
@@ -195,3 +201,157 @@ def masked_loss(
                 s, c = sums.get(name, (0.0, 0))
                 sums[name] = (s + float(value) * n, c + n)
     return {k: s / max(c, 1) for k, (s, c) in sums.items()}
+
+# %% ../../nbs/29_tasks.mae.ipynb #0c13d8e8
+def _token_batches(tokens, where: str) -> list:
+    "A TokenBatch or a sequence of them, as a list."
+    batches = [tokens] if isinstance(tokens, TokenBatch) else list(tokens)
+    if not batches or not all(isinstance(t, TokenBatch) for t in batches):
+        raise DataFormatError(where, 'tokens', 'a TokenBatch or a non-empty sequence of TokenBatch')
+    return batches
+
+
+def token_labels(
+    tokens: TokenBatch,  # tokens of a batch (from `PointTokenizer`, so `group_idx` is filled)
+    point_labels: Tensor,  # (B, N) integer semantic class per point of the tokenised batch (-1 allowed in padding)
+    num_classes: int = 4,  # target classes 0 .. num_classes - 1 (PILArNet-M: shower, track, Michel, delta)
+    ignore: tuple = (4,),  # labels that are never a target (PILArNet-M: 4, low-energy deposits)
+) -> Tensor:  # (n_real_tokens, num_classes) bool, True if the token holds a real point of class c
+    "Multi-label token targets, 'this token contains class c', in the order of `tokens.mask.nonzero()`."
+    where = 'token_labels'
+    if not isinstance(point_labels, Tensor) or point_labels.ndim != 2 or point_labels.is_floating_point():
+        raise DataFormatError(
+            where, 'point_labels', 'an integer tensor (B, N)', got=getattr(point_labels, 'shape', None)
+        )
+    if point_labels.shape[0] != tokens.mask.shape[0]:
+        raise DataFormatError(
+            where, 'point_labels', f'{tokens.mask.shape[0]} events like the tokens', got=point_labels.shape[0]
+        )
+    real = tokens.point_mask & tokens.mask[..., None]
+    idx = tokens.group_idx.to(point_labels.device)
+    if (real & (idx < 0)).any() or (idx.numel() and int(idx.max()) >= point_labels.shape[1]):
+        raise DataFormatError(
+            where,
+            'group_idx',
+            f'indices in [0, {point_labels.shape[1]}) for every real point (tokens from PointTokenizer)',
+        )
+    lab = gather_groups(point_labels, idx, fill=-1)
+    known = (lab >= 0) & (lab < num_classes)
+    for c in ignore:
+        known |= lab == c
+    if (real & ~known).any():
+        bad = lab[real & ~known]
+        raise DataFormatError(
+            where,
+            'point_labels',
+            f'classes in [0, {num_classes}) or ignore={tuple(ignore)}',
+            got=bad.unique()[:5].tolist(),
+        )
+    hits = torch.stack([((lab == c) & real).any(-1) for c in range(num_classes)], -1)  # (B, T, C)
+    return hits[tokens.mask]
+
+# %% ../../nbs/29_tasks.mae.ipynb #c9b50511
+@torch.no_grad()
+def token_features(
+    encoder: PointMAEEncoder,  # a backbone with forward(x, mask, centers=, point_mask=) -> (B, T, D)
+    tokens,  # a TokenBatch, or a sequence of them
+    batch_size: int = 64,  # events per forward pass
+    device=None,  # None: CUDA when available
+) -> Tensor:  # (n_real_tokens, D) float32 on the CPU
+    "Hidden states of every real token (no masking, eval mode, no grad)."
+    out = []
+    with evaluating(encoder, device) as dev:
+        for t in _token_batches(tokens, 'token_features'):
+            for i in range(0, len(t.mask), batch_size):
+                g, pm, c, m = (v[i : i + batch_size].to(dev) for v in (t.groups, t.point_mask, t.centers, t.mask))
+                h = encoder(g, m, centers=c, point_mask=pm)
+                out.append(h[m].float().cpu())
+    return torch.cat(out)
+
+# %% ../../nbs/29_tasks.mae.ipynb #7f8c538f
+def _as_list(x) -> list:
+    return [x] if isinstance(x, (Tensor, TokenBatch)) else list(x)
+
+
+def svm_token_probe(
+    encoder: PointMAEEncoder,  # the backbone to judge (e.g. `PointMAE.backbone`)
+    train_tokens,  # TokenBatch or sequence of them: tokens the SVM is fit on
+    train_labels,  # (B, N) per-point semantic labels of the tokenised events, or a sequence matching train_tokens
+    val_tokens,  # TokenBatch or sequence of them: tokens the SVM is scored on
+    val_labels,  # per-point labels matching val_tokens
+    max_tokens: int = 15000,  # at most this many tokens of each set (reference: 15,000)
+    pca_dim: int = 128,  # PCA dimension fit on the training tokens (reference: 128)
+    C: float = 0.005,  # LinearSVC regularisation (reference: 0.005)
+    seed: int = 0,  # token subset and solver seed
+    class_names: tuple = PILARNET_SEMANTIC_CLASSES[:4],  # names of the target classes
+    ignore: tuple = (4,),  # labels that are never a target
+    device=None,  # where the encoder runs (None: CUDA when available)
+) -> dict:  # mean_f1, f1_<class>, accuracy, n_train, n_val, train_<class> / val_<class> token counts
+    "Multi-label linear SVM probe of an encoder's tokens: per-class and mean F1 on the validation tokens."
+    rng = np.random.default_rng(seed)
+    sets = {}
+    for name, tokens, labels in (('train', train_tokens, train_labels), ('val', val_tokens, val_labels)):
+        tb, lb = _token_batches(tokens, 'svm_token_probe'), _as_list(labels)
+        if len(tb) != len(lb):
+            raise DataFormatError(
+                'svm_token_probe', f'{name}_labels', f'{len(tb)} label tensors, one per TokenBatch', got=len(lb)
+            )
+        y = torch.cat([token_labels(t, lab, len(class_names), ignore) for t, lab in zip(tb, lb)])
+        x = token_features(encoder, tb, device=device)
+        keep = np.sort(rng.choice(len(y), max_tokens, replace=False)) if len(y) > max_tokens else np.arange(len(y))
+        sets[name] = x[keep], y[keep]
+    res = linear_probe_svm(*sets['train'], *sets['val'], C=C, pca_dim=pca_dim, seed=seed)
+    out = dict(mean_f1=res['macro_f1'], accuracy=res['accuracy'])
+    out.update({f'f1_{c}': float(f) for c, f in zip(class_names, res['f1_per_class'])})
+    out.update(n_train=len(sets['train'][1]), n_val=len(sets['val'][1]))
+    for name in ('train', 'val'):
+        out.update({f'{name}_{c}': int(n) for c, n in zip(class_names, sets[name][1].sum(0))})
+    return out
+
+# %% ../../nbs/29_tasks.mae.ipynb #c2e1bde1
+class SVMProbe(L.Callback):
+    "Log the SVM token probe of the task's backbone at each validation end (or every n steps)."
+
+    def __init__(
+        self,
+        train_batches,  # sequence of (batch, point_labels): the SVM's training tokens
+        val_batches,  # sequence of (batch, point_labels): the tokens it is scored on
+        every_n_steps: int | None = None,  # None: at each validation end; else every this many optimizer steps
+        **probe,  # options of `svm_token_probe` (max_tokens, pca_dim, C, seed, ...)
+    ):
+        if every_n_steps is not None and (isinstance(every_n_steps, bool) or every_n_steps < 1):
+            raise ConfigError(f'SVMProbe: every_n_steps must be None or an integer >= 1, got {every_n_steps!r}')
+        self.batches = {'train': list(train_batches), 'val': list(val_batches)}
+        self.every_n_steps, self.probe = every_n_steps, probe
+        self.history, self._tokens = [], None
+
+    def tokens(self, tokenizer: PointTokenizer | None) -> dict:
+        "The probe's (tokens, labels) per set, tokenised once."
+        if self._tokens is None:
+            self._tokens = {
+                k: ([batch_tokens(b, tokenizer) for b, _ in v], [lab for _, lab in v]) for k, v in self.batches.items()
+            }
+        return self._tokens
+
+    def run(self, trainer, pl_module, on_step: bool) -> dict:
+        "Probe the backbone now, log the numbers and keep them."
+        encoder = getattr(getattr(pl_module, 'model', None), 'backbone', None)
+        if encoder is None:
+            raise ConfigError('SVMProbe: the task needs a `model` with a `backbone` (e.g. PointMAE)')
+        t = self.tokens(getattr(pl_module, 'tokenizer', None))
+        res = svm_token_probe(encoder, *t['train'], *t['val'], device=pl_module.device, **self.probe)
+        for k, v in res.items():
+            if k == 'mean_f1' or k == 'accuracy' or k.startswith('f1_'):
+                pl_module.log(f'val/svm_{k}', float(v), on_step=on_step, on_epoch=not on_step)
+        self.history.append({'step': trainer.global_step, **res})
+        return res
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if self.every_n_steps is None and not trainer.sanity_checking:
+            self.run(trainer, pl_module, on_step=False)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        done = self.history and self.history[-1]['step'] == step
+        if self.every_n_steps is not None and step % self.every_n_steps == 0 and not done:
+            self.run(trainer, pl_module, on_step=True)
