@@ -31,10 +31,10 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['FoundationJetsError', 'DataFormatError', 'ConfigError', 'check_array', 'get_device', 'autocast',
-           'lightning_precision', 'seed_everything', 'constructor_args', 'cpu_threads', 'ParticleSet', 'pad_sets',
-           'collate_sets', 'temporary_prefix', 'remove_stale_temporaries', 'atomic_path', 'atomic_write_bytes',
-           'atomic_write_text', 'check_output_dir', 'check_output_file', 'die_with_parent', 'worker_pool',
-           'project_root', 'data_dir', 'shared_data_dir']
+           'lightning_precision', 'seed_everything', 'constructor_args', 'cpu_threads', 'peak_memory', 'ParticleSet',
+           'pad_sets', 'collate_sets', 'temporary_prefix', 'remove_stale_temporaries', 'atomic_path',
+           'atomic_write_bytes', 'atomic_write_text', 'check_output_dir', 'check_output_file', 'die_with_parent',
+           'worker_pool', 'project_root', 'data_dir', 'shared_data_dir']
 
 # %% ../nbs/00_core.ipynb #9b9c945d
 class FoundationJetsError(Exception):
@@ -158,6 +158,29 @@ def cpu_threads(
         yield before
     finally:
         torch.set_num_threads(before)
+
+# %% ../nbs/00_core.ipynb #dfc4f3b6
+def peak_memory(
+    fn,  # a callable without arguments
+    device=None,  # where fn allocates: None = CUDA when available, else CPU
+) -> tuple:  # (what fn returned, peak bytes allocated by torch while it ran, above what was held before)
+    "Run `fn` and measure the peak memory torch allocated while it ran (CUDA counter, or the CPU profiler)."
+    device = get_device(device)
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out, torch.cuda.max_memory_allocated(device) - before
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities, profile_memory=True) as profiler:
+        out = fn()
+    running, peak = 0, 0
+    for event in sorted(profiler.events(), key=lambda e: e.time_range.start):
+        running += event.cpu_memory_usage if event.name == '[memory]' else event.self_cpu_memory_usage
+        peak = max(peak, running)
+    return out, peak
 
 # %% ../nbs/00_core.ipynb #f312d169
 @dataclass

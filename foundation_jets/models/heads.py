@@ -22,7 +22,7 @@ from ..tokenize.shards import tokenizer_from_bytes
 
 # %% auto #0
 __all__ = ['HEADS', 'REGIMES', 'MODEL_FORMAT', 'check_backbone', 'rebuild', 'SummationHead', 'ClassAttentionHead', 'module_spec',
-           'build_module', 'Classifier', 'transfer_model', 'save_pretrained', 'load_pretrained']
+           'build_module', 'FreezableBackbone', 'Classifier', 'transfer_model', 'save_pretrained', 'load_pretrained']
 
 # %% ../../nbs/15_models.heads.ipynb #2ddd26d3
 def check_backbone(
@@ -153,7 +153,32 @@ def build_module(
         raise DataFormatError(source, 'config', f'arguments of {cls.__name__}', got=str(e)[:300]) from None
 
 # %% ../../nbs/15_models.heads.ipynb #519778a9
-class Classifier(nn.Module):
+class FreezableBackbone(nn.Module):
+    "Mixin for a model whose pretrained network is `self.backbone`: freeze it (no gradients, eval mode) for good."
+
+    @property
+    def frozen(self) -> bool:  # True when no backbone parameter is trainable
+        return not any(p.requires_grad for p in self.backbone.parameters())
+
+    def freeze_backbone(self) -> FreezableBackbone:  # the model itself
+        "Stop gradients into the backbone and keep it in eval mode (no dropout) from now on."
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        self.backbone.eval()
+        return self
+
+    def train(
+        self,
+        mode: bool = True,  # training mode (False: eval mode)
+    ) -> FreezableBackbone:  # the model itself
+        "Training mode for the model (and its backbone unless it is frozen)."
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+# %% ../../nbs/15_models.heads.ipynb #420a8e22
+class Classifier(FreezableBackbone):
     "A backbone that keeps the contract plus a classification head: `(x, mask) -> logits`."
 
     def __init__(
@@ -177,29 +202,6 @@ class Classifier(nn.Module):
         self.config = dict(
             backbone=module_spec(backbone), head=head, num_classes=num_classes, head_kwargs=dict(head_kwargs or {})
         )
-
-# %% ../../nbs/15_models.heads.ipynb #e3e86eed
-@patch(as_prop=True)
-def frozen(self: Classifier) -> bool:  # True when no backbone parameter is trainable
-    return not any(p.requires_grad for p in self.backbone.parameters())
-
-
-@patch
-def freeze_backbone(self: Classifier) -> Classifier:
-    "Stop gradients into the backbone and keep it in eval mode (no dropout) from now on."
-    for p in self.backbone.parameters():
-        p.requires_grad_(False)
-    self.backbone.eval()
-    return self
-
-
-@patch
-def train(self: Classifier, mode: bool = True) -> Classifier:
-    "Training mode for the head (and the backbone unless it is frozen)."
-    nn.Module.train(self, mode)
-    if self.frozen:
-        self.backbone.eval()
-    return self
 
 # %% ../../nbs/15_models.heads.ipynb #fe22486e
 @patch

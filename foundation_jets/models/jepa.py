@@ -22,8 +22,8 @@ from ..physics import delta_phi
 
 # %% auto #0
 __all__ = ['LOCATION_DIM', 'wedge_mask', 'annulus_mask', 'EmptyRegionError', 'sample_regions_batch', 'sample_regions', 'Region',
-           'gather_regions', 'gather_region', 'HitEncoder', 'AttentionAggregator', 'RegionEncoder', 'EMATarget',
-           'Predictor', 'jepa_loss', 'collapse_metrics']
+           'gather_regions', 'gather_region', 'fourier_features', 'HitEncoder', 'AttentionAggregator', 'RegionEncoder',
+           'EMATarget', 'Predictor', 'jepa_loss', 'collapse_metrics']
 
 # %% ../../nbs/17_models.jepa.ipynb #25fd3c24
 def wedge_mask(
@@ -209,6 +209,17 @@ def gather_region(
     return gather_regions(hits[None], mask[None], max_hits, generator)
 
 # %% ../../nbs/17_models.jepa.ipynb #40fbfe3b
+def fourier_features(
+    u: Tensor,  # (..., F) scaled coordinates
+    omega: Tensor,  # (K,) angular frequencies
+) -> Tensor:  # (..., F (1 + 2K)): u, then sin(omega_k u_f), then cos(omega_k u_f), each ordered (f, k)
+    "Coordinates with their Fourier features appended."
+    if omega.numel() == 0:
+        return u
+    angle = (u[..., :, None] * omega.to(u.dtype)).flatten(-2)
+    return torch.cat([u, angle.sin(), angle.cos()], -1)
+
+# %% ../../nbs/17_models.jepa.ipynb #57d794b1
 class HitEncoder(nn.Module):
     "Per-hit MLP then pre-LN self-attention blocks over the hits of a region (Particle-JEPA's context encoder)."
 
@@ -221,13 +232,18 @@ class HitEncoder(nn.Module):
         num_layers: int = 3,  # transformer blocks (reference: 3)
         dropout: float = 0.0,  # dropout in the blocks
         length_scale: float = 1.0,  # hit coordinates are divided by this (e.g. the outer radius in mm)
+        frequencies: int = 0,  # Fourier features: sin, cos(pi 2^k u) of each scaled coordinate u, k < frequencies
     ):
         super().__init__()
         self.config = constructor_args(locals())
         if length_scale <= 0:
             raise ConfigError(f'length_scale must be > 0, got {length_scale}')
+        if frequencies < 0:
+            raise ConfigError(f'frequencies must be >= 0, got {frequencies}')
         self.input_dim, self.dim, self.length_scale = input_dim, dim, length_scale
-        self.embed = nn.Sequential(nn.Linear(input_dim, d_ff), nn.SiLU(), nn.Linear(d_ff, dim))
+        self.register_buffer('omega', math.pi * 2.0 ** torch.arange(frequencies, dtype=torch.float32), persistent=False)
+        width = input_dim * (1 + 2 * frequencies)
+        self.embed = nn.Sequential(nn.Linear(width, d_ff), nn.SiLU(), nn.Linear(d_ff, dim))
         self.blocks = TransformerStack(dim, num_heads, num_layers, block='preln', mlp_ratio=d_ff / dim, dropout=dropout)
 
     def forward(
@@ -237,7 +253,7 @@ class HitEncoder(nn.Module):
     ) -> Tensor:  # (B, M, D), zero at padding
         if x.ndim != 3 or x.shape[-1] != self.input_dim:
             raise DataFormatError('HitEncoder', 'x', f'a (B, M, {self.input_dim}) tensor', got=tuple(x.shape))
-        h = self.embed(x / self.length_scale)
+        h = self.embed(fourier_features(x / self.length_scale, self.omega))
         if mask is not None:
             h = h * mask[..., None].to(h.dtype)
         return self.blocks(h, mask)

@@ -13,6 +13,7 @@ from fastcore.basics import patch
 from torch import Tensor, nn
 
 from ..core import ConfigError, DataFormatError
+from .heads import FreezableBackbone
 from .mae import PointMAEEncoder, TokenBatch, check_token_inputs
 from ..nn import masked_max, masked_mean
 from ..points import knn
@@ -112,7 +113,7 @@ def focal_loss(
     return loss.sum() / denom.clamp(min=1e-12)
 
 # %% ../../nbs/16a_models.segmentation.ipynb #a5f8d2cf
-class PointSegmenter(nn.Module):
+class PointSegmenter(FreezableBackbone):
     "Per-point class logits from a `PointMAEEncoder`: layer-averaged token features propagated to the points."
 
     def __init__(
@@ -169,29 +170,6 @@ class PointSegmenter(nn.Module):
     def encoder(self) -> PointMAEEncoder:
         "The encoder (the `backbone`)."
         return self.backbone
-
-# %% ../../nbs/16a_models.segmentation.ipynb #f62f68d3
-@patch(as_prop=True)
-def frozen(self: PointSegmenter) -> bool:  # True when no encoder parameter is trainable
-    return not any(p.requires_grad for p in self.backbone.parameters())
-
-
-@patch
-def freeze_backbone(self: PointSegmenter) -> PointSegmenter:
-    "Stop gradients into the encoder and keep it in eval mode from now on (PEFT)."
-    for p in self.backbone.parameters():
-        p.requires_grad_(False)
-    self.backbone.eval()
-    return self
-
-
-@patch
-def train(self: PointSegmenter, mode: bool = True) -> PointSegmenter:
-    "Training mode for the propagation and head (and the encoder unless it is frozen)."
-    nn.Module.train(self, mode)
-    if self.frozen:
-        self.backbone.eval()
-    return self
 
 # %% ../../nbs/16a_models.segmentation.ipynb #7622695b
 @patch

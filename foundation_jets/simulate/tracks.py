@@ -22,8 +22,8 @@ from ..data.modules import read_h5_shard, write_h5_shard
 
 # %% auto #0
 __all__ = ['PION_MASS', 'TRACKML_BARREL', 'circle_crossing', 'propagate_helices', 'smear_hits', 'fit_circle', 'TrackingConfig',
-           'simulate_tracking_event', 'simulate_barrel2d', 'helix_residuals', 'trackml_tables', 'write_solenoid3d',
-           'compact_barrel2d', 'cli_main']
+           'simulate_tracking_event', 'merge_events', 'simulate_barrel2d', 'helix_residuals', 'trackml_tables',
+           'write_solenoid3d', 'compact_barrel2d', 'cli_main']
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #22c11219
 def circle_crossing(
@@ -274,34 +274,64 @@ def simulate_tracking_event(
     )
 
 # %% ../../nbs/06d_simulate.tracks.ipynb #d4817b6e
+def merge_events(
+    a: dict,  # output of `simulate_tracking_event`
+    b: dict,  # another one (same detector), whose particles are added to `a`
+) -> dict:  # the combined event, same keys
+    "One event holding the particles and hits of both (b's particle indices shifted by len(a['particles']))."
+    shift = len(a['particles'])
+    particle = np.r_[a['particle'], np.where(b['particle'] >= 0, b['particle'] + shift, -1)]
+    hits, layer = np.vstack([a['hits'], b['hits']]), np.r_[a['layer'], b['layer']]
+    order = np.lexsort((np.arctan2(hits[:, 1], hits[:, 0]), layer))
+    return dict(
+        hits=hits[order],
+        true=np.vstack([a['true'], b['true']])[order],
+        particle=particle[order],
+        layer=layer[order],
+        momentum=np.vstack([a['momentum'], b['momentum']])[order],
+        particles=pd.concat([a['particles'], b['particles']], ignore_index=True),
+    )
+
+# %% ../../nbs/06d_simulate.tracks.ipynb #6abf55cd
 def simulate_barrel2d(
     n_events: int,  # number of events
     seed: int = 0,  # sample seed
     config: TrackingConfig | None = None,  # options (detector must be 'barrel2d')
+    overlay: TrackingConfig | None = None,  # a second gun added to every event (same layers), e.g. one hard track
 ) -> ParticleSet:
     "A deterministic sample of 2-D barrel events as a padded `ParticleSet` of hits."
     cfg = (config or TrackingConfig()).validate()
-    if cfg.detector != 'barrel2d':
-        raise ConfigError(f"simulate_barrel2d needs detector='barrel2d', got {cfg.detector!r}")
+    for c in (cfg, overlay):
+        if c is not None and c.validate().detector != 'barrel2d':
+            raise ConfigError(f"simulate_barrel2d needs detector='barrel2d', got {c.detector!r}")
+    if overlay is not None and (overlay.n_layers, tuple(overlay.r_range)) != (cfg.n_layers, tuple(cfg.r_range)):
+        raise ConfigError('simulate_barrel2d: overlay must use the same layers (n_layers, r_range) as config')
     if n_events < 1:
         raise ConfigError(f'n_events must be >= 1, got {n_events}')
     lay = cfg.layers()
     evs = [simulate_tracking_event(np.random.default_rng([int(seed), i]), cfg, lay) for i in range(n_events)]
+    if overlay is not None:
+        lay2 = overlay.layers()
+        evs = [
+            merge_events(e, simulate_tracking_event(np.random.default_rng([int(seed), i, 1]), overlay, lay2))
+            for i, e in enumerate(evs)
+        ]
     m = max(len(e['hits']) for e in evs)
     x = np.zeros((n_events, m, 2), np.float32)
     mask = np.zeros((n_events, m), bool)
-    lab, layer, pt = (
-        np.full((n_events, m), -1, np.int64),
-        np.full((n_events, m), -1, np.int64),
-        np.zeros((n_events, m), np.float32),
-    )
+    lab, layer = np.full((n_events, m), -1, np.int64), np.full((n_events, m), -1, np.int64)
+    pt, d0 = np.zeros((n_events, m), np.float32), np.zeros((n_events, m), np.float32)
     for i, e in enumerate(evs):
-        k = len(e['hits'])
+        k, real, p = len(e['hits']), e['particle'] >= 0, e['particles']
         x[i, :k], mask[i, :k], lab[i, :k], layer[i, :k] = e['hits'][:, :2], True, e['particle'], e['layer']
-        pt[i, :k] = np.where(e['particle'] >= 0, e['particles']['pt'].to_numpy()[np.maximum(e['particle'], 0)], 0.0)
+        j = np.maximum(e['particle'], 0)
+        pt[i, :k] = np.where(real, p['pt'].to_numpy()[j], 0.0)
+        signed_d0 = p['vx'].to_numpy() * np.sin(p['phi'].to_numpy()) - p['vy'].to_numpy() * np.cos(p['phi'].to_numpy())
+        d0[i, :k] = np.where(real, signed_d0[j], 0.0)
     meta = dict(
         layer=torch.from_numpy(layer),
         pt=torch.from_numpy(pt),
+        d0=torch.from_numpy(d0),
         n_particles=torch.tensor([len(e['particles']) for e in evs]),
     )
     return ParticleSet(torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(lab), meta, ('x', 'y'))
