@@ -52,16 +52,15 @@ import argparse
 import ctypes
 import gc
 import os
-import platform
 import resource
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import machine_info
 
 from foundation_jets.core import ParticleSet, autocast, get_device
 from foundation_jets.data.features import pilarnet_spec
@@ -271,18 +270,7 @@ def main(argv=None):
         print(row_line(r))
     print(f'load average: start {load_start[0]:.2f}, end {load_end[0]:.2f}')
     result = {
-        'machine': {
-            'platform': platform.platform(),
-            'processor': platform.processor() or platform.machine(),
-            'cpus': os.cpu_count(),
-            'device': str(device),
-            'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda' else None,
-            'torch': torch.__version__,
-            'python': sys.version.split()[0],
-            'torch_threads': torch.get_num_threads(),
-            'load_average_start': list(load_start),
-            'load_average_end': list(load_end),
-        },
+        'machine': machine_info(load_start, device),
         'settings': {
             'quick': args.quick,
             'repeats': repeats,

@@ -36,14 +36,13 @@ import argparse
 import importlib.util
 import math
 import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import machine_info, power_law
 
 from foundation_jets.metrics import metrics_to_json
 from foundation_jets.points import cnms_centers, group_events, group_points, knn
@@ -91,12 +90,6 @@ def timed(fn, repeats: int) -> float:
         fn()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
-
-
-def power_law(ns, ts) -> dict:
-    "Least-squares fit of log t = log a + b log N."
-    b, log_a = np.polyfit(np.log(ns), np.log(ts), 1)
-    return {'a': float(math.exp(log_a)), 'b': float(b)}
 
 
 def pytorch3d_times(points, lengths, centers, cmask, repeats) -> dict:
@@ -179,16 +172,7 @@ def main(argv=None):
     load_end = os.getloadavg()
     print(f'load average: start {load_start[0]:.2f}, end {load_end[0]:.2f}')
     result = {
-        'machine': {
-            'platform': platform.platform(),
-            'processor': platform.processor() or platform.machine(),
-            'cpus': os.cpu_count(),
-            'torch': torch.__version__,
-            'python': sys.version.split()[0],
-            'torch_threads': torch.get_num_threads(),
-            'load_average_start': list(load_start),
-            'load_average_end': list(load_end),
-        },
+        'machine': machine_info(load_start),
         'settings': {
             'radius': RADIUS,
             'overlap': OVERLAP,

@@ -55,3 +55,32 @@ def test_points_quick_fits_a_power_law(tmp_path):
         assert math.isfinite(fit['b']) and fit['a'] > 0, name
         assert all(r[name] > 0 for r in rows), name
     assert d['goal_met'] == (d['power_law']['batch1']['group_events_s']['b'] <= d['goal_b_max'])
+
+
+def test_mae_pretrain_quick_reports_every_row(tmp_path):
+    out = tmp_path / 'mae.json'
+    run_script('bench_mae.py', out, '--quick')
+    d = json.loads(out.read_text())
+    assert d['rows'], 'no rows'
+    for row in d['rows']:
+        assert row['events_per_s'] > 0 and math.isfinite(row['events_per_s']), row
+        assert 0.0 < row['tokenize_fraction'] < 1.0, row
+        assert row['tokens_per_event'] > 0 and row['peak_mib'] >= 0, row
+    points = sorted({r['points'] for r in d['rows']})
+    tokens = [max(r['tokens_per_event'] for r in d['rows'] if r['points'] == p) for p in points]
+    assert tokens == sorted(tokens)  # more points, at least as many tokens (up to the context cap)
+
+
+def test_jepa_pretrain_quick_runs_in_bounded_memory(tmp_path):
+    out = tmp_path / 'jepa.json'
+    run_script('bench_jepa.py', out, '--quick')
+    d = json.loads(out.read_text())
+    rows = d['rows']
+    assert {r['batch'] for r in rows} == {1, 2} and len(rows) == 4
+    for r in rows:
+        assert r['events_per_s'] > 0 and r['peak_mib'] > 0, r
+        assert r['events_used'] + r['events_skipped'] == r['batch'], r
+    big = [r for r in rows if r['hits_per_event'] > 15_000]
+    assert all(r['hits_beyond_max_hits'] > 0 for r in big)  # the cap is exercised, and counted
+    for r in big:  # far below one block of whole-event attention logits (N^2 x 4 heads x 4 bytes)
+        assert r['peak_mib'] * 2**20 < 0.05 * r['hits_per_event'] ** 2 * 16 * r['batch']
