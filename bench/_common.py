@@ -35,3 +35,17 @@ def power_law(ns, ts) -> dict:
     "Least-squares fit of log t = log a + b log N."
     b, log_a = np.polyfit(np.log(ns), np.log(ts), 1)
     return {'a': float(math.exp(log_a)), 'b': float(b)}
+
+
+def power_laws_by_batch(
+    rows: list,  # measurement rows, each with 'batch', the size and the timed keys
+    size_key: str,  # the row key of the size N
+    keys: tuple,  # the row keys to fit against N
+) -> dict:  # 'batch{b}' -> {key: {'a', 'b'}} for each batch size present
+    "A power law t = a N^b per timed key and batch size."
+    fits = {}
+    for batch in sorted({r['batch'] for r in rows}):
+        sel = [r for r in rows if r['batch'] == batch]
+        sizes = [r[size_key] for r in sel]
+        fits[f'batch{batch}'] = {k: power_law(sizes, [r[k] for r in sel]) for k in keys}
+    return fits

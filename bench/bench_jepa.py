@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import machine_info, power_law
+from _common import machine_info, power_laws_by_batch
 
 from foundation_jets.core import autocast, get_device, peak_memory
 from foundation_jets.metrics import metrics_to_json
@@ -107,11 +107,8 @@ def main(argv=None):
                 f"{r['hits_per_event']:8.0f} {batch:5d} {r['step_median_s']:8.3f} {r['events_per_s']:9.2f}"
                 f" {r['peak_mib']:9.1f} {r['hits_beyond_max_hits']:10d}"
             )
-    fits = {}
+    fits = power_laws_by_batch(rows, 'hits_per_event', ('step_median_s', 'peak_mib'))
     for batch in batches:
-        sel = [r for r in rows if r['batch'] == batch]
-        ns = [r['hits_per_event'] for r in sel]
-        fits[f'batch{batch}'] = {k: power_law(ns, [r[k] for r in sel]) for k in ('step_median_s', 'peak_mib')}
         print(
             f"batch {batch}: step time ~ N^{fits[f'batch{batch}']['step_median_s']['b']:.2f},"
             f" peak memory ~ N^{fits[f'batch{batch}']['peak_mib']['b']:.2f}"

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import machine_info, power_law
+from _common import machine_info, power_laws_by_batch
 
 from foundation_jets.metrics import metrics_to_json
 from foundation_jets.points import cnms_centers, group_events, group_points, knn
@@ -157,14 +157,8 @@ def main(argv=None):
                 f"knn {row['knn_to_centers_s']:.3f} s; groups/event {int(np.mean(row['groups_per_event']))}, "
                 f"points/group {row['mean_points_per_group']:.1f}"
             )
-    fits = {}
-    for batch in batches:
-        sel = [r for r in rows if r['batch'] == batch]
-        ns = [r['points'] for r in sel]
-        fits[f'batch{batch}'] = {
-            k: power_law(ns, [r[k] for r in sel])
-            for k in ('group_events_s', 'cnms_centers_s', 'group_points_s', 'knn_to_centers_s')
-        }
+    timed_keys = ('group_events_s', 'cnms_centers_s', 'group_points_s', 'knn_to_centers_s')
+    fits = power_laws_by_batch(rows, 'points', timed_keys)
     print('\npower law t = a N^b (least squares in log-log):')
     print(f"{'':10s}" + ''.join(f'{k:>20s}' for k in fits['batch1']))
     for name, f in fits.items():

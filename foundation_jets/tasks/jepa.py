@@ -16,11 +16,10 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import Tensor, nn
 
-from ..core import ConfigError, DataFormatError, ParticleSet, get_device
-from ..data.modules import SetDataModule
+from ..core import ConfigError, DataFormatError, ParticleSet
 from ..metrics import roc_auc
 from ..physics import delta_phi
-from ..models.heads import Classifier, transfer_model
+from ..models.heads import transfer_model
 from foundation_jets.models.jepa import (
     LOCATION_DIM,
     AttentionAggregator,
@@ -226,16 +225,21 @@ def jepa_step(
 
 # %% ../../nbs/29b_tasks.jepa.ipynb #7b480c38
 @patch
+def _logged_step(self: JEPATask, batch, stage: str, generator: torch.Generator | None = None) -> dict:
+    "`jepa_step` with the bookkeeping: skipped events and dropped hits counted in `skips` / `dropped_hits` and logged."
+    out = self.jepa_step(batch, generator)
+    self.skips[stage] += out['skipped']
+    self.dropped_hits[stage] += out['dropped_hits']
+    self.log(f'{stage}/skipped_events', float(out['skipped']), on_step=False, on_epoch=True, reduce_fx='sum')
+    if out['loss'] is not None:
+        self.log(f'{stage}/loss', out['loss'], batch_size=out['events'])
+        self.log(f'{stage}/jepa_loss', out['jepa_loss'], batch_size=out['events'])
+    return out
+
+
+@patch
 def training_step(self: JEPATask, batch, batch_idx):
-    out = self.jepa_step(batch)
-    self.skips['train'] += out['skipped']
-    self.dropped_hits['train'] += out['dropped_hits']
-    self.log('train/skipped_events', float(out['skipped']), on_step=False, on_epoch=True, reduce_fx='sum')
-    if out['loss'] is None:
-        return None
-    self.log('train/loss', out['loss'], batch_size=out['events'])
-    self.log('train/jepa_loss', out['jepa_loss'], batch_size=out['events'])
-    return out['loss']
+    return self._logged_step(batch, 'train')['loss']
 
 
 @patch
@@ -251,15 +255,9 @@ def on_train_batch_end(self: JEPATask, outputs, batch, batch_idx):
 def validation_step(self: JEPATask, batch, batch_idx):
     device = batch.x.device if isinstance(batch, ParticleSet) else batch['x'].device
     generator = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + batch_idx)
-    out = self.jepa_step(batch, generator)
-    self.skips['val'] += out['skipped']
-    self.dropped_hits['val'] += out['dropped_hits']
-    self.log('val/skipped_events', float(out['skipped']), on_step=False, on_epoch=True, reduce_fx='sum')
-    if out['loss'] is None:
-        return None
-    self.log('val/loss', out['loss'], batch_size=out['events'])
-    self.log('val/jepa_loss', out['jepa_loss'], batch_size=out['events'])
-    self.collect('val', pred=out['pred'].float(), target=out['target'].float())
+    out = self._logged_step(batch, 'val', generator)
+    if out['loss'] is not None:
+        self.collect('val', pred=out['pred'].float(), target=out['target'].float())
     return out['loss']
 
 
