@@ -318,6 +318,7 @@ COLUMN_ALIASES = {
     'part_d0err': 'd0err',
     'part_dzval': 'dzval',
     'part_dzerr': 'dzerr',
+    'voxel_value': 'energy',  # PILArNet-M point column 3, the energy PoLAr-MAE uses (MeV)
 }
 
 # %% ../../nbs/03_data.features.ipynb #a5b059cf
