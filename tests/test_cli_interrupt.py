@@ -34,6 +34,12 @@ def _env(**kw):
     return env
 
 
+def _as_from_a_terminal():
+    "In the child before exec: SIGINT at its default and no signal blocked, whatever the test process inherited."
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args, cwd):
     "An `fj` process in its own session (so a signal to its group reaches its workers, as a terminal's Ctrl-C does)."
     return subprocess.Popen(
@@ -44,6 +50,7 @@ def _start(args, cwd):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_as_from_a_terminal,
     )
 
 
