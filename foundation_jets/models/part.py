@@ -174,10 +174,11 @@ class ParticleBlock(nn.Module):
         mask: Tensor,  # (B, N) bool, True for a real particle
         bias: Tensor | None = None,  # (B, H, N, N) additive attention bias (particle blocks)
         cls: Tensor | None = None,  # (B, 1, D) class token: class-attention mode, returns the new token
+        causal: bool = False,  # particle i attends to particles j <= i only (next-particle prediction)
     ) -> Tensor:  # (B, N, D), or (B, 1, D) in class-attention mode
         if cls is None:
             residual = x
-            out = self.attn(self.norm1(x), mask=mask, bias=bias)
+            out = self.attn(self.norm1(x), mask=mask, bias=bias, causal=causal)
         else:
             residual = cls
             context = self.norm1(torch.cat([cls, x], 1))
