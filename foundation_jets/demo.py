@@ -19,8 +19,9 @@ import torch
 from .core import ConfigError, ParticleSet, check_output_dir, cpu_threads, seed_everything
 from .data.jets import JETCLASS_LABELS, load_embedded_jets
 from .data.features import omnijet_spec
-from .metrics import codebook_usage, metrics_to_json, plot_hist_ratio, round_trip_resolutions
+from .metrics import codebook_usage, metrics_to_json, round_trip_resolutions
 from .physics import jet_level_observables
+from .plots import plot_generation, plot_hist_ratio
 from .models.gpt import GPTLanguageModel
 from .models.heads import save_pretrained, transfer_model
 from .tokenize.tokenizers import BinnedTokenizer, TokenVocab, VQVAETokenizer
@@ -28,7 +29,7 @@ from .tokenize.shards import save_tokenizer, tokenize_jets
 from .tokenize.sentences import TokenSentences
 from .tasks.tokenizer import fit_tokenizer
 from .tasks.pretrain import pretrain_gpt
-from .tasks.generation import evaluate_generation, generate_jets, plot_generation, reconstruct_jets
+from .tasks.generation import evaluate_generation, generate_jets, reconstruct_jets
 from .tasks.transfer import evaluate_classifier, train_transfer
 
 # %% auto #0

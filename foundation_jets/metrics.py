@@ -1,4 +1,4 @@
-"""Distribution distances (quantile-binned KL, W1, classifier two-sample test), ROC/AUC, background rejection, TPR at fixed FPR, F1, a linear SVM probe, resolutions, JSON output and ratio plots
+"""Distribution distances (quantile-binned KL, W1, classifier two-sample test), ROC/AUC, background rejection, TPR at fixed FPR, F1, a linear SVM probe, resolutions and JSON output
 
 Docs: https://foundation-jets.github.io/foundation_jets/metrics.html.md"""
 
@@ -22,7 +22,7 @@ from .core import ConfigError, DataFormatError, atomic_write_text, check_array
 __all__ = ['to_numpy', 'masked_values', 'kl_divergence_quantiles', 'wasserstein_1d', 'roc_curve', 'roc_auc',
            'background_rejection', 'tpr_at_fpr', 'multiclass_roc_auc', 'tagging_metrics', 'confusion_matrix',
            'f1_per_class', 'macro_f1', 'linear_probe_svm', 'resolution', 'round_trip_resolutions', 'codebook_usage',
-           'compare_distributions', 'classifier_two_sample_test', 'metrics_to_json', 'plot_hist_ratio']
+           'compare_distributions', 'classifier_two_sample_test', 'metrics_to_json']
 
 # %% ../nbs/30_metrics.ipynb #af67cffd
 def to_numpy(
@@ -581,46 +581,3 @@ def metrics_to_json(
     "Write `metrics` as indented JSON atomically, converting numpy/torch values; NaN raises unless allowed."
     data = _jsonable(metrics, '', allow_nan)
     return atomic_write_text(path, json.dumps(data, indent=1, allow_nan=allow_nan) + '\n')
-
-# %% ../nbs/30_metrics.ipynb #d490793b
-def plot_hist_ratio(
-    reference,  # 1-D reference sample (drawn filled, grey)
-    candidates: Mapping,  # label -> 1-D sample, each drawn as a step line
-    bins=30,  # number of bins or bin edges (as in np.histogram, range from the reference)
-    ax=None,  # optional (main, ratio) pair of matplotlib axes
-    xlabel: str = '',  # x-axis label
-    reference_label: str = 'reference',  # legend label of the reference
-    density: bool = False,  # normalise every histogram to unit area
-    ratio_range: tuple = (0.5, 1.5),  # y-limits of the ratio panel
-):  # the matplotlib Figure
-    "Step histograms of `candidates` over a filled `reference`, with a candidate/reference ratio panel."
-    import matplotlib.pyplot as plt
-
-    ref = to_numpy(reference, 'plot_hist_ratio', 'reference', ndim=1, kind='fiub')
-    edges = np.histogram_bin_edges(ref, bins)
-    if ax is None:
-        fig, (ax_main, ax_ratio) = plt.subplots(
-            2, 1, sharex=True, figsize=(4.5, 4), gridspec_kw=dict(height_ratios=(3, 1), hspace=0.05)
-        )
-    else:
-        ax_main, ax_ratio = ax
-        fig = ax_main.figure
-
-    def hist(x):
-        h = np.histogram(x, edges)[0].astype(np.float64)
-        return h / (h.sum() * np.diff(edges)) if density and h.sum() else h
-
-    h_ref = hist(ref)
-    ax_main.stairs(h_ref, edges, fill=True, color='0.8', label=reference_label)
-    ax_ratio.axhline(1, color='0.5', lw=0.8)
-    for label, x in candidates.items():
-        h = hist(to_numpy(x, 'plot_hist_ratio', f'candidates[{label!r}]', ndim=1, kind='fiub'))
-        line = ax_main.stairs(h, edges, label=label)
-        ratio = np.divide(h, h_ref, out=np.full_like(h, np.nan), where=h_ref > 0)
-        ax_ratio.stairs(ratio, edges, color=line.get_edgecolor(), label=label)
-    ax_main.set_ylabel('density' if density else 'entries')
-    ax_main.legend(frameon=False, fontsize='small')
-    ax_ratio.set_ylim(*ratio_range)
-    ax_ratio.set_ylabel('ratio')
-    ax_ratio.set_xlabel(xlabel)
-    return fig

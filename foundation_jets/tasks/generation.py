@@ -19,7 +19,6 @@ from ..data.features import FeatureSpec
 from foundation_jets.metrics import (
     classifier_two_sample_test,
     kl_divergence_quantiles,
-    plot_hist_ratio,
     to_numpy,
     wasserstein_1d,
 )
@@ -29,8 +28,8 @@ from ..tokenize.shards import decode_tokens, tokenize_jets
 from ..tokenize.tokenizers import TokenVocab
 
 # %% auto #0
-__all__ = ['OBSERVABLE_LABELS', 'reconstruct_jets', 'generation_codes', 'GeneratedJets', 'generate_jets', 'jet_feature_matrix',
-           'evaluate_generation', 'plot_generation', 'class_conditional_tokens']
+__all__ = ['reconstruct_jets', 'generation_codes', 'GeneratedJets', 'generate_jets', 'jet_feature_matrix', 'evaluate_generation',
+           'class_conditional_tokens']
 
 # %% ../../nbs/22_tasks.generation.ipynb #db8a620e
 def reconstruct_jets(
@@ -216,51 +215,6 @@ def evaluate_generation(
         t = classifier_two_sample_test(r, g, n_folds=n_folds, seed=seed)
         out['c2st_auc'], out['c2st_auc_std'] = t['auc'], t['auc_std']
     return out
-
-# %% ../../nbs/22_tasks.generation.ipynb #11754658
-OBSERVABLE_LABELS = dict(
-    pt='jet $p_T$ [GeV]',
-    eta=r'jet $\eta$',
-    phi=r'jet $\phi$',
-    mass='jet mass [GeV]',
-    tau21=r'$\tau_{21}$',
-    tau32=r'$\tau_{32}$',
-    n_constituents='constituents',
-)
-
-
-def plot_generation(
-    reference: Mapping,  # name -> reference observable values (drawn filled)
-    candidates: Mapping,  # label -> {name -> values}: one line per candidate
-    observables: Sequence[str] | None = None,  # panels (default: every reference observable)
-    bins=30,  # bins per panel (range from the reference)
-    ncols: int = 4,  # panels per row
-    reference_label: str = 'reference',  # legend label of the reference
-):  # the matplotlib Figure
-    "A grid of histogram + ratio panels, generated vs reference jets."
-    import matplotlib.pyplot as plt
-
-    names = list(reference) if observables is None else list(observables)
-    nrows, ncols = math.ceil(len(names) / ncols), min(ncols, len(names))
-    fig = plt.figure(figsize=(3.2 * ncols, 3.3 * nrows))
-    outer = fig.add_gridspec(nrows, ncols, hspace=0.4, wspace=0.4)
-    for i, o in enumerate(names):
-        inner = outer[divmod(i, ncols)].subgridspec(2, 1, height_ratios=(3, 1), hspace=0.08)
-        ax_main = fig.add_subplot(inner[0])
-        ax_ratio = fig.add_subplot(inner[1], sharex=ax_main)
-        plot_hist_ratio(
-            reference[o],
-            {k: v[o] for k, v in candidates.items()},
-            bins=bins,
-            ax=(ax_main, ax_ratio),
-            xlabel=OBSERVABLE_LABELS.get(o, o),
-            reference_label=reference_label,
-            density=True,
-        )
-        ax_main.tick_params(labelbottom=False)
-        if i:
-            ax_main.legend().remove()
-    return fig
 
 # %% ../../nbs/22_tasks.generation.ipynb #fab109c5
 def class_conditional_tokens(

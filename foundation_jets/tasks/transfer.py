@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ..core import ConfigError, DataFormatError
 from ..metrics import background_rejection, roc_auc
 from ..models.heads import REGIMES, Classifier, transfer_model
+from ..plots import plot_auc_vs_n
 from .classifier import SetClassifier
 from .core import epoch_auc, evaluating, fit
 from ..tokenize.sentences import TokenSentences
@@ -247,29 +248,19 @@ def plot_transfer_sweep(
     df,  # from `transfer_sweep`
     metric: str = 'auc',  # column to plot against n_train
     ax=None,  # matplotlib axes (None: a new figure)
-):
-    "Metric against the number of labelled jets: colour = regime, line style = head; mean and min-max band over seeds."
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 3.2))
+):  # the matplotlib axes
+    "Metric against the number of labelled jets: colour = regime, line style = head; mean ± standard error over seeds."
     colors = {'scratch': 'tab:gray', 'frozen': 'tab:blue', 'finetune': 'tab:red'}
     styles = {'summation': '-', 'class_attention': '--'}
-    for (regime, head), g in df.groupby(['regime', 'head'], sort=False):
-        s = g.groupby('n_train')[metric].agg(['mean', 'min', 'max'])
-        ax.plot(
-            s.index,
-            s['mean'],
-            styles.get(head, ':'),
-            marker='o',
-            ms=3,
-            color=colors.get(regime),
-            label=f'{regime}, {head}',
-        )
-        if (s['max'] > s['min']).any():
-            ax.fill_between(s.index, s['min'], s['max'], color=colors.get(regime), alpha=0.15)
-    ax.set_xscale('log')
-    ax.set_xlabel('labelled training sentences N')
-    ax.set_ylabel(metric)
-    ax.legend(fontsize=7)
-    return ax
+    rows = [dict(r, tagger=f"{r['regime']}, {r['head']}") for r in df.to_dict('records')]
+    curves = {r['tagger']: (r['regime'], r['head']) for r in rows}
+    fig = plot_auc_vs_n(
+        rows,
+        metric,
+        ax=ax,
+        colors={t: colors[regime] for t, (regime, _) in curves.items() if regime in colors},
+        linestyles={t: styles.get(head, ':') for t, (_, head) in curves.items()},
+        xlabel='labelled training sentences $N$',
+        ylabel=metric,
+    )
+    return ax if ax is not None else fig.axes[0]
