@@ -7,12 +7,13 @@ Three stages, so that the two cores of a small machine can run shards side by si
     # 1. pretrain (one or more objectives per process); backbones go to <cache>/pretrain/backbones/<objective>.pt
     python bench/pretraining_small_n.py pretrain --objectives ntp mpm_tokens
     python bench/pretraining_small_n.py pretrain --objectives mpm_features jepa
-    # 2. fine-tune / freeze every backbone on the small-N splits (shard by seed), simulated and real jets
-    python bench/pretraining_small_n.py finetune --seeds 0 --out <cache>/pretrain/rows_seed0.json
+    # 2. fine-tune / freeze every backbone on the small-N splits (shards by objective), simulated and real jets
+    python bench/pretraining_small_n.py finetune --objectives ntp mpm_tokens --out <cache>/pretrain/rows_a.json
+    python bench/pretraining_small_n.py finetune --objectives mpm_features jepa --no-scratch --out ...rows_b.json
     # 3. merge with the supervised baselines of bench/part_small_n.py run on the same splits and seeds:
     python bench/part_small_n.py --seeds 0 1 2 --sizes 100 1000 --taggers part_scratch part_pretrained pfn bdt \
         --out <cache>/pretrain/baselines_small_n.json
-    python bench/pretraining_small_n.py merge <cache>/pretrain/rows_seed*.json \
+    python bench/pretraining_small_n.py merge <cache>/pretrain/rows_*.json \
         --baselines <cache>/pretrain/baselines_small_n.json
 
 Data (simulated by the package, cached outside the repository, see bench/part_small_n.py for the commands):
@@ -34,7 +35,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from _common import machine_info
@@ -44,8 +44,10 @@ from foundation_jets.data.jets import JETCLASS_LABELS, load_jetclass, load_jetcl
 from foundation_jets.metrics import metrics_to_json
 from foundation_jets.models.heads import load_pretrained, save_pretrained
 from foundation_jets.models.jets import JetBackbone
+from foundation_jets.plots import plot_auc_vs_n
 from foundation_jets.tasks.jetpretrain import (
     OBJECTIVES,
+    REGIMES,
     backbone_small_n,
     embedding_spread,
     jet_pretraining_sets,
@@ -131,8 +133,9 @@ def finetune(a, cache: Path, out_dir: Path):
     pool, test = top_vs_qcd(cache, a.max_particles, None)
     backbones = {o: load_pretrained(out_dir / f'{o}.pt') for o in a.objectives}
     logs = {o: b.meta.get('pretraining', {}) for o, b in backbones.items()}
-    scratch = JetBackbone(input_dim=pool.num_features, **BACKBONE)
+    scratch = None if a.no_scratch else JetBackbone(input_dim=pool.num_features, **BACKBONE)
     options = dict(seeds=a.seeds, scratch=scratch, verbose=True, epochs=a.epochs, min_steps=a.min_steps)
+    options['regimes'] = a.regimes
     t0 = time.perf_counter()
     rows = backbone_small_n(pool, test, backbones, a.sizes, **options)
     real_rows = [] if a.no_real else backbone_small_n(*real_top_vs_qcd(), backbones, (40,), **options)
@@ -169,7 +172,7 @@ def merge(a):
     keys = ('dataset', 'model', 'regime', 'tagger', 'n_train', 'seed', 'auc', 'rej30', 'steps', 'seconds')
     records = [{k: r[k] for k in keys} for r in rows]
     tables, verdicts = {}, {}
-    pretrained = [f'{o}_{g}' for o in OBJECTIVES for g in ('frozen', 'finetune')]
+    pretrained = [f'{o}_{g}' for o in OBJECTIVES for g in REGIMES]
     scratch = ['backbone_scratch', 'pfn', 'part_scratch']
     for dataset in sorted({r['dataset'] for r in records}):
         sub = [r for r in records if r['dataset'] == dataset]
@@ -211,20 +214,11 @@ def plot(records: list, path: Path):
     import matplotlib
 
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
     sim = [r for r in records if r['dataset'] == 'simulated_top_vs_qcd']
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for tagger in dict.fromkeys(r['tagger'] for r in sim):
-        sizes = sorted({r['n_train'] for r in sim if r['tagger'] == tagger})
-        values = [np.array([r['auc'] for r in sim if r['tagger'] == tagger and r['n_train'] == n]) for n in sizes]
-        mean = [v.mean() for v in values]
-        se = [v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0 for v in values]
-        style = '-' if tagger.endswith(('frozen', 'finetune')) else '--'
-        ax.errorbar(sizes, mean, yerr=se, marker='o', ls=style, capsize=3, label=tagger)
-    ax.set(xscale='log', xlabel='labelled training jets N', ylabel='test AUC (3,000 jets)', title='top vs QCD')
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    styles = {r['tagger']: '-' if r['tagger'].endswith(('frozen', 'finetune')) else '--' for r in sim}
+    fig = plot_auc_vs_n(sim, linestyles=styles)
+    fig.axes[0].set_title('top vs QCD, 3,000 test jets')
+    fig.axes[0].legend(fontsize=7, ncol=2)
     fig.savefig(path, dpi=110)
     print(f'wrote {path}')
 
@@ -248,6 +242,8 @@ def main():
     ap.add_argument('--epochs', type=int, default=20, help='fine-tuning epochs (at least --min-steps steps)')
     ap.add_argument('--min-steps', type=int, default=200)
     ap.add_argument('--no-real', action='store_true', help='skip the real JetClass sample')
+    ap.add_argument('--no-scratch', action='store_true', help='finetune: leave out the backbone_scratch row')
+    ap.add_argument('--regimes', nargs='+', default=list(REGIMES), choices=REGIMES, help='finetune: transfer regimes')
     ap.add_argument('--baselines', default=None, help='merge: JSON of bench/part_small_n.py on the same splits')
     ap.add_argument('--out', default=str(HERE / 'results' / 'pretraining_small_n.json'))
     a = ap.parse_args()

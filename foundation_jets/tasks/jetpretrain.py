@@ -33,10 +33,10 @@ from .transfer import balanced_subsets
 from ..tokenize.shards import encode_sets
 
 # %% auto #0
-__all__ = ['MPM_TARGETS', 'OBJECTIVES', 'jet_pretraining_sets', 'random_hide', 'cone_hide', 'JetPretrainTask', 'code_targets',
-           'NextTokenJetTask', 'MaskedParticleTask', 'JetJEPATask', 'pretraining_task', 'train_pretraining_task',
-           'pretrain_jet_backbone', 'embedding_spread', 'backbone_small_n', 'seed_summary', 'seed_summary_table',
-           'pretraining_verdict']
+__all__ = ['MPM_TARGETS', 'OBJECTIVES', 'REGIMES', 'jet_pretraining_sets', 'random_hide', 'cone_hide', 'JetPretrainTask',
+           'code_targets', 'NextTokenJetTask', 'MaskedParticleTask', 'JetJEPATask', 'pretraining_task',
+           'train_pretraining_task', 'pretrain_jet_backbone', 'pooled_embeddings', 'embedding_spread',
+           'linear_probe_proba', 'backbone_small_n', 'seed_summary', 'seed_summary_table', 'pretraining_verdict']
 
 # %% ../../nbs/29c_tasks.jetpretrain.ipynb #f9815cf7
 def jet_pretraining_sets(
@@ -361,6 +361,26 @@ def pretrain_jet_backbone(
 
 # %% ../../nbs/29c_tasks.jetpretrain.ipynb #57fcad57
 @torch.no_grad()
+def pooled_embeddings(
+    backbone: nn.Module,  # a backbone keeping the contract
+    sets: ParticleSet,  # jets (with meta['p4'] when the backbone has a pair bias)
+    batch_size: int = 512,  # jets per forward pass
+    device=None,  # None: CUDA when available
+) -> Tensor:  # (n, 2 D) float32 on the CPU: the mean and the max of each jet's particle embeddings
+    "Jet-level embeddings of a frozen backbone: mean- and max-pooled particle embeddings, side by side."
+    pooled = []
+    needs_p4 = getattr(backbone, 'pair_embed', None) is not None
+    with evaluating(backbone, device) as device:
+        for i in range(0, len(sets), batch_size):
+            b = sets[i : i + batch_size]
+            mask = b.mask.to(device)
+            extra = {'p4': b.meta['p4'].to(device)} if needs_p4 else {}
+            h = backbone(b.x.to(device), mask, **extra).float()
+            largest = torch.where(mask[..., None], h, -torch.inf).amax(1)
+            pooled.append(torch.cat([masked_mean(h, mask), largest], 1).cpu())
+    return torch.cat(pooled)
+
+
 def embedding_spread(
     backbone: nn.Module,  # a backbone keeping the contract
     sets: ParticleSet,  # jets (with meta['p4'] when the backbone has a pair bias)
@@ -368,26 +388,64 @@ def embedding_spread(
     device=None,  # None: CUDA when available
 ) -> float:  # mean over dimensions of the standard deviation of the mean-pooled jet embeddings
     "Collapse monitor: how much the mean-pooled jet embeddings vary across jets, averaged over dimensions."
-    pooled = []
-    needs_p4 = getattr(backbone, 'pair_embed', None) is not None
-    with evaluating(backbone, device) as device:
-        for i in range(0, len(sets), batch_size):
-            b = sets[i : i + batch_size]
-            extra = {'p4': b.meta['p4'].to(device)} if needs_p4 else {}
-            h = backbone(b.x.to(device), b.mask.to(device), **extra)
-            pooled.append(masked_mean(h.float(), b.mask.to(device)).cpu())
-    return float(torch.cat(pooled).std(0).mean())
+    mean_pooled = pooled_embeddings(backbone, sets, batch_size, device)[:, : backbone.dim]
+    return float(mean_pooled.std(0).mean())
 
 # %% ../../nbs/29c_tasks.jetpretrain.ipynb #501637f5
+def linear_probe_proba(
+    train_embeddings: Tensor,  # (n, E) frozen embeddings of the training jets
+    train_labels: Tensor,  # (n,) class ids
+    test_embeddings: Tensor,  # (m, E) embeddings of the test jets
+    strengths: Sequence[float] = (0.01, 0.1, 1.0, 10.0),  # inverse L2 strengths C tried by cross-validation
+) -> Tensor:  # (m, C) class probabilities
+    "Standardised logistic regression on frozen embeddings, its strength chosen by 3-fold CV on the training set."
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=list(strengths), cv=3, max_iter=3000))
+    probe.fit(train_embeddings.numpy(), train_labels.numpy())
+    return torch.as_tensor(probe.predict_proba(test_embeddings.numpy()), dtype=torch.float32)
+
+# %% ../../nbs/29c_tasks.jetpretrain.ipynb #db3e8656
+REGIMES = ('frozen', 'linear', 'finetune')
+
+
+def _regime_proba(
+    regime: str, backbone: JetBackbone, train: ParticleSet, test: ParticleSet, seed: int, cfg: dict, cache: dict
+) -> tuple:  # (test probabilities, log)
+    if regime == 'linear':
+        start = time.perf_counter()
+        if id(backbone) not in cache:  # the test embeddings of a backbone, computed once
+            cache[id(backbone)] = pooled_embeddings(backbone, test, device=cfg['device'])
+        train_embeddings = pooled_embeddings(backbone, train, device=cfg['device'])
+        probs = linear_probe_proba(train_embeddings, train.labels, cache[id(backbone)])
+        return probs, {'steps': 0, 'seconds': time.perf_counter() - start}
+    model = transfer_model(regime, backbone, cfg['num_classes'], head=cfg['head'], seed=seed)
+    inputs = ('p4',) if model.backbone.pair_embed is not None else ()
+    rates = dict(lr=cfg['lr'], backbone_lr=cfg['backbone_lr'] if regime == 'finetune' else cfg['lr'])
+    log = train_tagger(
+        model,
+        train,
+        inputs=inputs,
+        device=cfg['device'],
+        seed=seed,
+        num_classes=cfg['num_classes'],
+        **cfg['train'],
+        **rates,
+    )
+    return predict_sets(model, test, inputs, device=cfg['device']), log
+
+
 def backbone_small_n(
     pool: ParticleSet,  # labelled training pool from `jet_pretraining_sets` / `part_inputs`
     test: ParticleSet,  # labelled held-out jets, same layout
-    backbones: dict,  # name -> pretrained JetBackbone (rows '<name>_frozen', '<name>_finetune')
+    backbones: dict,  # name -> pretrained JetBackbone (rows '<name>_<regime>')
     sizes: Sequence[int] = (100, 1000),  # labelled training jets N (class-balanced, nested)
     seeds: Sequence[int] = (0,),  # repetitions (subset, head initialisation, data order)
-    regimes: Sequence[str] = ('frozen', 'finetune'),  # transfer regimes of the pretrained backbones
+    regimes: Sequence[str] = REGIMES,  # transfer regimes of the pretrained backbones
     scratch: JetBackbone | None = None,  # an architecture for the 'backbone_scratch' row (None: no such row)
-    head: str = 'class_attention',  # classification head
+    head: str = 'class_attention',  # classification head of the trained regimes
     epochs: int = 20,  # passes over the training subset
     min_steps: int = 200,  # at least this many steps (small N)
     batch_size: int = 128,  # jets per step
@@ -396,48 +454,29 @@ def backbone_small_n(
     device=None,  # None: CUDA when available
     verbose: bool = False,  # print one line per run
 ) -> list[dict]:  # one row per (tagger, n_train, seed): `tagging_metrics`, model, regime, steps, seconds
-    "Test metrics of frozen and fine-tuned pretrained backbones, and the same backbone from scratch, against N."
+    "Test metrics of pretrained backbones in each regime, and of the same backbone from scratch, against N."
+    unknown = [r for r in regimes if r not in REGIMES]
+    if unknown:
+        raise ConfigError(f'backbone_small_n: unknown regimes {unknown}; choose from {REGIMES}')
     for sets, where in ((pool, 'pool'), (test, 'test')):
         if sets.labels is None:
             raise DataFormatError(f'backbone_small_n {where}', 'labels', 'class ids per jet')
     runs = [(name, regime, b) for name, b in backbones.items() for regime in regimes]
     runs += [('backbone', 'scratch', scratch)] if scratch is not None else []
     num_classes = int(max(pool.labels.max(), test.labels.max())) + 1
-    rows = []
+    train_options = dict(epochs=epochs, min_steps=min_steps, batch_size=batch_size)
+    cfg = dict(num_classes=num_classes, head=head, lr=lr, backbone_lr=backbone_lr, device=device, train=train_options)
+    rows, cache = [], {}
     for seed in seeds:
         subsets = balanced_subsets(pool.labels, sizes, seed)
         for n in sizes:
             train = pool[subsets[n]]
             for name, regime, backbone in runs:
-                model = transfer_model(regime, backbone, num_classes, head=head, seed=seed)
-                inputs = ('p4',) if model.backbone.pair_embed is not None else ()
-                rates = dict(lr=lr, backbone_lr=backbone_lr if regime == 'finetune' else lr)
-                log = train_tagger(
-                    model,
-                    train,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    min_steps=min_steps,
-                    inputs=inputs,
-                    device=device,
-                    seed=seed,
-                    num_classes=num_classes,
-                    **rates,
-                )
-                scores = tagging_metrics(predict_sets(model, test, inputs, device=device), test.labels)
+                probs, log = _regime_proba(regime, backbone, train, test, seed, cfg, cache)
+                scores = tagging_metrics(probs, test.labels)
                 tagger = f'{name}_{regime}'
-                rows.append(
-                    dict(
-                        tagger=tagger,
-                        model=name,
-                        regime=regime,
-                        n_train=n,
-                        seed=seed,
-                        **scores,
-                        steps=log['steps'],
-                        seconds=log['seconds'],
-                    )
-                )
+                row = dict(tagger=tagger, model=name, regime=regime, n_train=n, seed=seed, **scores)
+                rows.append(row | dict(steps=log['steps'], seconds=log['seconds']))
                 if verbose:
                     print(f"{tagger:>22} N={n:<6} seed {seed}: AUC {scores['auc']:.4f}  ({log['seconds']:.0f} s)")
     return rows
