@@ -25,10 +25,15 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/fj demo --out runs/demo
 
+# headless chromium (Debian) for the docs site's browser test; installed when missing
+CHROMIUM := command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
 test: setup
+	@$(CHROMIUM)
 	@bash tools/run_tests.sh
 
 docs: setup
+	@$(CHROMIUM)
 	$(PY) tools/build_docs.py
 
 # JupyterLab on the tutorials, in the project's venv (the viewers of foundation_jets.viewers render there);

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -134,19 +135,21 @@ def finetune(a, cache: Path, out_dir: Path):
     backbones = {o: load_pretrained(out_dir / f'{o}.pt') for o in a.objectives}
     logs = {o: b.meta.get('pretraining', {}) for o, b in backbones.items()}
     scratch = None if a.no_scratch else JetBackbone(input_dim=pool.num_features, **BACKBONE)
-    options = dict(seeds=a.seeds, scratch=scratch, verbose=True, epochs=a.epochs, min_steps=a.min_steps)
-    options['regimes'] = a.regimes
-    t0 = time.perf_counter()
-    rows = backbone_small_n(pool, test, backbones, a.sizes, **options)
-    real_rows = [] if a.no_real else backbone_small_n(*real_top_vs_qcd(), backbones, (40,), **options)
-    for r in rows:
-        r['dataset'] = 'simulated_top_vs_qcd'
-    for r in real_rows:
-        r['dataset'] = 'real_jetclass_top_vs_qcd'
-    result = {'rows': rows + real_rows, 'pretraining': logs, 'seconds': time.perf_counter() - t0}
-    result['threads'] = torch.get_num_threads()
-    metrics_to_json(result, a.out, allow_nan=True)
-    print(f'wrote {a.out}')
+    options = dict(scratch=scratch, verbose=True, epochs=a.epochs, min_steps=a.min_steps)
+    options |= dict(regimes=a.regimes, scratch_regimes=a.scratch_regimes)
+    real = real_top_vs_qcd() if 'real' in a.datasets else None
+    t0, rows = time.perf_counter(), []
+    for seed in a.seeds:  # the JSON is rewritten after every seed: an interrupted run keeps its finished seeds
+        if 'simulated' in a.datasets:
+            new = backbone_small_n(pool, test, backbones, a.sizes, seeds=(seed,), **options)
+            rows += [r | {'dataset': 'simulated_top_vs_qcd'} for r in new]
+        if real is not None:
+            new = backbone_small_n(*real, backbones, (40,), seeds=(seed,), **options)
+            rows += [r | {'dataset': 'real_jetclass_top_vs_qcd'} for r in new]
+        result = {'rows': rows, 'pretraining': logs, 'seconds': time.perf_counter() - t0}
+        result |= {'threads': torch.get_num_threads(), 'seeds_done': a.seeds[: a.seeds.index(seed) + 1]}
+        metrics_to_json(result, a.out, allow_nan=True)
+        print(f'wrote {a.out} (seeds {result["seeds_done"]})', flush=True)
 
 
 def baseline_rows(path: Path) -> list:
@@ -161,19 +164,46 @@ def baseline_rows(path: Path) -> list:
     return out, data
 
 
-def merge(a):
+def log_rows(path: Path, dataset: str = 'simulated_top_vs_qcd') -> list:
+    "Rows recovered from the printed lines of an interrupted finetune run: AUC only (no rejection, no steps)."
+    pattern = re.compile(r'^\s*(\S+) N=(\d+)\s+seed (\d+): AUC ([0-9.]+)\s+\((\d+) s\)')
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        m = pattern.match(line)
+        if m:
+            tagger, n, seed, auc, seconds = m.groups()
+            model, regime = tagger.rsplit('_', 1)
+            rows.append(
+                dict(
+                    tagger=tagger,
+                    model=model,
+                    regime=regime,
+                    n_train=int(n),
+                    seed=int(seed),
+                    auc=float(auc),
+                    rej30=float('nan'),
+                    steps=float('nan'),
+                    seconds=float(seconds),
+                    dataset=dataset,
+                    source=f'log {Path(path).name}',
+                )
+            )
+    return rows
+
+
+def merge(a, out_dir: Path):
     shards = [json.loads(Path(p).read_text()) for p in a.shards]
     rows = [r for s in shards for r in s['rows']]
-    pre = {}
-    for s in shards:
-        pre |= s['pretraining']
+    for path in a.log_rows:
+        rows += log_rows(path)
+    pre = {o: load_pretrained(out_dir / f'{o}.pt').meta['pretraining'] for o in OBJECTIVES}
     base, base_data = baseline_rows(a.baselines)
     rows += base
     keys = ('dataset', 'model', 'regime', 'tagger', 'n_train', 'seed', 'auc', 'rej30', 'steps', 'seconds')
-    records = [{k: r[k] for k in keys} for r in rows]
+    records = [{k: r[k] for k in keys} | {'source': r.get('source', 'json')} for r in rows]
     tables, verdicts = {}, {}
     pretrained = [f'{o}_{g}' for o in OBJECTIVES for g in REGIMES]
-    scratch = ['backbone_scratch', 'pfn', 'part_scratch']
+    scratch = ['backbone_scratch', 'backbone_linear', 'pfn', 'part_scratch']
     for dataset in sorted({r['dataset'] for r in records}):
         sub = [r for r in records if r['dataset'] == dataset]
         for metric in ('auc', 'rej30'):
@@ -181,6 +211,7 @@ def merge(a):
         sizes = sorted({r['n_train'] for r in sub})
         verdicts[dataset] = {n: pretraining_verdict(sub, n, pretrained, scratch) for n in sizes}
     finetune_cpu_h = sum(s['seconds'] * s['threads'] for s in shards) / 3600
+    finetune_cpu_h += sum(r['seconds'] for r in rows if r.get('source', 'json').startswith('log')) / 3600
     pretrain_cpu_h = sum(v.get('cpu_hours', 0.0) for v in pre.values())
     out = {
         'machine': machine_info(os.getloadavg()),
@@ -241,10 +272,12 @@ def main():
     ap.add_argument('--sizes', type=int, nargs='+', default=[100, 1000])
     ap.add_argument('--epochs', type=int, default=20, help='fine-tuning epochs (at least --min-steps steps)')
     ap.add_argument('--min-steps', type=int, default=200)
-    ap.add_argument('--no-real', action='store_true', help='skip the real JetClass sample')
-    ap.add_argument('--no-scratch', action='store_true', help='finetune: leave out the backbone_scratch row')
+    ap.add_argument('--datasets', nargs='+', default=['simulated', 'real'], choices=('simulated', 'real'))
+    ap.add_argument('--no-scratch', action='store_true', help='finetune: leave out the untrained-backbone rows')
+    ap.add_argument('--scratch-regimes', nargs='+', default=['scratch', 'linear'], choices=('scratch', 'linear'))
     ap.add_argument('--regimes', nargs='+', default=list(REGIMES), choices=REGIMES, help='finetune: transfer regimes')
     ap.add_argument('--baselines', default=None, help='merge: JSON of bench/part_small_n.py on the same splits')
+    ap.add_argument('--log-rows', nargs='*', default=[], help='merge: logs of interrupted finetune runs (AUC only)')
     ap.add_argument('--out', default=str(HERE / 'results' / 'pretraining_small_n.json'))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -258,7 +291,7 @@ def main():
     else:
         if not a.shards or not a.baselines:
             raise SystemExit('merge needs the finetune JSON files and --baselines')
-        merge(a)
+        merge(a, out_dir)
 
 
 if __name__ == '__main__':

@@ -412,14 +412,14 @@ REGIMES = ('frozen', 'linear', 'finetune')
 
 
 def _regime_proba(
-    regime: str, backbone: JetBackbone, train: ParticleSet, test: ParticleSet, seed: int, cfg: dict, cache: dict
+    regime: str, backbone: JetBackbone, train: ParticleSet, test: ParticleSet, seed: int, cfg: dict, cache: dict, key
 ) -> tuple:  # (test probabilities, log)
     if regime == 'linear':
         start = time.perf_counter()
-        if id(backbone) not in cache:  # the test embeddings of a backbone, computed once
-            cache[id(backbone)] = pooled_embeddings(backbone, test, device=cfg['device'])
+        if key not in cache:  # the test embeddings of a backbone, computed once
+            cache[key] = pooled_embeddings(backbone, test, device=cfg['device'])
         train_embeddings = pooled_embeddings(backbone, train, device=cfg['device'])
-        probs = linear_probe_proba(train_embeddings, train.labels, cache[id(backbone)])
+        probs = linear_probe_proba(train_embeddings, train.labels, cache[key])
         return probs, {'steps': 0, 'seconds': time.perf_counter() - start}
     model = transfer_model(regime, backbone, cfg['num_classes'], head=cfg['head'], seed=seed)
     inputs = ('p4',) if model.backbone.pair_embed is not None else ()
@@ -444,7 +444,8 @@ def backbone_small_n(
     sizes: Sequence[int] = (100, 1000),  # labelled training jets N (class-balanced, nested)
     seeds: Sequence[int] = (0,),  # repetitions (subset, head initialisation, data order)
     regimes: Sequence[str] = REGIMES,  # transfer regimes of the pretrained backbones
-    scratch: JetBackbone | None = None,  # an architecture for the 'backbone_scratch' row (None: no such row)
+    scratch: JetBackbone | None = None,  # the architecture for the untrained rows (None: no such rows)
+    scratch_regimes: Sequence[str] = ('scratch', 'linear'),  # untrained rows: trained from scratch, random features
     head: str = 'class_attention',  # classification head of the trained regimes
     epochs: int = 20,  # passes over the training subset
     min_steps: int = 200,  # at least this many steps (small N)
@@ -455,14 +456,14 @@ def backbone_small_n(
     verbose: bool = False,  # print one line per run
 ) -> list[dict]:  # one row per (tagger, n_train, seed): `tagging_metrics`, model, regime, steps, seconds
     "Test metrics of pretrained backbones in each regime, and of the same backbone from scratch, against N."
-    unknown = [r for r in regimes if r not in REGIMES]
+    unknown = [r for r in regimes if r not in REGIMES] + [r for r in scratch_regimes if r not in ('scratch', 'linear')]
     if unknown:
-        raise ConfigError(f'backbone_small_n: unknown regimes {unknown}; choose from {REGIMES}')
+        raise ConfigError(f'backbone_small_n: unknown regimes {unknown}; choose from {REGIMES} (scratch or linear)')
     for sets, where in ((pool, 'pool'), (test, 'test')):
         if sets.labels is None:
             raise DataFormatError(f'backbone_small_n {where}', 'labels', 'class ids per jet')
     runs = [(name, regime, b) for name, b in backbones.items() for regime in regimes]
-    runs += [('backbone', 'scratch', scratch)] if scratch is not None else []
+    runs += [('backbone', regime, scratch) for regime in scratch_regimes] if scratch is not None else []
     num_classes = int(max(pool.labels.max(), test.labels.max())) + 1
     train_options = dict(epochs=epochs, min_steps=min_steps, batch_size=batch_size)
     cfg = dict(num_classes=num_classes, head=head, lr=lr, backbone_lr=backbone_lr, device=device, train=train_options)
@@ -472,7 +473,10 @@ def backbone_small_n(
         for n in sizes:
             train = pool[subsets[n]]
             for name, regime, backbone in runs:
-                probs, log = _regime_proba(regime, backbone, train, test, seed, cfg, cache)
+                key = name
+                if backbone is scratch and regime == 'linear':  # random features: fresh weights for every seed
+                    backbone, key = transfer_model('scratch', scratch, seed=seed).backbone.eval(), (name, seed)
+                probs, log = _regime_proba(regime, backbone, train, test, seed, cfg, cache, key)
                 scores = tagging_metrics(probs, test.labels)
                 tagger = f'{name}_{regime}'
                 row = dict(tagger=tagger, model=name, regime=regime, n_train=n, seed=seed, **scores)
