@@ -246,8 +246,12 @@ def plot(records: list, path: Path):
 
     matplotlib.use('Agg')
     sim = [r for r in records if r['dataset'] == 'simulated_top_vs_qcd']
-    styles = {r['tagger']: '-' if r['tagger'].endswith(('frozen', 'finetune')) else '--' for r in sim}
-    fig = plot_auc_vs_n(sim, linestyles=styles)
+    pretrained = tuple(f'_{regime}' for regime in REGIMES)
+    taggers = list(dict.fromkeys(r['tagger'] for r in sim))
+    styles = {t: '-' if t.endswith(pretrained) and not t.startswith('backbone') else '--' for t in taggers}
+    palette = matplotlib.colormaps['tab20'].colors
+    colours = {t: palette[i % len(palette)] for i, t in enumerate(taggers)}
+    fig = plot_auc_vs_n(sim, colors=colours, linestyles=styles)
     fig.axes[0].set_title('top vs QCD, 3,000 test jets')
     fig.axes[0].legend(fontsize=7, ncol=2)
     fig.savefig(path, dpi=110)
