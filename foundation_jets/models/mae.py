@@ -18,6 +18,7 @@ from ..core import ConfigError, DataFormatError, constructor_args
 from .gpt import sinusoidal_positions
 from ..nn import PreLNBlock
 from ..points import chamfer_distance, gather_groups, group_events
+from ..tokenize.quantizer import global_mean
 
 # %% auto #0
 __all__ = ['TokenBatch', 'PointTokenizer', 'segment_max', 'MiniPointNet', 'PositionalEmbedding', 'random_token_mask',
@@ -445,6 +446,8 @@ def head_losses(
     if len(pred) and int(lengths.min()) == 0:
         raise DataFormatError(type(self).__name__, 'point_mask', 'at least one real point in every real token')
     chamfer = chamfer_distance(pred, target, lengths, lengths).mean() if len(pred) else pred.sum() * 0.0
+    if self.training:  # DDP: a mean over the masked tokens of the global batch
+        chamfer = global_mean(chamfer, len(pred))
     return MAEOutput(self.chamfer_weight * chamfer, {'chamfer': chamfer}, masked, pred, target, lengths)
 
 # %% ../../nbs/16_models.mae.ipynb #bde3011d
@@ -504,6 +507,8 @@ def head_losses(
     where = self.energy_encoder(hidden[..., :3], pm)  # true positions of the hidden points, never their energies
     energy = self.energy_head(torch.cat([where, dec[masked]], -1))[:, : x.shape[2]]
     mse = (energy - hidden[..., -1]).pow(2)[pm].mean() if len(energy) else energy.sum() * 0.0
+    if self.training:  # DDP: a mean over the hidden points of the global batch
+        mse = global_mean(mse, int(pm.sum()))
     losses = {**out.losses, 'energy': mse}
     total = self.chamfer_weight * losses['chamfer'] + self.energy_weight * mse
     return out._replace(loss=total, losses=losses, energy=energy)

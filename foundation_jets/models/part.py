@@ -16,10 +16,11 @@ from ..core import ConfigError, DataFormatError, ParticleSet, constructor_args
 from ..data.features import part_spec
 from ..nn import FeedForward, MultiheadAttention
 from ..physics import pair_features, pair_features_between
+from ..tokenize.quantizer import world_size
 
 # %% auto #0
-__all__ = ['WEAVER_PAIR_ORDER', 'check_part_inputs', 'used_length', 'ParticleEmbedding', 'real_pairs', 'PairEmbedding',
-           'ParticleBlock', 'ParticleTransformerBackbone', 'ParticleTransformerHead', 'random_trim',
+__all__ = ['WEAVER_PAIR_ORDER', 'check_part_inputs', 'used_length', 'GlobalBatchNorm1d', 'ParticleEmbedding', 'real_pairs',
+           'PairEmbedding', 'ParticleBlock', 'ParticleTransformerBackbone', 'ParticleTransformerHead', 'random_trim',
            'ParticleTransformer', 'part_inputs', 'from_weaver_state_dict']
 
 # %% ../../nbs/14_models.part.ipynb #a58b8100
@@ -75,6 +76,30 @@ def used_length(
     used = mask.any(0).nonzero()
     return int(used[-1]) + 1 if len(used) else 0
 
+# %% ../../nbs/14_models.part.ipynb #7ed9a89d
+class GlobalBatchNorm1d(nn.BatchNorm1d):
+    "`BatchNorm1d` over (M, C) rows whose training statistics are those of the rows of every DDP process."
+
+    def forward(
+        self,
+        x: Tensor,  # (M, C) rows; M may differ between processes
+    ) -> Tensor:  # (M, C) normalised rows
+        if not (self.training and world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce  # differentiable sum over the processes
+
+        count = all_reduce(torch.tensor([float(len(x))], dtype=x.dtype, device=x.device))[0]
+        mean = all_reduce(x.sum(0)) / count
+        var = all_reduce((x - mean).pow(2).sum(0)) / count
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.detach(), m)
+                self.running_var.lerp_(var.detach() * count / (count - 1).clamp(min=1), m)
+        out = (x - mean) / torch.sqrt(var + self.eps)
+        return out * self.weight + self.bias if self.affine else out
+
 # %% ../../nbs/14_models.part.ipynb #84650d2c
 class ParticleEmbedding(nn.Module):
     "ParT particle embedding: BatchNorm over real particles, then LayerNorm -> Linear -> GELU for each width."
@@ -85,7 +110,7 @@ class ParticleEmbedding(nn.Module):
         dims: tuple = (128, 512, 128),  # widths; the last is the model width
     ):
         super().__init__()
-        self.input_norm = nn.BatchNorm1d(input_dim)
+        self.input_norm = GlobalBatchNorm1d(input_dim)
         layers, width = [], input_dim
         for d in dims:
             layers += [nn.LayerNorm(width), nn.Linear(width, d), nn.GELU()]
@@ -124,9 +149,9 @@ class PairEmbedding(nn.Module):
     ):
         super().__init__()
         self.num_heads, self.eps = num_heads, eps
-        layers, width = [nn.BatchNorm1d(4)], 4
+        layers, width = [GlobalBatchNorm1d(4)], 4
         for d in (*dims, num_heads):
-            layers += [nn.Linear(width, d), nn.BatchNorm1d(d), nn.GELU()]
+            layers += [nn.Linear(width, d), GlobalBatchNorm1d(d), nn.GELU()]
             width = d
         self.layers = nn.Sequential(*(layers[:-1] if use_pre_activation_pair else layers))
 

@@ -8,6 +8,7 @@ Docs: https://foundation-jets.github.io/foundation_jets/tasks.core.html.md"""
 from __future__ import annotations
 import contextlib
 import copy
+import hashlib
 import importlib.util
 import logging
 import math
@@ -29,11 +30,13 @@ from torch import Tensor, nn
 
 from ..core import ConfigError, DataFormatError, get_device, lightning_precision, seed_everything
 from ..metrics import multiclass_roc_auc, roc_auc
+from ..tokenize.quantizer import all_gather_rows, world_size
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULERS', 'warmup_cosine_schedule', 'flat_decay_schedule', 'Ranger', 'epoch_auc', 'quiet_lightning',
            'Task', 'is_backbone_parameter', 'is_no_decay_parameter', 'FitResult', 'MetricHistory', 'KeepBest',
-           'SamplerEpoch', 'ReleaseProcessGroup', 'AtomicCheckpoint', 'make_loggers', 'fit', 'evaluating']
+           'SamplerEpoch', 'ReleaseProcessGroup', 'AtomicCheckpoint', 'make_loggers', 'batch_generator', 'gather_batch',
+           'gather_with_grad', 'fit', 'evaluating']
 
 # %% ../../nbs/20_tasks.core.ipynb #2689d083
 def warmup_cosine_schedule(
@@ -494,6 +497,39 @@ def make_loggers(
         loggers.append(TensorBoardLogger(save_dir=str(log_dir), name='tensorboard', version=''))
     return loggers
 
+# %% ../../nbs/20_tasks.core.ipynb #293e5fc5
+def batch_generator(
+    seed: int,  # the task's seed
+    epoch: int,  # the current epoch
+    batch_idx: int,  # the batch within the epoch
+    device='cpu',  # device of the generator
+) -> torch.Generator:  # seeded from (seed, epoch, batch_idx) alone: equal on every process
+    "A generator for the random draws of one training batch."
+    key = hashlib.blake2b(f'{int(seed)},{int(epoch)},{int(batch_idx)}'.encode(), digest_size=8).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(key, 'little') >> 1)
+
+
+def gather_batch(
+    *tensors: Tensor,  # (n, ...) per-process rows with the same n; trailing sizes may differ between processes
+) -> tuple:  # (list of the global tensors, slice of this process's rows in them)
+    "The rows of every process, rank by rank (zero-padded to the largest trailing sizes), and where ours are."
+    gathered = [all_gather_rows(t) for t in tensors]
+    offset = gathered[0][1]
+    return [g for g, _ in gathered], slice(offset, offset + len(tensors[0]))
+
+# %% ../../nbs/20_tasks.core.ipynb #22c2d396
+def gather_with_grad(
+    rows: Tensor,  # (n, ...) this process's rows (differentiable); n may differ between processes
+) -> Tensor:  # (total, ...) every process's rows, rank by rank, differentiable; `rows` with one process
+    "Concatenate the rows of every process, keeping the gradient path to each process's own rows."
+    if world_size() == 1:
+        return rows
+    from torch.distributed.nn.functional import all_gather
+
+    counts = all_gather_rows(torch.tensor([len(rows)], device=rows.device))[0].tolist()
+    padded = torch.cat([rows, rows.new_zeros((max(counts) - len(rows), *rows.shape[1:]))])
+    return torch.cat([part[:n] for part, n in zip(all_gather(padded), counts)])
+
 # %% ../../nbs/20_tasks.core.ipynb #de8b96b8
 def _run_length(steps, epochs) -> dict:
     if steps is not None and epochs is not None:
@@ -557,6 +593,7 @@ def fit(
     seed: int | None = None,  # seed everything first (data order, dropout)
     callbacks: list | tuple = (),  # more Lightning callbacks
     deterministic: bool | str = 'warn',  # Lightning's deterministic flag
+    sync_batchnorm: bool = False,  # Lightning's SyncBatchNorm (DDP on GPUs only; ParT's GlobalBatchNorm1d needs none)
 ) -> FitResult:
     "Train a task with Lightning: the one place in the package where a Trainer is built."
     if seed is not None:
@@ -608,6 +645,7 @@ def fit(
             enable_progress_bar=bool(progress),
             enable_model_summary=False,
             deterministic=deterministic,
+            sync_batchnorm=sync_batchnorm,
             callbacks=extra,
             **length,
             **_validation(has_val, steps, val_checks),

@@ -20,7 +20,8 @@ from ..data.detectors import ADC2021_TYPES
 from ..data.features import FeatureSpec
 from ..models.events import NUM_SLOTS, OBJECT_TYPES, EventTransformer
 from ..physics import delta_phi
-from .core import Task, evaluating
+from .core import Task, batch_generator, evaluating, gather_batch, gather_with_grad
+from ..tokenize.quantizer import global_mean
 
 # %% auto #0
 __all__ = ['ROW_NAMES', 'event_features', 'event_loader', 'rotate_phi', 'flip_eta', 'drop_objects', 'smear_pt', 'augment_events',
@@ -216,6 +217,7 @@ class MaskedObjectTask(Task):
         spec: FeatureSpec,  # fitted features; the first three columns are (pT, eta, phi) as the targets
         fraction: float = 0.3,  # fraction of real objects hidden per event
         type_weight: float = 1.0,  # weight of the type cross entropy
+        seed: int = 0,  # training masks of a batch come from `batch_generator(seed, epoch, batch_idx)`
         **optimization,  # `Task` options: lr, optimizer, weight_decay, scheduler, warmup_steps, ...
     ):
         super().__init__(**optimization)
@@ -229,6 +231,7 @@ class MaskedObjectTask(Task):
             raise ConfigError(f'MaskedObjectTask: spec must start with pt, eta, phi, got {spec.feature_names[:3]}')
         hide_objects(torch.ones(1, 2, dtype=torch.bool), fraction)  # checks the fraction
         self.backbone, self.spec, self.fraction, self.type_weight = backbone, spec, fraction, type_weight
+        self.seed = seed
         self.head = _head(backbone.dim, 3 + len(OBJECT_TYPES))
 
     def losses(
@@ -239,16 +242,22 @@ class MaskedObjectTask(Task):
     ) -> dict:  # 'loss' (total), 'regression' (MSE per hidden feature), 'type' (cross entropy)
         "Hide, encode and reconstruct; losses over hidden real objects only."
         x = event_features(particles, mask, self.spec)
-        hidden = hide_objects(mask, self.fraction, generator)
+        if self.training:  # DDP: hidden objects drawn for the global batch; this process keeps its own events
+            (every,), rows = gather_batch(mask)
+            hidden = hide_objects(every, self.fraction, generator)[rows].to(mask.device)
+        else:
+            hidden = hide_objects(mask, self.fraction, generator)
         x_in, rows_in = masked_inputs(x, particles, hidden)
         out = self.head(self.backbone(x_in, mask, rows_in))[hidden].float()
         regression = F.mse_loss(out[:, :3], x[hidden][:, :3].float())
         kind = particles[..., 3][hidden].long() - 1
         type_loss = F.cross_entropy(out[:, 3:], kind)
+        if self.training:  # DDP: means over the hidden objects of the global batch
+            regression, type_loss = global_mean(regression, len(kind)), global_mean(type_loss, len(kind))
         return dict(loss=regression + self.type_weight * type_loss, regression=regression, type=type_loss)
 
     def training_step(self, batch, batch_idx):
-        losses = self.losses(*batch[:2])
+        losses = self.losses(*batch[:2], batch_generator(self.seed, self.current_epoch, batch_idx))
         self.log_dict({f'train/{k}': v for k, v in losses.items()}, prog_bar=True)
         return losses['loss']
 
@@ -315,6 +324,7 @@ class ContrastiveTask(Task):
         drop_probability: float = 0.1,  # object dropout
         pt_sigma: float = 0.1,  # pT smearing
         flip_probability: float = 0.5,  # eta flip
+        seed: int = 0,  # training views of a batch come from `batch_generator(seed, epoch, batch_idx)`
         **optimization,  # `Task` options: lr, optimizer, weight_decay, scheduler, warmup_steps, ...
     ):
         super().__init__(**optimization)
@@ -328,6 +338,7 @@ class ContrastiveTask(Task):
         self.backbone, self.spec, self.temperature, self.supervised = backbone, spec, temperature, supervised
         self.augment = dict(drop_probability=drop_probability, pt_sigma=pt_sigma, flip_probability=flip_probability)
         self.projection = _head(backbone.dim, projection_dim)
+        self.seed = seed
 
     def project(self, particles: Tensor, mask: Tensor) -> Tensor:
         "Projection of the pooled embedding of rows (B, 19, 4)."
@@ -342,16 +353,24 @@ class ContrastiveTask(Task):
         generator: torch.Generator | None = None,  # augmentation random source
     ) -> Tensor:  # scalar NT-Xent (or SupCon)
         "Contrastive loss of two augmented views."
-        z1 = self.project(*augment_events(particles, mask, generator, **self.augment))
-        z2 = self.project(*augment_events(particles, mask, generator, **self.augment))
+        if self.supervised and labels is None:
+            raise DataFormatError('ContrastiveTask', 'labels', 'per-event labels with supervised=True')
+        if self.training:  # DDP: views drawn for the global batch; this process embeds its own events
+            (every, every_mask), rows = gather_batch(particles, mask)
+            views = [augment_events(every, every_mask.bool(), generator, **self.augment) for _ in range(2)]
+            views = [(p[rows].to(particles.device), m[rows].to(mask.device)) for p, m in views]
+        else:
+            views = [augment_events(particles, mask, generator, **self.augment) for _ in range(2)]
+        z1, z2 = (self.project(*view) for view in views)
+        if self.training:  # DDP: negatives from every process, with their gradient
+            z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
+            labels = None if labels is None else gather_batch(labels)[0][0]
         if not self.supervised:
             return nt_xent(z1, z2, self.temperature)
-        if labels is None:
-            raise DataFormatError('ContrastiveTask', 'labels', 'per-event labels with supervised=True')
         return supcon(torch.cat([z1, z2]), torch.cat([labels, labels]), self.temperature)
 
     def training_step(self, batch, batch_idx):
-        loss = self.loss(*batch)
+        loss = self.loss(*batch, generator=batch_generator(self.seed, self.current_epoch, batch_idx))
         self.log('train/loss', loss, prog_bar=True)
         return loss
 

@@ -36,7 +36,8 @@ from foundation_jets.models.jepa import (
 from ..core import collate_sets
 from ..data.modules import SetDataset
 from ..models.heads import REGIMES
-from .core import Task, evaluating, fit
+from .core import Task, batch_generator, evaluating, fit, gather_batch
+from ..tokenize.quantizer import global_mean
 from .tagging import predict_sets, train_tagger
 
 # %% auto #0
@@ -127,13 +128,16 @@ class JEPATask(Task):
         r_scale: float | None = None,  # 'wedge' frame length unit; None: r_range[1], or 1000 (mm) without r_range
         elementwise: bool = False,  # elementwise Smooth-L1 instead of Smooth-L1 on the distance
         vicreg_weight: float = 0.0,  # weight of `variance_covariance_loss` on the context embeddings (0: off)
-        seed: int = 0,  # seed of the validation regions
+        seed: int = 0,  # seed of the regions (training: per epoch and batch; validation: per batch)
         lr: float = 1e-3,  # peak learning rate
         weight_decay: float = 0.01,  # AdamW weight decay
         scheduler: str | None = 'cosine',  # 'cosine' (warm-up + cosine) or None (constant)
         warmup_steps: int = 0,  # linear warm-up steps
+        optimizer: str = 'adamw',  # 'adamw', 'adam', 'sgd' or 'ranger'
     ):
-        super().__init__(lr=lr, weight_decay=weight_decay, scheduler=scheduler, warmup_steps=warmup_steps)
+        super().__init__(
+            lr=lr, weight_decay=weight_decay, scheduler=scheduler, warmup_steps=warmup_steps, optimizer=optimizer
+        )
         if max_hits is not None and max_hits < 1:
             raise ConfigError(f'JEPATask: max_hits must be >= 1 or None, got {max_hits}')
         if frame not in FRAMES:
@@ -203,20 +207,29 @@ def jepa_step(
 ) -> dict:  # loss (None when no event had both regions), pred, target, events, skipped, dropped_hits
     "Sample regions, embed the context, embed the target with the EMA copy, predict, and take the JEPA loss."
     hits, mask = hit_batch(batch)
+    n = len(mask)
+    if self.training:  # DDP: regions are drawn for the global batch; this process keeps its own events
+        (hits, mask), rows = gather_batch(hits, mask)
+    else:
+        rows = slice(0, n)
     if not mask.any():  # every event empty: nothing to sample
-        return dict(events=0, skipped=len(mask), dropped_hits=0, loss=None)
+        return dict(events=0, skipped=n, dropped_hits=0, loss=None)
     context, target, location, valid = sample_regions_batch(hits, mask, generator, **self.sampling)
-    out = dict(events=int(valid.sum()), skipped=int((~valid).sum()), dropped_hits=0, loss=None)
+    ours = torch.zeros_like(valid)
+    ours[rows] = True
+    out = dict(events=int((valid & ours).sum()), skipped=int((~valid & ours).sum()), dropped_hits=0, loss=None)
     if not valid.any():
         return out
-    hits, location = hits[valid], location[valid]
-    context_region = self.region_inputs(gather_regions(hits, context[valid], self.max_hits, generator), location)
-    target_region = self.region_inputs(gather_regions(hits, target[valid], self.max_hits, generator), location)
+    hits, location, ours = hits[valid], location[valid], ours[valid]
+    regions = [gather_regions(hits, r[valid], self.max_hits, generator) for r in (context, target)]
+    location = location[ours]
+    context_region, target_region = (self.region_inputs(Region(*(v[ours] for v in r)), location) for r in regions)
     context_embedding = self.context_embedding(context_region.x, context_region.mask)
     pred = self.predictor(context_embedding, location)
     target_embedding = self.target_encoder(target_region.x, target_region.mask).to(pred.dtype)
     out['dropped_hits'] = int(context_region.n_dropped.sum() + target_region.n_dropped.sum())
-    out['jepa_loss'] = loss = jepa_loss(pred, target_embedding, self.elementwise)
+    loss = jepa_loss(pred, target_embedding, self.elementwise)
+    out['jepa_loss'] = loss = global_mean(loss, len(pred)) if self.training else loss  # DDP: mean over global events
     if self.vicreg_weight > 0 and len(context_embedding) > 1:
         out['vicreg_loss'] = variance_covariance_loss(context_embedding)
         loss = loss + self.vicreg_weight * out['vicreg_loss']
@@ -239,7 +252,9 @@ def _logged_step(self: JEPATask, batch, stage: str, generator: torch.Generator |
 
 @patch
 def training_step(self: JEPATask, batch, batch_idx):
-    return self._logged_step(batch, 'train')['loss']
+    hits = batch.x if isinstance(batch, ParticleSet) else batch['x']
+    generator = batch_generator(self.seed, self.current_epoch, batch_idx, hits.device)
+    return self._logged_step(batch, 'train', generator)['loss']
 
 
 @patch

@@ -16,9 +16,9 @@ import numpy as np
 from ..core import ConfigError, DataFormatError, ParticleSet
 from ..data.detectors import PILARNET_SEMANTIC_CLASSES
 from ..metrics import linear_probe_svm
-from ..models.mae import PointMAE, PointMAEEncoder, PointTokenizer, TokenBatch
+from ..models.mae import PointMAE, PointMAEEncoder, PointTokenizer, TokenBatch, random_token_mask
 from ..points import gather_groups
-from .core import Task, evaluating
+from .core import Task, batch_generator, evaluating, gather_batch
 
 # %% auto #0
 __all__ = ['random_rotations', 'rotate_tokens', 'MaskedPointTask', 'batch_tokens', 'masked_loss', 'token_labels',
@@ -76,6 +76,7 @@ class MaskedPointTask(Task):
         weight_decay: float = 0.05,  # AdamW weight decay (reference)
         warmup_steps: int = 0,  # linear warm-up steps (reference: 12,500)
         scheduler: str | None = 'cosine',  # warm-up + cosine per step (reference), or None
+        seed: int = 0,  # training rotations and masks of a batch come from `batch_generator(seed, epoch, batch_idx)`
         **optimization,  # more `Task` options
     ):
         super().__init__(
@@ -84,7 +85,7 @@ class MaskedPointTask(Task):
         self.save_hyperparameters(ignore=['model', 'tokenizer'])
         self.model = model
         self.tokenizer = tokenizer or PointTokenizer()
-        self.rotate, self.val_seed = rotate, val_seed
+        self.rotate, self.val_seed, self.seed = rotate, val_seed, seed
         self._val = {}
 
     def tokens(
@@ -152,9 +153,13 @@ def _log_losses(task, stage: str, out, batch_size: int):
 @patch
 def training_step(self: MaskedPointTask, batch, batch_idx):
     t = self.tokens(batch)
+    generator = batch_generator(self.seed, self.current_epoch, batch_idx)
+    (mask,), rows = gather_batch(t.mask)  # the global batch's token mask (t.mask with one process)
     if self.rotate:
-        t = self.augment(t)[0]
-    out = self.model(t.groups, t.mask, centers=t.centers, point_mask=t.point_mask)
+        r = random_rotations(len(mask), generator, t.groups.dtype, t.groups.device)[rows]
+        t = rotate_tokens(t, r)
+    masked = random_token_mask(mask, self.model.mask_ratio, generator)[rows, : t.mask.shape[1]]
+    out = self.model(t.groups, t.mask, centers=t.centers, point_mask=t.point_mask, masked=masked.to(t.mask.device))
     if not torch.isfinite(out.loss):
         raise FloatingPointError(f'MaskedPointTask: non-finite training loss {out.loss.item()}')
     _log_losses(self, 'train', out, len(t.mask))

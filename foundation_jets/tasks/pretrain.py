@@ -13,6 +13,7 @@ import torch
 from ..core import ConfigError, DataFormatError, seed_everything
 from ..models.gpt import GPTLanguageModel
 from .core import Task, fit
+from ..tokenize.quantizer import global_mean
 from ..tokenize.sentences import TokenDataModule, TokenSentences
 
 # %% auto #0
@@ -42,8 +43,9 @@ class NextTokenTask(Task):
         self._t0 = time.perf_counter()
         loss = self.model.loss(batch['tokens'], batch['mask'])
         self.log('train/loss', loss, prog_bar=True, batch_size=len(batch['tokens']))
-        self.train_tokens += int(batch['mask'][:, 1:].sum())
-        return loss
+        targets = int(batch['mask'][:, 1:].sum())
+        self.train_tokens += targets
+        return global_mean(loss, targets)  # DDP: a mean over the targets of the global batch
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.train_seconds += time.perf_counter() - self._t0  # forward, backward and optimizer step

@@ -19,7 +19,8 @@ from ..core import ConfigError, DataFormatError
 
 # %% auto #0
 __all__ = ['chunk_sizes', 'default_budget', 'nearest_code', 'code_counts', 'perplexity', 'codebook_utilisation',
-           'kmeans_plus_plus', 'kmeans', 'VQOutput', 'VectorQuantizer']
+           'kmeans_plus_plus', 'kmeans', 'world_size', 'all_reduce_sum', 'all_gather_rows', 'global_mean', 'VQOutput',
+           'VectorQuantizer']
 
 # %% ../../nbs/11a_tokenize.quantizer.ipynb #d171e3ec
 def chunk_sizes(
@@ -158,6 +159,57 @@ def kmeans(
     return centres
 
 # %% ../../nbs/11a_tokenize.quantizer.ipynb #f3a9c151
+def world_size() -> int:  # processes of the initialised default group; 1 without one
+    "Number of data-parallel processes (1 when `torch.distributed` is not initialised)."
+    d = torch.distributed
+    return d.get_world_size() if d.is_available() and d.is_initialized() else 1
+
+
+def all_reduce_sum(
+    t: Tensor,  # this process's value (not modified)
+) -> Tensor:  # the sum over every process (no gradient); `t` itself with one process
+    "Sum a tensor over every process."
+    if world_size() == 1:
+        return t
+    out = t.detach().clone()
+    torch.distributed.all_reduce(out)
+    return out
+
+
+def all_gather_rows(
+    rows: Tensor,  # (n, ...) this process's rows; n and the trailing sizes may differ between processes
+) -> tuple:  # (rows of every process in rank order, zero-padded to the largest trailing sizes; this process's offset)
+    "Concatenate the rows of every process, rank by rank (no gradient)."
+    if world_size() == 1:
+        return rows, 0
+    d, dtype = torch.distributed, rows.dtype
+    shape = torch.tensor(rows.shape, device=rows.device)
+    shapes = [torch.zeros_like(shape) for _ in range(d.get_world_size())]
+    d.all_gather(shapes, shape)
+    shapes = [s.tolist() for s in shapes]
+    big = [max(s[i] for s in shapes) for i in range(rows.ndim)]
+    store = torch.uint8 if dtype == torch.bool else dtype  # gloo has no bool
+    padded = torch.zeros(big, dtype=store, device=rows.device)
+    padded[tuple(slice(0, n) for n in rows.shape)] = rows.detach().to(store)
+    parts = [torch.empty_like(padded) for _ in shapes]
+    d.all_gather(parts, padded)
+    out = torch.cat([p[: s[0]] for p, s in zip(parts, shapes)]).to(dtype)
+    return out, sum(s[0] for s in shapes[: d.get_rank()])
+
+
+def global_mean(
+    local_mean: Tensor,  # scalar mean over this process's `count` elements (differentiable)
+    count,  # elements behind `local_mean` on this process (int or tensor)
+) -> Tensor:  # this process's share of the global mean; `local_mean` itself with one process
+    "Rescale a per-process mean so that DDP's gradient average equals the gradient of the global mean."
+    w = world_size()
+    if w == 1:
+        return local_mean
+    count = torch.as_tensor(count, dtype=torch.float64, device=local_mean.device)
+    total = all_reduce_sum(count).clamp(min=1)
+    return local_mean * (count * w / total).to(local_mean.dtype)
+
+# %% ../../nbs/11a_tokenize.quantizer.ipynb #3bdef08d
 @dataclass
 class VQOutput:
     "What `VectorQuantizer.forward` returns."
@@ -167,7 +219,7 @@ class VQOutput:
     loss: Tensor  # scalar: beta * codebook_loss + (1 - beta) * commitment_loss
     codebook_loss: Tensor  # scalar: mean ||sg(z) - c||^2 over real elements and dims
     commitment_loss: Tensor  # scalar: mean ||z - sg(c)||^2 over real elements and dims
-    counts: Tensor  # (K,) long usage counts of this batch
+    counts: Tensor  # (K,) long usage counts of this batch (training: of the global batch, all processes)
     perplexity: Tensor  # scalar: exp of the usage entropy of this batch
     utilisation: Tensor  # scalar: fraction of codes used in this batch
     n_replaced: int  # dead codes replaced at the start of this (training) step
@@ -223,6 +275,22 @@ class VectorQuantizer(nn.Module):
             f'num_codes={self.num_codes}, dim={self.dim}, beta={self.beta}, affine_lr={self.affine_lr}, '
             f'sync_nu={self.sync_nu}, replace_after={self.replace_after}, kmeans_init={self.kmeans_init}'
         )
+
+# %% ../../nbs/11a_tokenize.quantizer.ipynb #35799c91
+@patch
+def __getstate__(self: VectorQuantizer) -> dict:
+    state = self.__dict__.copy()
+    state['generator'] = bytes(self.generator.get_state().numpy())
+    return state
+
+
+@patch
+def __setstate__(self: VectorQuantizer, state: dict):
+    if isinstance(state.get('generator'), bytes):
+        generator = torch.Generator()
+        generator.set_state(torch.frombuffer(bytearray(state['generator']), dtype=torch.uint8))
+        state = {**state, 'generator': generator}
+    nn.Module.__setstate__(self, state)
 
 # %% ../../nbs/11a_tokenize.quantizer.ipynb #8a265073
 @patch
@@ -348,11 +416,14 @@ def forward(
             'VectorQuantizer input', 'z', 'finite values at real (mask=True) positions', got='NaN or inf'
         )
     n_replaced = 0
-    if self.training and len(zr):
-        if self.kmeans_init and not bool(self.initialised):
-            self.init_codebook(zr)
-        if self.replace_after > 0:
-            n_replaced = self._replace_dead(zr.detach())
+    if self.training:  # the same decisions on every process: `initialised` and `lru_counter` are in sync
+        init = self.kmeans_init and not bool(self.initialised)
+        if init or (self.replace_after > 0 and bool((self.lru_counter <= 0).any())):
+            z_all = all_gather_rows(zr.detach())[0]  # real latents of the global batch (zr with one process)
+            if len(z_all) and init:
+                self.init_codebook(z_all)
+            if len(z_all) and self.replace_after > 0:
+                n_replaced = self._replace_dead(z_all)
     codebook = self.effective_codebook()
     idx = nearest_code(zr.detach(), codebook.detach(), self.budget, self.search_dtype)
     with torch.autocast(z.device.type, enabled=False):
@@ -360,6 +431,8 @@ def forward(
         denom = max(len(zr), 1) * self.dim
         codebook_loss = (zf.detach() - c).pow(2).sum() / denom
         commitment_loss = (zf - c.detach()).pow(2).sum() / denom
+        if self.training:  # means over the real elements of the global batch
+            codebook_loss, commitment_loss = global_mean(codebook_loss, len(zr)), global_mean(commitment_loss, len(zr))
         loss = self.beta * codebook_loss + (1 - self.beta) * commitment_loss
         zq = zf + (c - zf).detach()
         if self.sync_nu > 0:
@@ -367,11 +440,12 @@ def forward(
     zq = zq.to(z.dtype)
     counts = torch.bincount(idx, minlength=self.num_codes)
     if self.training:
+        counts = all_reduce_sum(counts)  # usage over the global batch
         with torch.no_grad():
             self.steps += 1
             if self.replace_after > 0:
                 self.lru_counter.sub_(1).clamp_(min=0)
-                self.lru_counter[idx] = self.replace_after
+                self.lru_counter[counts > 0] = self.replace_after
     if mask is None:
         z_q, indices = zq.reshape(z.shape), idx.reshape(z.shape[:-1])
     else:

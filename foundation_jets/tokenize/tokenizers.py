@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..core import ConfigError, DataFormatError, ParticleSet, autocast, get_device, constructor_args
 from ..nn import TransformerStack
-from .quantizer import VQOutput, VectorQuantizer, nearest_code
+from .quantizer import VQOutput, VectorQuantizer, global_mean, nearest_code
 
 # %% auto #0
 __all__ = ['START_TOKEN', 'IGNORE_INDEX', 'PAD_TOKEN', 'stop_token', 'vocab_size', 'codes_to_tokens', 'tokens_to_codes',
@@ -464,4 +464,6 @@ def forward(
     vq = self.quantizer(z, mask)
     recon = self._decode_latents(vq.z_q, mask)
     recon_loss = masked_mse(recon, x, mask)
+    if self.training:  # mean over the real elements of the global batch under DDP
+        recon_loss = global_mean(recon_loss, int(mask.sum()))
     return TokenizerOutput(recon, recon_loss + self.alpha * vq.loss, recon_loss, vq.loss, vq.indices, vq)
