@@ -259,13 +259,15 @@ class ParticleSet:
         )
 
     def trim(self) -> ParticleSet:
-        "Drop trailing slots that are padding in every set (correct also when cuts left holes in a mask)."
+        "Drop trailing slots that are padding in every set (and of per-element `meta`, as `collate_sets` pads it)."
         used = self.mask.any(0)
         n = int(used.nonzero().max()) + 1 if used.any() else 0
         if n == self.x.shape[1]:
             return self
         lab = self.labels[:, :n] if (self.labels is not None and self.labels.ndim == 2) else self.labels
-        return replace(self, x=self.x[:, :n], mask=self.mask[:, :n], labels=lab)
+        width = self.x.shape[1]
+        meta = {k: v[:, :n] if v.ndim >= 2 and v.shape[1] == width else v for k, v in self.meta.items()}
+        return replace(self, x=self.x[:, :n], mask=self.mask[:, :n], labels=lab, meta=meta)
 
     def elements(self, i: int) -> Tensor:
         "The real elements of set `i`, shape `(n_i, features)`."

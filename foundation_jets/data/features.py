@@ -20,10 +20,10 @@ from ..core import ParticleSet, DataFormatError, ConfigError
 from ..physics import constituent_features, jet_p4, pseudorapidity
 
 # %% auto #0
-__all__ = ['DERIVATIONS', 'ENERGY_ROUNDING', 'COLUMN_ALIASES', 'ADC2021_TYPES', 'PART_PID', 'Step', 'step_from_dict', 'Log',
-           'Affine', 'Clip', 'Tanh', 'Standardize', 'LogRange', 'Feature', 'register_derivation',
-           'jet_constituent_columns', 'l1_object_columns', 'compact_sets', 'FeatureSpec', 'omnijet_spec', 'part_spec',
-           'adc2021_mask', 'adc2021_sets', 'adc2021_spec', 'pilarnet_spec']
+__all__ = ['DERIVATIONS', 'ENERGY_ROUNDING', 'COLUMN_ALIASES', 'ADC2021_TYPES', 'PART_PID', 'SPEC_PRESETS', 'Step',
+           'step_from_dict', 'Log', 'Affine', 'Clip', 'Tanh', 'Standardize', 'LogRange', 'Feature',
+           'register_derivation', 'jet_constituent_columns', 'l1_object_columns', 'compact_sets', 'FeatureSpec',
+           'omnijet_spec', 'part_spec', 'adc2021_mask', 'adc2021_sets', 'adc2021_spec', 'pilarnet_spec', 'apply_spec']
 
 # %% ../../nbs/03_data.features.ipynb #f40ad787
 _STEPS: dict[str, type] = {}
@@ -636,3 +636,18 @@ def pilarnet_spec(
         None,
         'pilarnet',
     )
+
+# %% ../../nbs/03_data.features.ipynb #6306bf3d
+SPEC_PRESETS = {'omnijet': omnijet_spec, 'part': part_spec, 'pilarnet': pilarnet_spec}
+
+
+def apply_spec(
+    sets: ParticleSet,  # a chunk with named columns
+    spec: str = 'omnijet',  # a name of SPEC_PRESETS
+    compact: bool = False,  # move survivors of the cuts to the front of each set
+    **kwargs,  # arguments of the preset (e.g. cut=False, kind='kin')
+) -> ParticleSet:
+    "Apply a named feature preset (for YAML configs and worker processes)."
+    if spec not in SPEC_PRESETS:
+        raise ConfigError(f'apply_spec: unknown preset {spec!r}; known: {sorted(SPEC_PRESETS)}')
+    return SPEC_PRESETS[spec](**kwargs).apply(sets, compact=compact)

@@ -26,9 +26,9 @@ from .jets import JETCLASS_LABELS, load_jetclass_npy
 from .features import FeatureSpec, Standardize, part_spec
 
 # %% auto #0
-__all__ = ['SPLITS', 'SetDataset', 'EpochShuffleSampler', 'SetDataModule', 'JetNpyDataModule', 'write_h5_shard', 'read_h5_attrs',
-           'read_h5_shard', 'resolve_reader', 'ShuffleBuffer', 'StreamingSetDataset', 'split_files',
-           'StreamingDataModule']
+__all__ = ['SPLITS', 'UNEVEN_POLICIES', 'SetDataset', 'EpochShuffleSampler', 'SetDataModule', 'JetNpyDataModule',
+           'write_h5_shard', 'read_h5_attrs', 'read_h5_shard', 'resolve_reader', 'ShuffleBuffer', 'StreamingSetDataset',
+           'split_files', 'StreamingDataModule']
 
 # %% ../../nbs/04_data.modules.ipynb #7cc8d198
 class SetDataset(Dataset):
@@ -263,19 +263,20 @@ def _seed(*parts) -> int:
 
 def resolve_reader(
     read_chunks: Callable | str,  # a callable, or "package.module:function"
+    what: str = 'read_chunks',  # the option's name (for the message): 'read_chunks' or 'transform'
     **kwargs,  # bound as keyword arguments (e.g. chunk_size)
 ) -> Callable:
-    "A reader callable from a callable or an import string (for YAML configs); picklable for spawned workers."
+    "A reader (or transform) from a callable or an import string (for YAML configs); picklable for spawned workers."
     if isinstance(read_chunks, str):
         mod, _, name = read_chunks.partition(':')
         try:
             fn = getattr(importlib.import_module(mod), name)
         except (ImportError, AttributeError, ValueError) as e:
-            raise ConfigError(f"cannot import reader {read_chunks!r}: {e}") from None
+            raise ConfigError(f"{what}: cannot import {read_chunks!r}: {e}") from None
     else:
         fn = read_chunks
     if not callable(fn):
-        raise ConfigError(f'read_chunks must be callable, got {fn!r}')
+        raise ConfigError(f'{what} must be callable, got {fn!r}')
     return partial(fn, **kwargs) if kwargs else fn
 
 # %% ../../nbs/04_data.modules.ipynb #ab74f29c
@@ -344,7 +345,7 @@ class StreamingSetDataset(IterableDataset):
         transform: Callable | None = None,  # ParticleSet -> ParticleSet applied to each chunk (e.g. a FeatureSpec)
         batch_size: int | None = None,  # yield batches of this size instead of single sets
         drop_last: bool = False,  # drop each shard's last incomplete batch
-        shard: str = 'files',  # 'files' or 'chunks': the unit dealt out to ranks x workers
+        shard: str = 'files',  # 'files', 'chunks' or 'auto': the unit dealt out to ranks x workers
         shuffle_files: bool = True,  # permute the file order every epoch
         rank: int | None = None,  # DDP rank (default: torch.distributed, else 0)
         world_size: int | None = None,  # DDP world size (default: torch.distributed, else 1)
@@ -353,8 +354,8 @@ class StreamingSetDataset(IterableDataset):
         self.files = [str(f) for f in files]
         if not self.files:
             raise ConfigError('StreamingSetDataset needs at least one file')
-        if shard not in ('files', 'chunks'):
-            raise ConfigError(f"shard must be 'files' or 'chunks', got {shard!r}")
+        if shard not in ('files', 'chunks', 'auto'):
+            raise ConfigError(f"shard must be 'files', 'chunks' or 'auto', got {shard!r}")
         if shuffle_buffer < 0 or (batch_size is not None and batch_size < 1):
             raise ConfigError('shuffle_buffer must be >= 0 and batch_size >= 1')
         self.read_chunks = resolve_reader(read_chunks)
@@ -391,8 +392,14 @@ class StreamingSetDataset(IterableDataset):
         wid, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
         return rank * nw + wid, world * nw
 
+    def shard_mode(self, total: int) -> str:
+        "'files' or 'chunks' for `total` shards ('auto': files when there are at least as many files as shards)."
+        if self.shard == 'auto':
+            return 'files' if len(self.files) >= total else 'chunks'
+        return self.shard
+
     def _chunks(self, files, g, total):
-        if self.shard == 'files':
+        if self.shard_mode(total) == 'files':
             for f in files[g::total]:
                 yield from self.read_chunks(f)
         else:
@@ -407,7 +414,7 @@ class StreamingSetDataset(IterableDataset):
         epoch = self.epoch
         g, total = self.shard_info()
         files = self.file_order(epoch)
-        if self.shard == 'files' and len(files) < total:
+        if self.shard_mode(total) == 'files' and len(files) < total:
             warnings.warn(
                 f'{len(files)} files for {total} shards (ranks x workers): some shards get no data; use shard="chunks"'
             )
@@ -474,20 +481,80 @@ def split_files(
     return {s: sorted(names[k] for k in perm[cut[i] : cut[i + 1]]) for i, s in enumerate(SPLITS)}
 
 # %% ../../nbs/04_data.modules.ipynb #63f6af4f
+UNEVEN_POLICIES = ('repeat', 'stop')
+
+
+def _agree_device():
+    "The device of the end-of-epoch all-reduce: CUDA for NCCL, CPU for gloo."
+    import torch.distributed as dist
+
+    if dist.get_backend() == 'nccl':
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
 class _EpochLoader(DataLoader):
-    "DataLoader that, on each `iter`, fixes the dataset's rank and sets its epoch before workers start."
+    "DataLoader that fixes the dataset's rank and epoch before workers start, and evens out ranks under DDP."
 
-    def __init__(self, *args, epoch_fn: Callable | None = None, **kwargs):
+    def __init__(self, *args, epoch_fn: Callable | None = None, uneven: str | None = None, split: str = '', **kwargs):
         super().__init__(*args, **kwargs)
-        self._epoch_fn, self._count = epoch_fn, 0
+        if uneven is not None and uneven not in UNEVEN_POLICIES:
+            raise ConfigError(f'uneven must be one of {UNEVEN_POLICIES}, got {uneven!r}')
+        self._epoch_fn, self._count, self.uneven, self.split = epoch_fn, 0, uneven, split
+        self.repeated_batches, self.skipped_batches = 0, 0
 
-    def __iter__(self):
+    def _start(self):
         ds = self.dataset
         ds.resolve_rank()
         e = self._epoch_fn() if self._epoch_fn is not None else None
         ds.set_epoch(self._count if e is None else e)
         self._count += 1
         return super().__iter__()
+
+    def __iter__(self):
+        import torch.distributed as dist
+
+        it = self._start()
+        if self.uneven is None or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return it
+        return self._even(it, dist)
+
+
+def _even(self: _EpochLoader, it, dist):
+    "Yield batches while some rank has fresh data (policy 'repeat') or every rank has (policy 'stop')."
+    world, device = dist.get_world_size(), _agree_device()
+    fresh, first = True, True
+    self.repeated_batches, self.skipped_batches = 0, 0
+    while True:
+        batch = next(it, None)
+        if batch is None:
+            fresh = False
+            if self.uneven == 'repeat':  # start the same epoch's shard again
+                self._count -= 1
+                it = self._start()
+                batch = next(it, None)
+        empty = batch is None and (self.uneven == 'repeat' or first)  # this rank's shard holds no data
+        first = False
+        flag = torch.tensor([int(fresh), int(empty)], device=device)
+        dist.all_reduce(flag)
+        n_fresh, n_empty = int(flag[0]), int(flag[1])
+        if n_empty:  # every rank stops with the same error
+            raise DataFormatError(
+                self.split or 'StreamingDataModule',
+                'files',
+                f'data on every one of the {world} ranks ({n_empty} have none)',
+                got=f"{len(self.dataset.files)} files, shard={self.dataset.shard!r}; use shard='chunks' or 'auto'",
+            )
+        if n_fresh == 0 or (self.uneven == 'stop' and n_fresh < world):
+            if fresh:
+                self.skipped_batches = 1 + sum(1 for _ in it)
+            return
+        if not fresh:
+            self.repeated_batches += 1
+        yield batch
+
+
+_EpochLoader._even = _even
 
 
 class StreamingDataModule(L.LightningDataModule):
@@ -496,7 +563,7 @@ class StreamingDataModule(L.LightningDataModule):
     def __init__(
         self,
         files: Sequence[str] | None = None,  # all files, split by `fractions` and `seed`
-        read_chunks: Callable | str = 'foundation_jets.data.modules:read_h5_shard',  # path -> iterator of ParticleSet
+        read_chunks: str | Callable = 'foundation_jets.data.modules:read_h5_shard',  # path -> iterator of ParticleSet
         reader_kwargs: dict | None = None,  # keyword arguments bound to the reader (e.g. chunk_size)
         fractions: Sequence[float] = (0.8, 0.1, 0.1),  # train/val/test shares of `files`
         train_files: Sequence[str] | None = None,  # explicit training files (override the split)
@@ -506,19 +573,25 @@ class StreamingDataModule(L.LightningDataModule):
         num_workers: int = 0,  # DataLoader worker processes per rank
         shuffle_buffer: int = 10_000,  # training shuffle buffer (examples per worker)
         seed: int = 0,  # seed of the split, file order and shuffles
-        transform: Callable | None = None,  # applied to each chunk (e.g. a FeatureSpec)
-        shard: str = 'files',  # 'files' or 'chunks'
+        transform: str | Callable | None = None,  # applied to each chunk (a FeatureSpec, or "module:function")
+        shard: str = 'auto',  # 'files', 'chunks', or 'auto' (files when every shard gets one, else chunks)
         pin_memory: bool = False,  # page-locked batches for faster host-to-GPU copies
+        transform_kwargs: dict | None = None,  # keyword arguments bound to the transform (e.g. kind: kin)
+        uneven: str = 'repeat',  # DDP training with shards of unequal length: 'repeat' or 'stop' (see above)
     ):
         super().__init__()
         self.read_chunks = resolve_reader(read_chunks, **(reader_kwargs or {}))
+        if transform is not None:
+            transform = resolve_reader(transform, 'transform', **(transform_kwargs or {}))
         self.batch_size, self.num_workers, self.shuffle_buffer, self.seed = (
             batch_size,
             num_workers,
             shuffle_buffer,
             seed,
         )
-        self.transform, self.shard, self.pin_memory = transform, shard, pin_memory
+        if uneven not in UNEVEN_POLICIES:
+            raise ConfigError(f'uneven must be one of {UNEVEN_POLICIES}, got {uneven!r}')
+        self.transform, self.shard, self.pin_memory, self.uneven = transform, shard, pin_memory, uneven
         explicit = {'train': train_files, 'val': val_files, 'test': test_files}
         if files is not None:
             self.split = split_files(files, fractions, seed)
@@ -565,6 +638,8 @@ class StreamingDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             epoch_fn=fn,
+            uneven=self.uneven if split == 'train' else None,
+            split=f'StreamingDataModule {split} split',
         )
 
     def train_dataloader(self):
