@@ -11,8 +11,9 @@ import argparse
 import hashlib
 import io
 import json
+import multiprocessing
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import h5py
@@ -472,6 +473,39 @@ def shard_ok(
     return all(m.get(k) == v for k, v in (meta or {}).items())
 
 
+def _tokenize_shard(
+    job: tuple,  # (tokenizer path, input, entry start, stop, output, meta, max_particles, batch_size, device)
+) -> None:
+    "Write one token shard (in this process or a worker); the tokenizer is loaded once per process."
+    tpath, inp, start, stop, out, meta, max_particles, batch_size, device = job
+    if _TOKENIZER_CACHE.get('path') != (tpath, meta['tokenizer_sha256']):
+        _TOKENIZER_CACHE.update(path=(tpath, meta['tokenizer_sha256']), loaded=load_tokenizer(tpath))
+    tok, spec = _TOKENIZER_CACHE['loaded']
+    chunks = list(
+        read_jetclass(
+            inp, chunk_size=max(1, stop - start), max_particles=max_particles, entry_start=start, entry_stop=stop
+        )
+    )
+    if chunks:
+        sets = chunks[0]
+    else:
+        sets = ParticleSet(
+            torch.zeros(0, max_particles, 4),
+            torch.zeros(0, max_particles, dtype=torch.bool),
+            torch.zeros(0, dtype=torch.long),
+            feature_names=('part_px', 'part_py', 'part_pz', 'part_energy'),
+        )
+    codes, mask = tokenize_jets(tok, spec, sets, batch_size, device)
+    write_token_shard(out, codes, mask, sets.labels, Path(tpath).read_bytes(), spec, meta)
+
+
+_TOKENIZER_CACHE = {}
+
+
+def _one_thread():
+    torch.set_num_threads(1)
+
+
 def tokenize_files(
     tokenizer_path: str | Path,  # a file written by `save_tokenizer`
     inputs: list,  # JetClass ROOT files
@@ -482,16 +516,18 @@ def tokenize_files(
     device=None,  # None = CUDA when available
     entry_stop: int | None = None,  # read at most this many jets per file
     log=None,  # callable(str) for progress lines, or None
-    overwrite: bool = False,  # delete shards written with other options instead of refusing (see above)
+    overwrite: bool = False,  # delete shards made with other options instead of refusing (see above)
+    workers: int = 1,  # processes writing shards in parallel (each with one torch thread); 1: this process
 ) -> list[dict]:  # per shard: input, output, entry_start, entry_stop, status ('written', 'skipped', 'rewritten')
-    "Tokenize JetClass files into self-contained token shards, resuming where a previous run stopped."
+    "Tokenize JetClass files into self-contained token shards, in parallel, resuming where a previous run stopped."
     if chunk_size < 1:
         raise ConfigError(f'chunk_size must be >= 1, got {chunk_size}')
+    if workers < 1:
+        raise ConfigError(f'workers must be >= 1, got {workers}')
     get_device(device)  # an unusable device fails before any work
     tpath = Path(tokenizer_path)
-    tok, spec = load_tokenizer(tpath)
-    tbytes = tpath.read_bytes()
-    sha = hashlib.sha256(tbytes).hexdigest()
+    load_tokenizer(tpath)  # a bad tokenizer file fails before any work
+    sha = hashlib.sha256(tpath.read_bytes()).hexdigest()
     out_dir = check_output_dir(out_dir, 'out_dir')
     plan = []
     for inp in map(Path, inputs):
@@ -505,41 +541,41 @@ def tokenize_files(
     layout = dict(chunk_size=chunk_size, max_particles=max_particles, entry_stop=entry_stop, tokenizer_sha256=sha)
     check_shard_layout(out_dir, layout, overwrite)
     remove_stale_temporaries(out_dir, [out.name for *_, out in plan])
-    report = []
+    report, jobs = [], []
     for inp, start, stop, out in plan:
         meta = {'source': inp.name, 'entry_start': start, 'entry_stop': stop, 'tokenizer_sha256': sha}
         status = 'written'
         if out.exists():
-            if shard_ok(out, meta):
-                status = 'skipped'
-            else:
-                status = 'rewritten'
-        if status != 'skipped':
-            chunks = list(
-                read_jetclass(
-                    inp,
-                    chunk_size=max(1, stop - start),
-                    max_particles=max_particles,
-                    entry_start=start,
-                    entry_stop=stop,
-                )
-            )
-            if chunks:
-                sets = chunks[0]
-            else:
-                sets = ParticleSet(
-                    torch.zeros(0, max_particles, 4),
-                    torch.zeros(0, max_particles, dtype=torch.bool),
-                    torch.zeros(0, dtype=torch.long),
-                    feature_names=('part_px', 'part_py', 'part_pz', 'part_energy'),
-                )
-            codes, mask = tokenize_jets(tok, spec, sets, batch_size, device)
-            write_token_shard(out, codes, mask, sets.labels, tbytes, spec, meta)
+            status = 'skipped' if shard_ok(out, meta) else 'rewritten'
         report.append(
             {'input': str(inp), 'output': str(out), 'entry_start': start, 'entry_stop': stop, 'status': status}
         )
+        if status != 'skipped':
+            jobs.append((len(report) - 1, (str(tpath), inp, start, stop, out, meta, max_particles, batch_size, device)))
+        elif log:
+            log(f'[{len(report)}/{len(plan)}] skipped   {out} (already complete)')
+    done = len(plan) - len(jobs)
+
+    def finished(i):
+        nonlocal done
+        done += 1
+        r = report[i]
         if log:
-            log(f'{status:9s} {out} ({stop - start} jets from {inp.name})')
+            log(f"[{done}/{len(plan)}] {r['status']:9s} {r['output']} ({r['entry_stop'] - r['entry_start']} jets)")
+
+    if workers == 1 or len(jobs) <= 1:
+        for i, job in jobs:
+            _tokenize_shard(job)
+            finished(i)
+        return report
+    from foundation_jets.tokenize import shards as module  # workers import the functions by module name
+
+    ctx = multiprocessing.get_context('spawn')
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=module._one_thread) as pool:
+        futures = {pool.submit(module._tokenize_shard, job): i for i, job in jobs}
+        for f in as_completed(futures):
+            f.result()  # a worker's error is raised here, naming its file
+            finished(futures[f])
     return report
 
 # %% ../../nbs/11c_tokenize.shards.ipynb #ac30e06d
@@ -559,6 +595,7 @@ def _parser():
     p.add_argument('--entry-stop', type=int, default=None, help='read at most this many jets per file')
     p.add_argument('--device', default=None, help='torch device (default: CUDA when available)')
     p.add_argument('--overwrite', action='store_true', help='delete shards made with other options first')
+    p.add_argument('--workers', type=int, default=1, help='processes writing shards in parallel (default 1)')
     p.add_argument('--quiet', action='store_true', help='no progress lines')
     return p
 
@@ -574,6 +611,8 @@ def cli_main(
             p.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(a, k)}")
     if a.entry_stop is not None and a.entry_stop < 0:
         p.error(f'--entry-stop must be >= 0, got {a.entry_stop}')
+    if a.workers < 1:
+        p.error(f'--workers must be >= 1, got {a.workers}')
     if a.max_particles > MAX_PARTICLES_LIMIT:  # jets are padded to it: 1e11 slots would ask for terabytes
         p.error(f'--max-particles must be <= {MAX_PARTICLES_LIMIT}, got {a.max_particles}')
     for opt, paths in (('--tokenizer', [a.tokenizer]), ('input file', a.files)):
@@ -601,6 +640,7 @@ def cli_main(
             a.entry_stop,
             None if a.quiet else print,
             a.overwrite,
+            a.workers,
         )
     except ConfigError as e:
         p.error(str(e))
