@@ -41,8 +41,9 @@ docs: setup
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=tutorial $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# every benchmark (CPU-sized modes on a CPU, full modes on CUDA), provenance in each JSON, one summary table
 bench: setup
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf _docs _proc runs .pytest_cache

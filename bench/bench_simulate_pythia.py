@@ -8,7 +8,8 @@ Measures
 
 Wall-clock time includes Pythia initialisation (once per chunk) and, for 2 workers, spawning the pool.
 The machine's load average is recorded: other jobs on a shared box lower the numbers.
-Default run: 120 top jets (MPI on) and 100 events per L1 sample, a few minutes on 2 cores; `--full`: 4x more.
+Default run: 120 top jets (MPI on) and 100 events per L1 sample, a few minutes on 2 cores; `--full`: 4x more;
+`--quick`: 40 jets and 40 events.
 Results go to bench/results/simulate_pythia.json.
 
     python bench/bench_simulate_pythia.py [--full] [--out bench/results/simulate_pythia.json]
@@ -37,11 +38,12 @@ def timed(fn):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--full', action='store_true')
+    ap.add_argument('--full', action='store_true', help='4x more jets and events')
+    ap.add_argument('--quick', action='store_true', help='a third of the jets and events (make bench on a CPU)')
     ap.add_argument('--out', default=str(HERE / 'results' / 'simulate_pythia.json'))
     a = ap.parse_args(argv)
     k = 4 if a.full else 1
-    n_jets, n_events = 120 * k, 100 * k
+    n_jets, n_events = (40, 40) if a.quick else (120 * k, 100 * k)
     load0 = os.getloadavg()
     rows = []
     for workers in (1, 2):
@@ -89,6 +91,7 @@ def main(argv=None):
         load_avg_after=os.getloadavg(),
         platform=platform.platform(),
         full=a.full,
+        quick=a.quick,
         note='wall clock incl. Pythia init per chunk and pool start-up; shared machine, see load averages',
     )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """The benchmark and study scripts run end to end in their quick modes and write JSON that keeps its promises
-(no TPR below the 1/N_bkg floor, a power-law fit per timed operation), so they do not rot between full runs."""
+(no TPR below the 1/N_bkg floor, a power-law fit per timed operation), so they do not rot between full runs; and
+`make bench`'s driver (bench/run_all.py) stamps each result with its provenance and summarises the result files."""
 
 import json
 import math
@@ -84,3 +85,21 @@ def test_jepa_pretrain_quick_runs_in_bounded_memory(tmp_path):
     assert all(r['hits_beyond_max_hits'] > 0 for r in big)  # the cap is exercised, and counted
     for r in big:  # far below one block of whole-event attention logits (N^2 x 4 heads x 4 bytes)
         assert r['peak_mib'] * 2**20 < 0.05 * r['hits_per_event'] ** 2 * 16 * r['batch']
+
+
+def test_run_all_stamps_provenance_and_summarises(tmp_path):
+    cmd = [sys.executable, str(ROOT / 'bench' / 'run_all.py'), '--only', 'simulate_detectors', '--results', tmp_path]
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    result = json.loads((tmp_path / 'simulate_detectors_quick.json').read_text())
+    prov = result['provenance']
+    assert prov['returncode'] == 0 and prov['device'] == 'cpu' and prov['wall_s'] > 0
+    assert prov['versions']['torch'] and prov['versions']['foundation_jets']
+    assert len(prov['load_average_start']) == 3 and prov['date_utc'].startswith('20')
+    rate = result['results'][0]['generate_events_per_s']  # the LArTPC row
+    summary = json.loads((tmp_path / 'summary_quick.json').read_text())
+    row = next(x for x in summary['rows'] if x['what'].startswith('simulation (LArTPC)'))
+    assert row['value'] == f'{rate:.1f}'
+    assert f'{rate:.1f}' in r.stdout  # the printed table shows it
+    missing = next(x for x in summary['rows'] if x['what'].startswith('tokenization'))
+    assert missing['value'] == 'n/a'  # a benchmark that did not run is n/a, not a stale number
