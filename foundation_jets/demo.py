@@ -20,8 +20,15 @@ from .core import ConfigError, ParticleSet, check_output_dir, cpu_threads, seed_
 from .data.jets import JETCLASS_LABELS, load_embedded_jets
 from .data.features import omnijet_spec
 from .metrics import codebook_usage, metrics_to_json, round_trip_resolutions
-from .physics import jet_level_observables
-from .plots import plot_generation, plot_hist_ratio
+from .physics import jet_level_observables, ptetaphim_to_p4
+from foundation_jets.plots import (
+    hep_style,
+    plot_generation,
+    plot_hist_ratio,
+    plot_jet_image,
+    plot_roc,
+    plot_training_curves,
+)
 from .models.gpt import GPTLanguageModel
 from .models.heads import save_pretrained, transfer_model
 from .tokenize.tokenizers import BinnedTokenizer, TokenVocab, VQVAETokenizer
@@ -30,7 +37,7 @@ from .tokenize.sentences import TokenSentences
 from .tasks.tokenizer import fit_tokenizer
 from .tasks.pretrain import pretrain_gpt
 from .tasks.generation import evaluate_generation, generate_jets, reconstruct_jets
-from .tasks.transfer import evaluate_classifier, train_transfer
+from .tasks.transfer import evaluate_classifier, predict_proba, train_transfer
 
 # %% auto #0
 __all__ = ['DemoConfig', 'demo_splits', 'usable_n_train', 'train_demo_tokenizer', 'original_observables', 'demo_sentences',
@@ -202,6 +209,7 @@ def demo_transfer(cfg: DemoConfig, lm: GPTLanguageModel, pool: TokenSentences, t
     top = JETCLASS_LABELS.index('Tbqq')
     pool, test = _binary(pool, top), _binary(test, top)
     runs = {r: [] for r in ('scratch', 'frozen', 'finetune')}
+    roc = {}  # regime -> (test scores, labels) of the first seed, for the ROC figure
     for seed in cfg.seeds:
         g = torch.Generator().manual_seed(1000 + seed)
         idx = torch.cat(
@@ -230,6 +238,8 @@ def demo_transfer(cfg: DemoConfig, lm: GPTLanguageModel, pool: TokenSentences, t
             runs[regime].append(
                 evaluate_classifier(clf, test, device='cpu') | {'seconds': time.perf_counter() - t0, 'seed': seed}
             )
+            if seed == cfg.seeds[0]:
+                roc[regime] = (predict_proba(clf, test, device='cpu')[:, 1].numpy(), test.labels.numpy())
     summary = {
         r: {k: float(np.mean([x[k] for x in v])) for k in ('accuracy', 'auc', 'rejection_30')}
         | {'auc_std': float(np.std([x['auc'] for x in v])), 'runs': v}
@@ -245,14 +255,21 @@ def demo_transfer(cfg: DemoConfig, lm: GPTLanguageModel, pool: TokenSentences, t
         'regimes': summary,
         'finetune_beats_scratch': bool(summary['finetune']['auc'] > summary['scratch']['auc']),
         'finetune_wins_per_seed': f'{sum(wins)}/{len(wins)}',
+        'roc': roc,  # arrays for the figure; run_demo takes them out before writing metrics.json
     }
 
 # %% ../nbs/41_demo.ipynb #197e4f10
-def _plots(out: Path, tok_obs: dict, ref_obs: dict, gen_obs: dict, transfer: dict):
+def _plots(out: Path, tok_obs: dict, ref_obs: dict, gen_obs: dict, transfer: dict, roc: dict, curves: dict, jets: dict):
+    "The key figures, as PNG next to metrics.json: tokenizer, pretraining, jet images, generation, transfer ROC."
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import pandas as pd
+
+    def save(fig, name, dpi=70):
+        fig.savefig(out / name, dpi=dpi, bbox_inches='tight')
+        plt.close(fig)
 
     fig = plot_hist_ratio(
         tok_obs['original']['mass'],
@@ -261,23 +278,26 @@ def _plots(out: Path, tok_obs: dict, ref_obs: dict, gen_obs: dict, transfer: dic
         xlabel='jet mass [GeV]',
         reference_label='original',
     )
-    fig.savefig(out / 'tokenizer_mass.png', dpi=80, bbox_inches='tight')
-    plt.close(fig)
-    fig = plot_generation(ref_obs, {'generated': gen_obs}, reference_label='reconstructed real')
-    fig.savefig(out / 'generation.png', dpi=70, bbox_inches='tight')
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(4, 3))
-    regs = list(transfer['regimes'])
-    for i, r in enumerate(regs):
-        aucs = [x['auc'] for x in transfer['regimes'][r]['runs']]
-        ax.scatter([i] * len(aucs), aucs, color='0.6', s=12)
-        ax.errorbar(i, np.mean(aucs), np.std(aucs), fmt='o', capsize=4)
-    ax.set_xticks(range(len(regs)), regs)
-    ax.set_ylabel('test AUC')
-    ax.set_title(f"top vs QCD, {transfer['n_train']} labelled jets", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / 'transfer.png', dpi=80)
-    plt.close(fig)
+    save(fig, 'tokenizer_mass.png', dpi=80)
+    longest = max(len(v) for v in curves.values())
+    log = pd.DataFrame({'step': np.arange(1, longest + 1)})
+    for name, loss in curves.items():  # per-step losses of separate runs, NaN past each run's end
+        log[f'train/{name}_step'] = np.pad(
+            np.asarray(loss, np.float64), (0, longest - len(loss)), constant_values=np.nan
+        )
+    fig = plot_training_curves(log, metrics=tuple(curves), logy=True)
+    save(fig, 'training_curves.png')
+    with hep_style(scale=0.4):
+        fig, axes = plt.subplots(1, len(jets), figsize=(4.4 * len(jets), 3.6), squeeze=False)
+        for ax, (name, (p4, mask)) in zip(axes[0], jets.items()):
+            plot_jet_image(p4, mask, extent=0.8, ax=ax)
+            ax.set_title(f'{name}: mean of {len(p4)} jets')
+        fig.tight_layout()
+    save(fig, 'jet_images.png')
+    save(plot_generation(ref_obs, {'generated': gen_obs}, reference_label='reconstructed real'), 'generation.png')
+    fig = plot_roc({f'{regime}, N = {transfer["n_train"]}': pair for regime, pair in roc.items()})
+    fig.axes[0].set_title('top vs QCD, first seed', fontsize='small')
+    save(fig, 'transfer_roc.png')
 
 # %% ../nbs/41_demo.ipynb #7816ab29
 def run_demo(
@@ -396,9 +416,13 @@ def run_demo(
         m['wall_time_s'] = time.perf_counter() - t_start
         m['threads'] = torch.get_num_threads()
         m['device'] = 'cpu'
+        roc = m['transfer'].pop('roc')
         metrics_to_json(m, out / 'metrics.json')
         tok_obs = {'original': orig, 'reconstructed': ref_obs}  # the generation reference is the tokenizer's round trip
-        _plots(out, tok_obs, ref_obs, gen_obs, m['transfer'])
+        gen_p4 = ptetaphim_to_p4(torch.cat([gen.sets.x[..., :3], torch.zeros_like(gen.sets.x[..., :1])], -1))
+        images = {'real jets': (ref_raw.x, ref_raw.mask), 'generated jets': (gen_p4, gen.sets.mask)}
+        curves = {'tokenizer loss': hist['loss'], 'GPT next-token loss': phist['train_loss']}
+        _plots(out, tok_obs, ref_obs, gen_obs, m['transfer'], roc, curves, images)
     say(format_demo(m))
     return m
 

@@ -19,7 +19,7 @@ from .metrics import kl_divergence_quantiles, roc_auc, roc_curve, to_numpy, wass
 from .physics import constituent_features
 
 # %% auto #0
-__all__ = ['OBSERVABLE_LABELS', 'hep_style', 'plot_hist_ratio', 'plot_generation', 'plot_jet_image', 'plot_roc',
+__all__ = ['OBSERVABLE_LABELS', 'hep_style', 'plot_hist_ratio', 'plot_generation', 'plot_jet_image', 'plot_roc', 'plot_scores',
            'plot_training_curves', 'plot_auc_vs_n', 'plot_point_cloud']
 
 # %% ../nbs/08_plots.ipynb #b0b249e7
@@ -256,6 +256,49 @@ def plot_roc(
         ax.legend(frameon=False, fontsize='small')
     return fig
 
+# %% ../nbs/08_plots.ipynb #289cd1ff
+def plot_scores(
+    samples: Mapping,  # label -> 1-D scores (tagger output, anomaly score, ...)
+    bins=40,  # number of bins or bin edges (as in np.histogram)
+    range: tuple | None = None,  # (low, high) of the bins (None: 0.1 % to 99.9 % quantiles over all samples)
+    density: bool = True,  # normalise every histogram to unit area
+    logy: bool = False,  # logarithmic y axis
+    xlabel: str = 'score',  # x-axis label
+    ax=None,  # matplotlib axes (None: a new figure)
+):  # the matplotlib Figure
+    "Step histograms of the score of several samples over common bins; entries outside the bins noted in the legend."
+    import matplotlib.pyplot as plt
+
+    where = 'plot_scores'
+    if not isinstance(samples, Mapping) or not samples:
+        raise DataFormatError(where, 'samples', 'a non-empty mapping label -> 1-D scores', got=type(samples).__name__)
+    data = {
+        k: to_numpy(v, where, f'samples[{k!r}]', ndim=1, kind='fiub').astype(np.float64) for k, v in samples.items()
+    }
+    if np.ndim(bins) == 0 and range is None:
+        pooled = np.concatenate(list(data.values()))
+        range = tuple(np.quantile(pooled, [0.001, 0.999])) if len(pooled) else (0.0, 1.0)
+        if range[0] == range[1]:
+            range = (range[0] - 0.5, range[1] + 0.5)
+    edges = np.histogram_bin_edges(np.zeros(0), bins, range=range)
+    with _styled(ax):
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(5.6, 4.4))
+        fig = ax.figure
+        for label, v in data.items():
+            h = np.histogram(v, edges)[0].astype(np.float64)
+            if density and h.sum():
+                h = h / (h.sum() * np.diff(edges))
+            outside = int(((v < edges[0]) | (v > edges[-1])).sum())
+            text = f'{label} ({outside} outside)' if outside else str(label)
+            ax.stairs(h, edges, label=text, lw=1.2)
+        if logy:
+            ax.set_yscale('log')
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel('density' if density else 'entries')
+        ax.legend(frameon=False, fontsize='small')
+    return fig
+
 # %% ../nbs/08_plots.ipynb #f9b6a398
 def _training_log(log):
     import pandas as pd
@@ -423,11 +466,14 @@ def plot_point_cloud(
             sc = ax.scatter(*pts.T, c=v, s=size, cmap='viridis', norm=norm, depthshade=False)
             fig.colorbar(sc, ax=ax, label=label, shrink=0.7, pad=0.1)
         else:
-            cmap = plt.get_cmap('tab10' if len(classes) <= 10 else 'tab20')
+            n_colours = len(class_names) if class_names is not None else len(classes)
+            cmap = plt.get_cmap('tab10' if n_colours <= 10 else 'tab20')
+            ax.computed_zorder = False  # draw classes in order, not by the mean depth of each collection
             for j, c in enumerate(classes):
                 name = class_names[c] if class_names is not None and c >= 0 else str(c)
-                sel = v == c
-                ax.scatter(*pts[sel].T, s=size, color=cmap(j % cmap.N), label=name, depthshade=False)
+                k = c if class_names is not None else j  # named classes: a fixed colour per class id
+                color = '0.6' if k < 0 else cmap(k % cmap.N)
+                ax.scatter(*pts[v == c].T, s=size, color=color, label=name, depthshade=False, zorder=j)
             ax.legend(frameon=False, fontsize='small', markerscale=3, loc='upper left')
         for set_label, text in zip((ax.set_xlabel, ax.set_ylabel, ax.set_zlabel), axis_labels):
             set_label(text)

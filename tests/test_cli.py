@@ -131,7 +131,13 @@ def test_demo_writes_metrics(tmp_path):
         abs(again['sum'] - saved['sum']) <= 1e-4 * again['abs_sum']
         and abs(again['abs_sum'] / saved['abs_sum'] - 1) < 1e-6
     )
-    assert sorted(p.name for p in out.glob('*.png')) == ['generation.png', 'tokenizer_mass.png', 'transfer.png']
+    figures = ['generation.png', 'jet_images.png', 'tokenizer_mass.png', 'training_curves.png', 'transfer_roc.png']
+    assert sorted(p.name for p in out.glob('*.png')) == figures  # the key figures, next to metrics.json
+    import matplotlib.image
+
+    for name in figures:
+        image = matplotlib.image.imread(out / name)  # raises on a file that is not a valid PNG
+        assert image.ndim == 3 and min(image.shape[:2]) > 100 and image.std() > 0.01, (name, image.shape)
     assert not [
         p for p in out.iterdir() if p.name.endswith('.part') or p.name.startswith('.')
     ]  # no temporary files left

@@ -7,6 +7,35 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = sorted((ROOT / 'tutorial').glob('[0-9]*.ipynb'))
+# the key figures each tutorial saves as PNG next to its metrics.json (issue 17, item 5)
+KEY_FIGURES = {
+    '00_top_tagging.ipynb': ['jet_images.png', 'training_curves.png', 'roc.png', 'scores.png'],
+    '01_tokenization.ipynb': ['training_loss.png', 'jetclass_mass_tau32.png'],
+    '02_generation.ipynb': ['generated_vs_reference.png', 'conditional_mass.png'],
+    '03_transfer.ipynb': ['pretraining_loss.png', 'transfer_sweep.png', 'roc.png'],
+    '04_particle_transformer.ipynb': ['auc_vs_n.png', 'roc.png'],
+    '05_masked_point_modelling.ipynb': [
+        'event.png',
+        'pretraining_loss.png',
+        'reconstruction.png',
+        'segmentation.png',
+    ],
+    '06_jepa.ipynb': ['event.png', 'pretraining.png', 'training_curves.png', 'probe.png', 'trackml_3d.png'],
+    '07_l1_anomaly.ipynb': ['score_distributions.png', 'roc_Ato4l.png'],
+    '08_pretraining.ipynb': ['benchmark_auc_vs_n.png'],  # drawn from bench/results/pretraining_small_n.json
+}
+
+
+def check_figures(folder: Path, names: list):
+    "Each named figure exists in `folder` and is a readable, non-blank image."
+    import matplotlib.image
+
+    for name in names:
+        path = folder / name
+        assert path.is_file(), f'{name} was not saved next to metrics.json in {folder}'
+        image = matplotlib.image.imread(path)  # raises on a file that is not a valid PNG
+        assert image.ndim == 3 and min(image.shape[:2]) > 100, f'{name}: image shape {image.shape}'
+        assert image.std() > 0.01, f'{name}: a blank image'
 
 
 def test_every_tutorial_has_a_parameters_cell():
@@ -31,3 +60,8 @@ def test_tutorial_smoke(nb, tmp_path):
         progress_bar=False,
     )
     assert (tmp_path / 'run' / 'metrics.json').exists(), 'a tutorial writes metrics.json into out_dir'
+    check_figures(tmp_path / 'run', KEY_FIGURES.get(nb.name, []))
+
+
+def test_every_tutorial_lists_its_key_figures():
+    assert sorted(KEY_FIGURES) == sorted(nb.name for nb in TUTORIALS)

@@ -254,10 +254,12 @@ math[display="block"]{margin:.6em 0;font-size:1.1em}
 </style>"""
 
 # the lab template, without what a static offline site cannot use: MathJax (the math is MathML already),
-# require.js and mermaid from a CDN; the sidebar goes in front of <main>
+# require.js, mermaid and the ipywidgets renderer from a CDN (unpkg; a widget output shows its plain-text fallback,
+# and the viewers run in JupyterLab); the sidebar goes in front of <main>
 _TEMPLATE = (
     "{%- extends 'index.html.j2' -%}\n"
     '{% block html_head_js_requirejs %}{% endblock html_head_js_requirejs %}\n'
+    '{% block jupyter_widgets %}{% endblock jupyter_widgets %}\n'
     '{% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}\n'
     '{% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}\n'
     '{% block html_head_css %}{% raw %}' + _CSS + '{% endraw %}{% endblock html_head_css %}\n'
