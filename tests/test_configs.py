@@ -47,6 +47,14 @@ def files(tmp_path_factory):
         str(write_h5_shard(d / f'hits_{s}.h5', compact_barrel2d(simulate_barrel2d(8, seed=i))))
         for i, s in enumerate(('train', 'val'))
     ]
+    from foundation_jets.data.detectors import ADC2021_FEATURES, load_adc2021, write_adc2021_h5
+    from foundation_jets.data.features import adc2021_sets, adc2021_spec
+    from foundation_jets.core import data_dir
+
+    background = load_adc2021(data_dir() / 'l1' / 'background.h5', features=ADC2021_FEATURES).x.numpy()
+    l1 = [str(write_adc2021_h5(d / f'l1_{s}.h5', background[i::2])) for i, s in enumerate(('train', 'val'))]
+    l1_spec = d / 'adc2021_spec.json'
+    l1_spec.write_text(adc2021_spec().fit(adc2021_sets(background[::2])).to_json())
     jet_files = [f'--data.train_files=[{root}]', f"--data.val_files=[{d / 'jets_val.root'}]"]
     return {
         'part_jetclass': jet_files,
@@ -54,6 +62,11 @@ def files(tmp_path_factory):
         'gpt_jetclass': [f'--data.shards=[{shard}]'],
         'polarmae_pilarnet': [f'--data.train_files=[{lartpc[0]}]', f'--data.val_files=[{lartpc[1]}]'],
         'jepa_tracking': [f'--data.train_files=[{hits[0]}]', f'--data.val_files=[{hits[1]}]'],
+        'l1_events': [
+            f'--data.train_files=[{l1[0]}]',
+            f'--data.val_files=[{l1[1]}]',
+            f'--model.init_args.spec={l1_spec}',
+        ],
     }
 
 
@@ -96,6 +109,13 @@ REFERENCE = {
         and c.trainer.max_steps == 500_000
         and c.model.hparams.warmup_steps == 12_500
         and c.model.hparams.lr == 1e-4
+    ),
+    'l1_events': lambda c: (
+        len(c.model.backbone.blocks) == 8
+        and c.model.backbone.dim == 128
+        and c.model.fraction == 0.3
+        and c.datamodule.batch_size == 512
+        and c.trainer.max_epochs == 50
     ),
     'jepa_tracking': lambda c: (
         c.model.hparams.d_embedding == 32 and c.model.hparams.ema_momentum == 0.999 and c.datamodule.batch_size == 200

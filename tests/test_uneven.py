@@ -33,21 +33,31 @@ SCENARIOS = {  # name: (shard sizes, uneven policy, shard mode)
     'empty': ([24], 'repeat', 'files'),  # one file, two ranks: rank 1 has nothing
     'auto_repeat': ([24], 'repeat', 'auto'),  # 6 chunks of 4 dealt out: 3 batches each
     'auto_stop': ([24], 'stop', 'auto'),
+    'val_uneven': ([24, 8], 'val', 'files'),  # validation: 6 and 2 batches are fine, no gradient is exchanged
+    'val_empty': ([24], 'val', 'files'),  # validation with nothing on rank 1: an error on both, not a hang
 }
 
 
 def one_scenario(folder: Path, sizes, uneven, shard) -> dict:
     files = write_files(folder, sizes)
+    policy = 'repeat' if uneven == 'val' else uneven
     dm = StreamingDataModule(
-        train_files=files, reader_kwargs={'chunk_size': 4}, batch_size=4, shuffle_buffer=0, shard=shard, uneven=uneven
+        train_files=None if uneven == 'val' else files,
+        val_files=files if uneven == 'val' else None,
+        reader_kwargs={'chunk_size': 4},
+        batch_size=4,
+        shuffle_buffer=0,
+        shard=shard,
+        uneven=policy,
     )
-    loader = dm.train_dataloader()
+    loader = dm.val_dataloader() if uneven == 'val' else dm.train_dataloader()
     try:
         ids = []
         for batch in loader:
             ids.append(batch.meta['id'].tolist())
-            probe = torch.ones(1)
-            dist.all_reduce(probe)  # as a DDP gradient all-reduce: mismatched step counts would hang or fail here
+            if uneven != 'val':
+                probe = torch.ones(1)
+                dist.all_reduce(probe)  # as a DDP gradient all-reduce: mismatched step counts would hang or fail here
         return dict(ids=ids, repeated=loader.repeated_batches, skipped=loader.skipped_batches, n=sum(sizes))
     except Exception as e:  # noqa: BLE001 - reported to the test
         return dict(error=f'{type(e).__name__}: {e}')
@@ -108,3 +118,11 @@ def test_auto_shard_deals_chunks_when_files_are_few(results, name):
     a, b = results[name]
     assert len(a['ids']) == len(b['ids']) == 3
     assert sorted(i for r in (a, b) for batch in r['ids'] for i in batch) == list(range(a['n']))
+
+
+def test_validation_keeps_unequal_lengths_and_refuses_an_empty_rank(results):
+    a, b = results['val_uneven']
+    assert sorted([len(a['ids']), len(b['ids'])]) == [2, 6]  # every example once, nothing repeated
+    assert sorted(i for r in (a, b) for batch in r['ids'] for i in batch) == list(range(a['n']))
+    a, b = results['val_empty']
+    assert 'error' in a and 'error' in b and 'val split' in a['error']

@@ -481,7 +481,7 @@ def split_files(
     return {s: sorted(names[k] for k in perm[cut[i] : cut[i + 1]]) for i, s in enumerate(SPLITS)}
 
 # %% ../../nbs/04_data.modules.ipynb #63f6af4f
-UNEVEN_POLICIES = ('repeat', 'stop')
+UNEVEN_POLICIES = ('repeat', 'stop')  # training; evaluation loaders only check that no rank is empty ('check')
 
 
 def _agree_device():
@@ -498,7 +498,7 @@ class _EpochLoader(DataLoader):
 
     def __init__(self, *args, epoch_fn: Callable | None = None, uneven: str | None = None, split: str = '', **kwargs):
         super().__init__(*args, **kwargs)
-        if uneven is not None and uneven not in UNEVEN_POLICIES:
+        if uneven is not None and uneven not in UNEVEN_POLICIES + ('check',):
             raise ConfigError(f'uneven must be one of {UNEVEN_POLICIES}, got {uneven!r}')
         self._epoch_fn, self._count, self.uneven, self.split = epoch_fn, 0, uneven, split
         self.repeated_batches, self.skipped_batches = 0, 0
@@ -525,6 +525,20 @@ def _even(self: _EpochLoader, it, dist):
     world, device = dist.get_world_size(), _agree_device()
     fresh, first = True, True
     self.repeated_batches, self.skipped_batches = 0, 0
+    if self.uneven == 'check':  # evaluation: unequal lengths are fine, a rank with no data is not
+        batch = next(it, None)
+        flag = torch.tensor([int(batch is None)], device=device)
+        dist.all_reduce(flag)
+        if int(flag):
+            raise DataFormatError(
+                self.split or 'StreamingDataModule',
+                'files',
+                f'data on every one of the {world} ranks ({int(flag)} have none)',
+                got=f"{len(self.dataset.files)} files, shard={self.dataset.shard!r}; use shard='chunks' or 'auto'",
+            )
+        yield batch
+        yield from it
+        return
     while True:
         batch = next(it, None)
         if batch is None:
@@ -638,7 +652,7 @@ class StreamingDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             epoch_fn=fn,
-            uneven=self.uneven if split == 'train' else None,
+            uneven=self.uneven if split == 'train' else 'check',
             split=f'StreamingDataModule {split} split',
         )
 

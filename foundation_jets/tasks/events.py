@@ -8,6 +8,7 @@ Docs: https://foundation-jets.github.io/foundation_jets/tasks.events.html.md"""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ from ..tokenize.quantizer import global_mean
 
 # %% auto #0
 __all__ = ['ROW_NAMES', 'event_features', 'event_loader', 'rotate_phi', 'flip_eta', 'drop_objects', 'smear_pt', 'augment_events',
-           'nt_xent', 'supcon', 'hide_objects', 'masked_inputs', 'MaskedObjectTask', 'masked_object_score', 'pooled',
-           'ContrastiveTask', 'event_embeddings']
+           'nt_xent', 'supcon', 'hide_objects', 'masked_inputs', 'load_spec', 'event_rows', 'MaskedObjectTask',
+           'masked_object_score', 'pooled', 'ContrastiveTask', 'event_embeddings']
 
 # %% ../../nbs/27_tasks.events.ipynb #7f0480f6
 ROW_NAMES = ('pt', 'eta', 'phi', 'type')  # columns of the raw ADC2021 rows
@@ -204,6 +205,37 @@ def masked_inputs(
     return x_in, torch.where(hidden[..., None], placeholder, particles)
 
 # %% ../../nbs/27_tasks.events.ipynb #6c2f9c9f
+def load_spec(
+    spec: FeatureSpec | str,  # a fitted feature set, or the path of its JSON file (`FeatureSpec.to_json`)
+) -> FeatureSpec:
+    "A fitted feature set from itself or from its JSON file."
+    if isinstance(spec, FeatureSpec):
+        return spec
+    path = Path(spec)
+    try:
+        return FeatureSpec.from_json(path.read_text())
+    except OSError as e:
+        raise ConfigError(f'spec: cannot read {path}: {e.strerror}') from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataFormatError(path, 'spec', 'a FeatureSpec JSON file (FeatureSpec.to_json)', got=str(e)[:200]) from None
+
+
+def event_rows(
+    batch,  # (rows, mask, ...) tensors, or a ParticleSet of raw rows (`read_adc2021(..., features=ROW_NAMES)`)
+) -> tuple:  # rows (B, 19, 4), mask (B, 19)
+    "The raw rows and mask of a batch, padded back to the 19 ADC2021 slots."
+    if isinstance(batch, ParticleSet):
+        if tuple(batch.feature_names) != ROW_NAMES:
+            raise DataFormatError('event batch', 'feature_names', f'the raw rows {ROW_NAMES}', got=batch.feature_names)
+        rows, mask = batch.x, batch.mask
+    else:
+        rows, mask = batch[0], batch[1]
+    if rows.ndim != 3 or rows.shape[-1] != 4 or rows.shape[1] > NUM_SLOTS:
+        raise DataFormatError('event batch', 'rows', f'(B, <= {NUM_SLOTS}, 4) raw rows', got=tuple(rows.shape))
+    pad = NUM_SLOTS - rows.shape[1]
+    return F.pad(rows, (0, 0, 0, pad)), F.pad(mask, (0, pad), value=False)
+
+# %% ../../nbs/27_tasks.events.ipynb #61ad1cb1
 def _head(dim: int, out: int) -> nn.Module:
     return nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, out))
 
@@ -214,13 +246,14 @@ class MaskedObjectTask(Task):
     def __init__(
         self,
         backbone: EventTransformer,  # built with `input_dim = spec width + 1` (the hidden flag)
-        spec: FeatureSpec,  # fitted features; the first three columns are (pT, eta, phi) as the targets
+        spec: FeatureSpec | str,  # fitted features (or their JSON file); the first three columns are the targets
         fraction: float = 0.3,  # fraction of real objects hidden per event
         type_weight: float = 1.0,  # weight of the type cross entropy
         seed: int = 0,  # training masks of a batch come from `batch_generator(seed, epoch, batch_idx)`
         **optimization,  # `Task` options: lr, optimizer, weight_decay, scheduler, warmup_steps, ...
     ):
         super().__init__(**optimization)
+        spec = load_spec(spec)
         width = len(spec.feature_names)
         if backbone.input_dim != width + 1:
             raise ConfigError(
@@ -257,12 +290,12 @@ class MaskedObjectTask(Task):
         return dict(loss=regression + self.type_weight * type_loss, regression=regression, type=type_loss)
 
     def training_step(self, batch, batch_idx):
-        losses = self.losses(*batch[:2], batch_generator(self.seed, self.current_epoch, batch_idx))
+        losses = self.losses(*event_rows(batch), batch_generator(self.seed, self.current_epoch, batch_idx))
         self.log_dict({f'train/{k}': v for k, v in losses.items()}, prog_bar=True)
         return losses['loss']
 
     def validation_step(self, batch, batch_idx):
-        self.log_dict({f'val/{k}': v for k, v in self.losses(*batch[:2]).items()})
+        self.log_dict({f'val/{k}': v for k, v in self.losses(*event_rows(batch)).items()})
 
 # %% ../../nbs/27_tasks.events.ipynb #8d1b193c
 def masked_object_score(
