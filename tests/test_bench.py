@@ -103,3 +103,20 @@ def test_run_all_stamps_provenance_and_summarises(tmp_path):
     assert f'{rate:.1f}' in r.stdout  # the printed table shows it
     missing = next(x for x in summary['rows'] if x['what'].startswith('tokenization'))
     assert missing['value'] == 'n/a'  # a benchmark that did not run is n/a, not a stale number
+
+
+def test_jepa_probe_quick_compares_each_seed_with_its_own_init(tmp_path):
+    out = tmp_path / 'jepa_probe.json'
+    stdout = run_script('jepa_probe.py', out, '--quick')
+    d = json.loads(out.read_text())
+    rows = d['rows']
+    assert [r['seed'] for r in rows] == [0, 1]
+    for r in rows:
+        assert math.isclose(r['auc_margin'], r['pretrained']['auc'] - r['random_init']['auc'], abs_tol=1e-12)
+        assert 0.0 <= r['pretrained']['auc'] <= 1.0 and 0.0 <= r['random_init']['auc'] <= 1.0
+        assert r['last_validation']['embedding_std_mean'] > 0  # the collapse monitors were logged
+    assert rows[0]['random_init'] != rows[1]['random_init']  # each seed has its own initialisation
+    margins = [r['auc_margin'] for r in rows]
+    assert math.isclose(d['summary']['auc_margin']['mean'], sum(margins) / 2, abs_tol=1e-12)
+    assert d['summary']['seeds_won'] == sum(m > 0 for m in margins)
+    assert 'seeds where the pretrained probe wins' in stdout
