@@ -128,7 +128,14 @@ class TokenDataset(torch.utils.data.Dataset):
 
 def build(kind: str, args):
     widths = (args.pointnet_width,) * 3
-    common = dict(dim=args.dim, depth=args.depth, num_heads=4, decoder_depth=2, pointnet_widths=widths)
+    common = dict(
+        dim=args.dim,
+        depth=args.depth,
+        num_heads=4,
+        decoder_depth=args.decoder_depth,
+        pointnet_widths=widths,
+        mask_ratio=args.mask_ratio,
+    )
     if kind == 'polarmae':
         return PoLArMAE(order_dim=args.dim, **common)
     return PointMAE(**common)
@@ -148,6 +155,8 @@ def main(argv=None):
     ap.add_argument('--lr', type=float, default=2e-3)
     ap.add_argument('--dim', type=int, default=64)
     ap.add_argument('--depth', type=int, default=4)
+    ap.add_argument('--decoder-depth', type=int, default=2)
+    ap.add_argument('--mask-ratio', type=float, default=0.6)
     ap.add_argument('--pointnet-width', type=int, default=64)
     ap.add_argument('--models', default='polarmae', help='comma list: polarmae, pointmae')
     ap.add_argument('--random-seeds', type=int, default=1, help='random-init encoders probed (seeds 0 .. n-1)')
