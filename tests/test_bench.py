@@ -115,6 +115,7 @@ def test_jepa_probe_quick_compares_each_seed_with_its_own_init(tmp_path):
         assert math.isclose(r['auc_margin'], r['pretrained']['auc'] - r['random_init']['auc'], abs_tol=1e-12)
         assert 0.0 <= r['pretrained']['auc'] <= 1.0 and 0.0 <= r['random_init']['auc'] <= 1.0
         assert r['last_validation']['embedding_std_mean'] > 0  # the collapse monitors were logged
+        assert r['pretrained'] != r['random_init']  # the baseline is the network before training, not a copy after
     assert rows[0]['random_init'] != rows[1]['random_init']  # each seed has its own initialisation
     margins = [r['auc_margin'] for r in rows]
     assert math.isclose(d['summary']['auc_margin']['mean'], sum(margins) / 2, abs_tol=1e-12)
