@@ -9,7 +9,8 @@ For each pipeline, in one run on one machine:
 - **model**: examples/s that one training step consumes (forward, backward and AdamW step) of the model at its
   reference size on `--device`, fed with a batch that the loader produced (bf16 autocast on CUDA, fp32 on CPU);
 - their ratio: the loader must sustain at least 5x what the model consumes (`target_ratio`);
-- the FLOPs of one training step (torch's `FlopCounterMode`: matmuls and convolutions, forward and backward), the
+- the FLOPs of one training step (torch's `FlopCounterMode`: matmuls, convolutions and attention, forward and
+  backward; torch registers no formula for the CPU flash-attention kernels, so `flop_counter` adds theirs), the
   achieved FLOP/s and, on CUDA, the MFU against the device's dense bf16 peak (`BF16_PEAK`).
 The data are simulated or drawn from the shared real samples into a temporary directory, so the run needs no
 download. CPU default: 2 timed steps after one warm-up (a few minutes); `--steps` for more.
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from foundation_jets.core import atomic_write_text, autocast, get_device, seed_everything
 from foundation_jets.data.detectors import ADC2021_SLOT_TYPES, read_adc2021, write_adc2021_h5
@@ -82,10 +83,28 @@ def loader_rate(dm, max_examples: int) -> dict:
     return dict(examples=n, seconds=dt, examples_per_s=n / dt if dt > 0 else float('inf'), first=first)
 
 
+def _cpu_flash_forward_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_flash_backward_flops(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+def flop_counter() -> FlopCounterMode:
+    "torch's FLOP counter, with the CPU flash-attention kernels counted as the CUDA ones are (4 b h q k d forward)."
+    aten = torch.ops.aten
+    cpu_attention = {
+        aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_forward_flops,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward_flops,
+    }
+    return FlopCounterMode(display=False, custom_mapping=cpu_attention)
+
+
 def step_rate(step, batch_size: int, steps: int, device) -> dict:
     "Examples/s and FLOPs of one training step `step()` (median of `steps` after one warm-up)."
     step()
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         step()
     times = []
     for _ in range(steps):

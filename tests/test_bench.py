@@ -121,3 +121,26 @@ def test_jepa_probe_quick_compares_each_seed_with_its_own_init(tmp_path):
     assert math.isclose(d['summary']['auc_margin']['mean'], sum(margins) / 2, abs_tol=1e-12)
     assert d['summary']['seeds_won'] == sum(m > 0 for m in margins)
     assert 'seeds where the pretrained probe wins' in stdout
+
+
+def test_throughput_flops_match_the_closed_form_of_a_gpt_step():
+    "The FLOPs behind bench_throughput's achieved FLOP/s and MFU, for one GPT training step, counted by hand."
+    sys.path.insert(0, str(ROOT / 'bench'))
+    import torch
+    from bench_throughput import adamw_step, step_rate
+    from foundation_jets.models.gpt import GPTLanguageModel
+
+    vocab, dim, heads, layers, batch, length = 64, 32, 4, 2, 4, 17
+    torch.manual_seed(0)
+    model = GPTLanguageModel(vocab, dim, heads, layers, max_len=32)
+    tokens = torch.randint(0, vocab, (batch, length))
+    cpu = torch.device('cpu')
+    rate = step_rate(adamw_step(model, lambda: model.loss(tokens), cpu), batch, 1, cpu)
+    t = length - 1  # the loss reads all but the last token
+    # per token and layer: q, k, v, out (4 dim^2) and the MLP (2 * 4 dim^2) multiply-accumulates; the head: vocab dim
+    dense = 2 * batch * t * (layers * 12 * dim * dim + vocab * dim)
+    attention = 2 * 2 * batch * layers * t * t * dim  # Q K^T and A V over the full T x T (the causal half not skipped)
+    # backward: 2x forward for the dense layers; torch's attention-backward formula counts five matmuls (it recomputes
+    # Q K^T as flash attention does), 2.5x forward
+    assert rate['flops_per_step'] == 3 * dense + 3.5 * attention
+    assert rate['achieved_flops_per_s'] == rate['flops_per_step'] / rate['seconds_per_step']
