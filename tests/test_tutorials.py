@@ -2,6 +2,7 @@
 `parameters` cell overridden (`smoke=True`, `out_dir` a fresh folder)."""
 
 import json
+import re
 from pathlib import Path
 import pytest
 
@@ -65,3 +66,45 @@ def test_tutorial_smoke(nb, tmp_path):
 
 def test_every_tutorial_lists_its_key_figures():
     assert sorted(KEY_FIGURES) == sorted(nb.name for nb in TUTORIALS)
+
+
+# three-decimal numbers a tutorial's closing summary quotes from elsewhere: benchmark results in bench/results,
+# the reference papers, other runs of the tutorial, or sums of printed numbers; every other one must be printed
+QUOTED_ELSEWHERE = {
+    '03_transfer.ipynb': {'-0.003', '0.007', '0.015', '0.045', '0.050'},
+    '04_particle_transformer.ipynb': {'0.893', '0.967', '0.974', '0.978', '0.983'},
+    '05_masked_point_modelling.ipynb': {'0.436', '0.719', '0.732'},
+    '06_jepa.ipynb': {'-0.028', '0.063', '0.068', '0.146'},
+    '07_l1_anomaly.ipynb': {'0.755', '0.813', '0.839', '0.841', '0.852', '0.867', '0.917', '0.928', '0.930', '0.949'},
+}
+DECIMAL = re.compile(r'(?<![\d.])-?\d+\.\d+(?![\d.])')
+
+
+def printed_numbers(cells: list) -> list:
+    "Every decimal number in the notebook's saved text outputs (streams, text/plain, markdown and HTML displays)."
+    numbers = []
+    for cell in cells:
+        for out in cell.get('outputs', []):
+            text = ''.join(out.get('text', ''))
+            text += ''.join(''.join(v) for k, v in out.get('data', {}).items() if k.startswith('text/'))
+            numbers += [float(s) for s in DECIMAL.findall(text)]
+    return numbers
+
+
+@pytest.mark.parametrize('nb', TUTORIALS, ids=lambda p: p.name)
+def test_smoke_summary_quotes_the_committed_outputs(nb):
+    """A closing summary's three-decimal numbers are what the committed run printed (to their rounding), so a rerun
+    that changes the outputs cannot leave stale numbers in the text."""
+    cells = json.loads(nb.read_text())['cells']
+    summary = [''.join(c['source']) for c in cells if c['cell_type'] == 'markdown'][-1]
+    printed = printed_numbers(cells)
+    quoted = QUOTED_ELSEWHERE.get(nb.name, set())
+    stale = []
+    for s in DECIMAL.findall(summary):
+        if len(s.split('.')[1]) != 3 or s in quoted:
+            continue
+        if not any(abs(float(s) - p) <= 0.0005 + 1e-9 for p in printed):
+            stale.append(s)
+    assert not stale, f'{nb.name}: the summary quotes {stale}, which no output of the committed run prints'
+    unused = sorted(q for q in quoted if q not in DECIMAL.findall(summary))
+    assert not unused, f'{nb.name}: QUOTED_ELSEWHERE lists {unused}, which the summary no longer quotes'
