@@ -144,3 +144,27 @@ def test_throughput_flops_match_the_closed_form_of_a_gpt_step():
     # Q K^T as flash attention does), 2.5x forward
     assert rate['flops_per_step'] == 3 * dense + 3.5 * attention
     assert rate['achieved_flops_per_s'] == rate['flops_per_step'] / rate['seconds_per_step']
+
+
+def test_mae_svm_probe_quick_compares_with_its_own_init(tmp_path):
+    "The MAE SVM-probe study: margins are the pretrained minus the same seed's init, every probe row is an F1 set."
+    out = tmp_path / 'mae_svm.json'
+    args = ('--quick', '--seed', '1', '--random-seeds', '2', '--supervised-steps', '20', '--threads', '1')
+    run_script('mae_svm_probe.py', out, *args)
+    d = json.loads(out.read_text())
+    assert d['config']['seed'] == 1
+    r = d['results']['polarmae']
+    rows = [r['pretrained'], r['supervised'], *r['random_init'].values()]
+    for row in rows:
+        f1 = [row[f'f1_{c}'] for c in ('shower', 'track', 'michel', 'delta')]
+        assert all(0.0 <= f <= 1.0 for f in f1), row
+        assert math.isclose(row['mean_f1'], sum(f1) / 4, abs_tol=1e-9), row
+    init, other = r['random_init']['seed0'], r['random_init']['seed1']
+    assert init != other  # the second random init is another network
+    assert math.isclose(r['difference_mean_f1'], r['pretrained']['mean_f1'] - init['mean_f1'], abs_tol=1e-12)
+    best = max(init['mean_f1'], other['mean_f1'])
+    assert math.isclose(r['difference_vs_best_random'], r['pretrained']['mean_f1'] - best, abs_tol=1e-12)
+    assert r['claim_holds'] == (r['difference_mean_f1'] >= 0.10)
+    assert r['supervised']['steps'] == 20 and math.isfinite(r['supervised']['last_loss'])
+    assert r['supervised'] != init  # the supervised copy trained
+    assert r['masked_loss_after']['loss'] < r['masked_loss_before']['loss']
