@@ -232,3 +232,24 @@ def test_browser_screenshots(site, tmp_path):
         width, height = int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
         assert (width, height) == (1280, 2000), (width, height)
         assert png.stat().st_size > 100_000, f'{png}: {png.stat().st_size} bytes, a near-blank page'
+
+
+def test_markdown_reflow_keeps_words_math_and_blocks():
+    "tools/markdown_lines.py --fix: lines within 120, the same words in order, inline math and code whole."
+    sys.path.insert(0, str(ROOT / 'tools'))
+    import markdown_lines
+
+    math = r'$\frac{K}{2}\rho\frac{Z}{A} - \frac{\beta^2}{T}$'
+    item = '- a list item ' + ' '.join(f'word{i}' for i in range(40)) + f' with {math} and `code with spaces` inside.'
+    table = '| ' + ' | '.join(f'column {i}' for i in range(30)) + ' |'
+    fence = '```\n' + 'x = 1  # ' + 'y' * 130 + '\n```'
+    source = '\n'.join(['Intro ' + 'long ' * 30 + 'paragraph.', '', item, table, fence])
+    assert markdown_lines.long_lines(source)  # the check finds the long prose lines ...
+    out = markdown_lines.reflow(source)
+    assert markdown_lines.long_lines(out) == []  # ... and the reflow shortens every one
+    assert out.split() == source.split()  # the same words in the same order
+    assert math in out and '`code with spaces`' in out  # never split inside math or code
+    assert table in out.split('\n') and fence in out  # tables and fenced code are left alone
+    lines = out.split('\n')
+    start = lines.index(next(line for line in lines if line.startswith('- a list item')))
+    assert lines[start + 1].startswith('  ') and not lines[start + 1].startswith('   ')  # list continuation indent

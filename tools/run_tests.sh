@@ -18,10 +18,12 @@ if [ "$(state)" != "$before" ]; then
 fi
 echo "sync gates passed: nbdev-export and nbdev-clean leave the tree unchanged"
 
-# Lint: lines <= 120 characters, one statement per line, no unused or undefined names (config in pyproject.toml).
+# Lint: lines <= 120 characters, one statement per line, no unused or undefined names (config in pyproject.toml);
+# markdown prose lines <= 120 characters too (ruff reads code cells only).
 $BIN/ruff check --quiet . || { echo "FAIL: ruff check (fix the findings above)"; exit 1; }
 $BIN/ruff format --quiet --check nbs tutorial tools tests bench || { echo "FAIL: ruff format --check (run ruff format)"; exit 1; }
-echo "lint passed: ruff check and ruff format --check"
+$BIN/python tools/markdown_lines.py || { echo "FAIL: markdown prose lines over 120 characters (python tools/markdown_lines.py --fix)"; exit 1; }
+echo "lint passed: ruff check, ruff format --check and markdown line lengths"
 
 # 2 cores: two pytest workers, one BLAS/torch thread each.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1} MPLBACKEND=Agg
