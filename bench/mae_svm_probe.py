@@ -64,9 +64,12 @@ with balanced positive weights and a linear head, on the 2,000 pretraining event
   MAE, seed 0 (row 1 above)            0.882   0.902  0.036   0.293   0.528  0.436  +0.092
   MAE, seed 1                          0.859   0.887  0.038   0.256   0.510  0.439  +0.071
   MAE, seed 2                          0.846   0.879  0.027   0.262   0.503  0.448  +0.055
+  MAE, seed 0, 8 encoder blocks        0.853   0.885  0.031   0.249   0.504  0.431  +0.073
+  MAE, seed 0, lr 5e-4                 0.853   0.885  0.037   0.283   0.515  0.436  +0.079
   supervised ceiling, seed 0           0.958   0.965  0.127   0.697   0.687  0.436  +0.251
 Over three seeds the margin is +0.073 +- 0.019 (mean +- std); the probe is flat from step 750 on in every seed
-(seed 1: 0.510, 0.508, 0.510, 0.510). The same network, trained with labels, reaches 0.687: the tokens do hold
+(seed 1: 0.510, 0.508, 0.510, 0.510). Twice the depth (masked loss 0.164 against 0.197) and a quarter of the
+learning rate change nothing beyond that spread. The same network, trained with labels, reaches 0.687: the tokens do hold
 what the probe asks for (delta 0.70 against 0.26-0.29 after pretraining), so the gap is the self-supervised
 objective at this scale, not the probe or the simulation. Of the tokens holding a delta-ray point, 98 % also hold
 track points (a delta is a short branch off a muon, a median 20 % of its token's points); 37 % of the Michel tokens
