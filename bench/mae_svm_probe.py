@@ -69,8 +69,8 @@ with balanced positive weights and a linear head, on the 2,000 pretraining event
   supervised ceiling, seed 0           0.958   0.965  0.127   0.697   0.687  0.436  +0.251
 Over three seeds the margin is +0.073 +- 0.019 (mean +- std); the probe is flat from step 750 on in every seed
 (seed 1: 0.510, 0.508, 0.510, 0.510). Twice the depth (masked loss 0.164 against 0.197) and a quarter of the
-learning rate change nothing beyond that spread. The same network, trained with labels, reaches 0.687: the tokens do hold
-what the probe asks for (delta 0.70 against 0.26-0.29 after pretraining), so the gap is the self-supervised
+learning rate change nothing beyond that spread. The same network, trained with labels, reaches 0.687: the tokens
+do hold what the probe asks for (delta 0.70 against 0.25-0.29 after pretraining), so the gap is the self-supervised
 objective at this scale, not the probe or the simulation. Of the tokens holding a delta-ray point, 98 % also hold
 track points (a delta is a short branch off a muon, a median 20 % of its token's points); 37 % of the Michel tokens
 hold track points and the rest are pure Michel pieces that look like small showers: both classes are told apart
