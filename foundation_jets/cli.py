@@ -356,6 +356,27 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _interrupts_kept():
+    """Within the block, a Ctrl-C or SIGTERM that lands in a finalizer (`__del__`, where Python prints "Exception
+    ignored" and drops it) is kept, and raised when the block ends without another exception."""
+    kept, previous = [], sys.unraisablehook
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            kept.append(unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+    if kept:
+        raise kept[0]
+
+
 def _dispatch(argv: list[str]) -> int:
     if not argv:
         return _usage_error('a command is required')
@@ -395,8 +416,9 @@ def main(
     if debug:
         os.environ['FJ_DEBUG'] = '1'  # FjCLI re-raises too
     try:
-        with _sigterm_raises():
-            return _dispatch(argv)
+        with _sigterm_raises(), _interrupts_kept():
+            rc = _dispatch(argv)
+        return rc
     except KeyboardInterrupt as e:
         if debug:
             raise
