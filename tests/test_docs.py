@@ -243,13 +243,17 @@ def test_markdown_reflow_keeps_words_math_and_blocks():
     item = '- a list item ' + ' '.join(f'word{i}' for i in range(40)) + f' with {math} and `code with spaces` inside.'
     table = '| ' + ' | '.join(f'column {i}' for i in range(30)) + ' |'
     fence = '```\n' + 'x = 1  # ' + 'y' * 130 + '\n```'
-    source = '\n'.join(['Intro ' + 'long ' * 30 + 'paragraph.', '', item, table, fence])
+    display = '$$a = b +\n' + 'c ' * 70 + 'd.$$'  # display math over two lines, closed at the end of the second
+    after = 'After the formula, ' + 'more ' * 30 + 'prose.'  # prose again: checked and reflowed
+    source = '\n'.join(['Intro ' + 'long ' * 30 + 'paragraph.', '', item, table, fence, display, after])
     assert markdown_lines.long_lines(source)  # the check finds the long prose lines ...
     out = markdown_lines.reflow(source)
     assert markdown_lines.long_lines(out) == []  # ... and the reflow shortens every one
     assert out.split() == source.split()  # the same words in the same order
     assert math in out and '`code with spaces`' in out  # never split inside math or code
-    assert table in out.split('\n') and fence in out  # tables and fenced code are left alone
+    assert table in out.split('\n') and fence in out and display in out  # tables, code and display math untouched
+    tail = out.split('\n')[out.split('\n').index(display.split('\n')[1]) + 1 :]  # the prose after the formula
+    assert len(tail) > 1 and all(len(line) <= 120 for line in tail) and ' '.join(tail).split() == after.split()
     lines = out.split('\n')
     start = lines.index(next(line for line in lines if line.startswith('- a list item')))
     assert lines[start + 1].startswith('  ') and not lines[start + 1].startswith('   ')  # list continuation indent

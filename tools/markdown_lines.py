@@ -68,11 +68,12 @@ def prose_blocks(source: str):
     block = []
     for line in source.split('\n'):
         s = line.strip()
-        other = fence or math or s == '' or s.startswith(NOT_PROSE) or s.startswith(('```', '$$'))
+        in_block = fence or math  # inside fenced code or display math when the line starts
         if s.startswith('```'):
             fence = not fence
-        elif s.startswith('$$') and not fence and not (s.endswith('$$') and len(s) > 2):
+        elif not fence and line.count('$$') % 2:  # a display formula opens or closes on this line
             math = not math
+        other = in_block or fence or math or s == '' or s.startswith(NOT_PROSE) or s.startswith(('```', '$$'))
         if other or LIST_ITEM.match(line):
             if block:
                 yield True, block
